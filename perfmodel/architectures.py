@@ -120,8 +120,12 @@ def _gemma2(cfg: Config) -> ModelSpec:
 
 
 def _gemma3(cfg: Config) -> ModelSpec:
-    """Gemma 3: layer i slides unless (i+1) is a multiple of sliding_window_pattern (6)."""
-    cfg = {"tie_word_embeddings": True, **cfg}
+    """Gemma 3: layer i slides unless (i+1) is a multiple of sliding_window_pattern (6).
+
+    The 4B/12B/27B checkpoints leave vocab_size out of text_config and rely on
+    transformers' Gemma3TextConfig default, 262_208.
+    """
+    cfg = {"tie_word_embeddings": True, "vocab_size": 262_208, **cfg}
     pattern = _int(cfg, "sliding_window_pattern", default=6)
     return read_dense(cfg, sliding=lambda i: (i + 1) % pattern != 0, qk_norm=True)
 

@@ -103,7 +103,7 @@ def load_gpu(name_or_path: str) -> GpuSpec:
         raise GpuProfileError(f"GPU profile {path} does not exist; run `perfmodel calibrate-gpu "
                               "--out` to write one, or name a bundled GPU")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

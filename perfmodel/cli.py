@@ -1,0 +1,124 @@
+"""The perfmodel command line: each command parses, calls one core function, renders.
+
+torch is never imported here; calibrate-gpu and validate import it inside their own packages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+
+from perfmodel.errors import PerfmodelError
+
+app = typer.Typer(
+    help="Roofline performance model for LLM inference: TTFT, ITL and throughput of a model on "
+         "a GPU, from its config.json and a measured or datasheet GPU profile.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+ModelArg = Annotated[str, typer.Argument(
+    help="A bundled model id (see `perfmodel models`), a path to a config.json or a folder "
+         "holding one, or any Hugging Face repo id (only its config.json is fetched).")]
+GpuOpt = Annotated[str, typer.Option(
+    "--gpu", help="A bundled GPU profile (see `perfmodel gpus`) or a path to a profile .yaml.")]
+PrecisionOpt = Annotated[Optional[str], typer.Option(
+    "--precision", help="bf16 | fp16 | fp8 (W8A8) | int8 (W8A8) | int4 (W4A16). Default: the "
+                        "config's quantization_config, else bf16.")]
+KvOpt = Annotated[Optional[str], typer.Option(
+    "--kv-dtype", help="KV-cache dtype: bf16 | fp16 | fp8 | int8. Default: the activation dtype.")]
+BatchOpt = Annotated[int, typer.Option("--batch", "-b", help="Sequences in flight (B).")]
+InputOpt = Annotated[int, typer.Option("--input-len", "-i", help="Prompt tokens per sequence (I).")]
+OutputOpt = Annotated[int, typer.Option("--output-len", "-o",
+                                        help="Generated tokens per sequence (O).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the JSON document (docs/json.md).")]
+EngineOpt = Annotated[Optional[str], typer.Option(
+    "--engine", help="Engine preset for the estimate: torch-cudagraph | tuned (docs/engines.md).")]
+
+
+@contextlib.contextmanager
+def friendly_errors() -> Iterator[None]:
+    """A PerfmodelError becomes one line on stderr and exit 2 (a traceback if PERFMODEL_DEBUG=1)."""
+    try:
+        yield
+    except PerfmodelError as exc:
+        if os.environ.get("PERFMODEL_DEBUG") == "1":
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def predict(model: ModelArg, gpu: GpuOpt = "h100-sxm", precision: PrecisionOpt = None,
+            kv_dtype: KvOpt = None, batch: BatchOpt = 1, input_len: InputOpt = 1024,
+            output_len: OutputOpt = 256, engine: EngineOpt = None, json_out: JsonOpt = False,
+            matmul_only: Annotated[bool, typer.Option(
+                "--matmul-only", help="List only matmul and attention ops.")] = False,
+            revision: Annotated[Optional[str], typer.Option(
+                "--revision", help="Hub revision (branch, tag or commit) of the config.")] = None,
+            ) -> None:
+    """Predict TTFT, ITL and throughput: the roofline limit and the engine estimate, op by op."""
+    from perfmodel.api import run_predict
+    from perfmodel.render import to_json
+
+    with friendly_errors():
+        report = run_predict(model, gpu=gpu, precision=precision, kv_dtype=kv_dtype,
+                             batch=batch, input_len=input_len, output_len=output_len,
+                             engine=engine, revision=revision)
+    if json_out:
+        doc = to_json(report.prediction, model_id=report.model_id,
+                      model_source=report.model_source, estimate_note=report.estimate.note,
+                      matmul_only=matmul_only)
+        doc["warnings"] = list(report.warnings)
+        typer.echo(json.dumps(doc, indent=1, allow_nan=False))
+        return
+    from perfmodel.display import print_report
+
+    print_report(report, matmul_only=matmul_only)
+
+
+@app.command()
+def models() -> None:
+    """List the bundled models (usable offline)."""
+    from perfmodel.display import print_models
+
+    with friendly_errors():
+        print_models()
+
+
+@app.command()
+def gpus() -> None:
+    """List the bundled GPU profiles; measured ones beside their datasheet, in % of spec."""
+    from perfmodel.display import print_gpus
+
+    with friendly_errors():
+        print_gpus()
+
+
+@app.command("calibrate-gpu")
+def calibrate_gpu(
+        out: Annotated[Optional[Path], typer.Option(
+            "--out", help="Where to write the profile YAML (default ./<name>.yaml).")] = None,
+        quick: Annotated[bool, typer.Option(
+            "--quick", help="A thinned sweep: under a minute on an H100.")] = False,
+        device: Annotated[Optional[str], typer.Option(
+            "--device", help="cuda:N or cpu (default cuda:0).")] = None) -> None:
+    """Measure this box (matmul FLOP/s per dtype, bandwidth, small kernels) into a profile."""
+    with friendly_errors():
+        from perfmodel.calibrate import calibrate
+
+        path = calibrate(out=out, quick=quick, device=device)
+    typer.echo(f"wrote {path}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

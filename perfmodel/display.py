@@ -1,0 +1,91 @@
+"""Rich tables for the terminal: the prediction summary, the per-op table, models and GPUs."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from perfmodel.api import Report
+from perfmodel.render import op_rows, si, summary_rows
+
+
+def print_report(report: Report, *, matmul_only: bool = False, console: Console | None = None
+                 ) -> None:
+    con = console or Console()
+    pred = report.prediction
+    w, gpu, prec, mem = pred.workload, pred.gpu, pred.precision, pred.memory
+    spec = pred.spec
+    con.print(f"[bold]{report.model_id}[/] on [bold]{gpu.name}[/], {prec.name}: "
+              f"batch {w.batch}, {w.input_len} tokens in, {w.output_len} out")
+    con.print(f"  config: {report.model_source}")
+    con.print(f"  model: {spec.model_type}, {spec.num_layers} layers, "
+              f"{si(spec.params.total, '')}params ({si(spec.params.active, '')}active)")
+    con.print(f"  precision: {prec.label}; from {prec.source}")
+    con.print(f"  gpu: {gpu.description}; {gpu.provenance}")
+    con.print(f"  estimate: {report.estimate.note}")
+    summary = Table(title="Prediction", title_justify="left")
+    for col in ("metric", "limit (roofline)", f"estimate ({report.estimate.engine})"):
+        summary.add_column(col, justify="right" if col != "metric" else "left")
+    for row in summary_rows(pred):
+        summary.add_row(*row)
+    con.print(summary)
+    fit = "fits" if mem.fits else "[red]does NOT fit[/]"
+    con.print(f"memory: weights {si(mem.weights_bytes, 'B')}, KV {si(mem.kv_bytes_per_token, 'B')}"
+              f"/token, KV at B·(I+O) {si(mem.kv_bytes, 'B')}: {fit} in {si(mem.gpu_bytes, 'B')}; "
+              f"max batch at these lengths {mem.max_batch}")
+    for phase in (pred.prefill, pred.decode):
+        if phase is None:
+            continue
+        title = "prefill (TTFT)" if phase.name == "prefill" else \
+            "decode step (ITL, mean over the steps)"
+        table = Table(title=title, title_justify="left")
+        for col in ("op", "count", "FLOPs", "bytes", "FLOP/B", "bound", "limit", "estimate",
+                    "share"):
+            table.add_column(col, justify="left" if col in ("op", "bound") else "right")
+        for row in op_rows(phase, matmul_only):
+            table.add_row(*row, style="cyan" if row[5] == "compute" else None)
+        con.print(table)
+    for warning in report.warnings:
+        con.print(f"[yellow]warning:[/] {warning}")
+
+
+def print_models(console: Console | None = None) -> None:
+    import json
+
+    from perfmodel.architectures import model_spec
+    from perfmodel.config_source import bundled_models, load_model_config
+
+    con = console or Console()
+    table = Table(title="Bundled models (configs/models)", title_justify="left")
+    for col in ("id", "type", "layers", "params", "active"):
+        table.add_column(col)
+    for model_id in bundled_models():
+        spec = model_spec(load_model_config(model_id).config)
+        table.add_row(model_id, spec.model_type, str(spec.num_layers),
+                      si(spec.params.total, ""), si(spec.params.active, ""))
+    con.print(table)
+
+
+def print_gpus(console: Console | None = None) -> None:
+    from perfmodel.gpu import bundled_names, load_gpu
+
+    con = console or Console()
+    table = Table(title="Bundled GPU profiles (configs/gpus)", title_justify="left")
+    for col in ("name", "kind", "bf16", "fp8", "int8", "bandwidth", "memory", "source"):
+        table.add_column(col)
+    specs = {name: load_gpu(name) for name in bundled_names()}
+    for name, gpu in specs.items():
+        sheet = specs.get(gpu.datasheet or "")
+
+        def cell(value, ref, unit):
+            text = si(value, unit)
+            return f"{text} ({100 * value / ref:.0f}%)" if value and ref else text
+
+        table.add_row(
+            name, gpu.kind,
+            *(cell(gpu.peak(d), sheet.peak(d) if sheet else None, "FLOP/s")
+              for d in ("bf16", "fp8", "int8")),
+            cell(gpu.mem_bandwidth, sheet.mem_bandwidth if sheet else None, "B/s"),
+            si(gpu.mem_bytes, "B"), gpu.provenance)
+    con.print(table)
+    con.print("measured profiles show (% of their datasheet profile).")

@@ -1,0 +1,36 @@
+"""What the engine is asked to do: B sequences, I prompt tokens each, O output tokens each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from perfmodel.errors import WorkloadError
+
+
+@dataclass(frozen=True)
+class Workload:
+    """B = batch, I = input_len (prompt tokens), O = output_len (generated tokens, ≥ 1).
+
+    TTFT is one prefill over B·I tokens; the O−1 decode steps after it attend to I+1 … I+O−1
+    tokens (each step's new token included).
+    """
+
+    batch: int
+    input_len: int
+    output_len: int
+
+    def __post_init__(self) -> None:
+        for name in ("batch", "input_len", "output_len"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                flag = "--" + name.replace("_", "-")
+                raise WorkloadError(f"{flag} must be a whole number ≥ 1, not {value!r}")
+
+    @property
+    def decode_steps(self) -> int:
+        return self.output_len - 1
+
+    @property
+    def final_context(self) -> int:
+        """Tokens each sequence holds in its KV cache at the end: I + O."""
+        return self.input_len + self.output_len
