@@ -61,7 +61,11 @@ def predict(model: ModelArg, gpu: GpuOpt = "h100-sxm", precision: PrecisionOpt =
             revision: Annotated[Optional[str], typer.Option(
                 "--revision", help="Hub revision (branch, tag or commit) of the config.")] = None,
             ) -> None:
-    """Predict TTFT, ITL and throughput: the roofline limit and the engine estimate, op by op."""
+    """Predict TTFT, ITL and throughput: the roofline limit and the engine estimate, op by op.
+
+    MODEL is a bundled model id (`perfmodel models`), a path to a config.json or to a folder
+    holding one, or any Hugging Face repo id, of which only config.json is fetched.
+    """
     from perfmodel.api import run_predict
     from perfmodel.render import to_json
 

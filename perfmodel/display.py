@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -11,7 +12,7 @@ from perfmodel.render import op_rows, si, summary_rows
 
 def print_report(report: Report, *, matmul_only: bool = False, console: Console | None = None
                  ) -> None:
-    con = console or Console()
+    con = console or _console()
     pred = report.prediction
     w, gpu, prec, mem = pred.workload, pred.gpu, pred.precision, pred.memory
     spec = pred.spec
@@ -23,7 +24,7 @@ def print_report(report: Report, *, matmul_only: bool = False, console: Console 
     con.print(f"  precision: {prec.label}; from {prec.source}")
     con.print(f"  gpu: {gpu.description}; {gpu.provenance}")
     con.print(f"  estimate: {report.estimate.note}")
-    summary = Table(title="Prediction", title_justify="left")
+    summary = Table(title="Prediction", title_justify="left", box=box.SIMPLE_HEAD)
     for col in ("metric", "limit (roofline)", f"estimate ({report.estimate.engine})"):
         summary.add_column(col, justify="right" if col != "metric" else "left")
     for row in summary_rows(pred):
@@ -38,15 +39,22 @@ def print_report(report: Report, *, matmul_only: bool = False, console: Console 
             continue
         title = "prefill (TTFT)" if phase.name == "prefill" else \
             "decode step (ITL, mean over the steps)"
-        table = Table(title=title, title_justify="left")
-        for col in ("op", "count", "FLOPs", "bytes", "FLOP/B", "bound", "limit", "estimate",
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+        for col in ("op", "count", "FLOP", "bytes", "FLOP/B", "bound", "limit", "estimate",
                     "share"):
-            table.add_column(col, justify="left" if col in ("op", "bound") else "right")
+            table.add_column(col, justify="left" if col in ("op", "bound") else "right",
+                             no_wrap=True)
         for row in op_rows(phase, matmul_only):
             table.add_row(*row, style="cyan" if row[5] == "compute" else None)
         con.print(table)
     for warning in report.warnings:
         con.print(f"[yellow]warning:[/] {warning}")
+
+
+def _console() -> Console:
+    """A console at least 110 columns wide, so the op table never wraps when piped."""
+    con = Console()
+    return con if con.width >= 110 else Console(width=110)
 
 
 def print_models(console: Console | None = None) -> None:
@@ -55,7 +63,7 @@ def print_models(console: Console | None = None) -> None:
     from perfmodel.architectures import model_spec
     from perfmodel.config_source import bundled_models, load_model_config
 
-    con = console or Console()
+    con = console or _console()
     table = Table(title="Bundled models (configs/models)", title_justify="left")
     for col in ("id", "type", "layers", "params", "active"):
         table.add_column(col)
@@ -69,7 +77,7 @@ def print_models(console: Console | None = None) -> None:
 def print_gpus(console: Console | None = None) -> None:
     from perfmodel.gpu import bundled_names, load_gpu
 
-    con = console or Console()
+    con = console or _console()
     table = Table(title="Bundled GPU profiles (configs/gpus)", title_justify="left")
     for col in ("name", "kind", "bf16", "fp8", "int8", "bandwidth", "memory", "source"):
         table.add_column(col)

@@ -1,13 +1,33 @@
-"""The estimate: each op's time from the GPU profile's measured kernel tables (stub)."""
+"""The estimate: each op's time from kernel efficiencies a calibrated profile measured.
+
+For every measured table point, efficiency = roofline time at the profile's measured peaks /
+measured time. An op's estimate is its roofline time divided by the efficiency interpolated at
+its shape (log coordinates, clamped at the table's edges): matmuls by (M, K, N) per weight dtype,
+grouped expert matmuls as one matmul over the touched experts, attention by its FLOPs (prefill)
+or bytes (decode), memory-bound kernels by their bytes, each kernel the engine preset launches
+timed on its own. Tables were timed inside CUDA graphs, so the gaps between kernels are in them.
+
+A GPU without tables borrows the efficiencies of the nearest measured profile, applied to its
+own datasheet peaks scaled by the fraction of its datasheet that the measured GPU reached; the
+output flags it. No constant here is fitted to a model or a measurement of one.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
-from perfmodel.gpu import GpuSpec
-from perfmodel.ops import Op
-from perfmodel.precision import Precision
+from perfmodel.engines import EnginePreset, engine_preset
+from perfmodel.gpu import GpuSpec, Tables, bundled_names, load_gpu
+from perfmodel.interpolate import Grid3, interp1, log_interp1
+from perfmodel.ops import ATTENTION, GROUPED, MATMUL, Op
+from perfmodel.precision import Precision, preset
+
+# Bytes per weight and per input element of each linear table, as calibrate-gpu times them.
+TABLE_BYTES = {"bf16": (2, 2), "fp16": (2, 2), "fp8": (1, 1), "int8": (1, 1),
+               "int4": (preset("int4").weight_bytes, 2)}
+TABLE_COMPUTE = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "int4": "bf16"}
 
 
 @dataclass(frozen=True)
@@ -20,5 +40,163 @@ class Estimate:
     flag: str | None = None
 
 
+@dataclass(frozen=True)
+class Rates:
+    """The peaks an estimate divides by: measured, or a datasheet scaled like the source."""
+
+    peaks: dict[str, float | None]
+    bandwidth: float
+
+    def roofline(self, flops: float, nbytes: float, dtype: str) -> float:
+        peak = self.peaks.get(dtype) or self.peaks["bf16"]
+        return max(flops / peak, nbytes / self.bandwidth)
+
+
+class KernelModel:
+    """Efficiency interpolators built once from one measured profile's tables."""
+
+    def __init__(self, tables: Tables, rates: Rates) -> None:
+        self.rates = rates
+        self.linear = {d: self._linear_grid(d, t) for d, t in tables.linear.items()
+                       if d in TABLE_BYTES and any(s for row in t.seconds for s in row)}
+        self.prefill = self._attention_curve(tables.attention_prefill, prefill=True)
+        self.decode = self._attention_curve(tables.attention_decode, prefill=False)
+        pairs = sorted(tables.elementwise)
+        self.elem_bytes = [b for b, _ in pairs]
+        self.elem_eff = [(b / rates.bandwidth) / s for b, s in pairs]
+        self.floor = tables.graph_launch_s or (min(s for _, s in pairs) if pairs else None)
+
+    def _linear_grid(self, dtype: str, table) -> Grid3:
+        w, a = TABLE_BYTES[dtype]
+        values = {}
+        for (k, n), row in zip(table.shapes, table.seconds):
+            for m, seconds in zip(table.ms, row):
+                if seconds:
+                    roof = self.rates.roofline(2.0 * m * n * k, n * k * w + m * k * a + m * n * 2,
+                                               TABLE_COMPUTE[dtype])
+                    values[(m, k, n)] = roof / seconds
+        return Grid3((table.ms, [k for k, _ in table.shapes], [n for _, n in table.shapes]),
+                     values)
+
+    def _attention_curve(self, table, prefill: bool):
+        """Efficiency against the log of the work (FLOPs for prefill, bytes for decode)."""
+        if table is None or not table.points:
+            return None
+        n, kv, h = table.heads, table.kv_heads, table.head_dim
+        points = []
+        for b, length, seconds in table.points:
+            if prefill:
+                flops = 2.0 * b * n * length * (length + 1) / 2 * 2 * h
+                nbytes = b * length * (2 * n + 2 * kv) * h * 2
+            else:
+                flops = 2.0 * b * n * length * 2 * h
+                nbytes = b * length * 2 * kv * h * 2 + b * 2 * n * h * 2
+            eff = self.rates.roofline(flops, nbytes, "bf16") / seconds
+            points.append((math.log(flops if prefill else nbytes), eff))
+        points.sort()
+        return [x for x, _ in points], [e for _, e in points]
+
+    def kernel_seconds(self, nbytes: float) -> float:
+        """One memory-bound kernel moving nbytes: the floor for tiny ones, else by efficiency."""
+        if nbytes <= 0 or not self.elem_bytes:
+            return self.floor or 0.0
+        eff = self.elem_eff[-1] if nbytes > self.elem_bytes[-1] else \
+            log_interp1(self.elem_bytes, self.elem_eff, nbytes)
+        return max(nbytes / self.rates.bandwidth / eff, self.floor or 0.0)
+
+
+def _table_for(op: Op, engine: EnginePreset) -> str:
+    dtype = op.weight_dtype or op.dtype
+    if dtype in ("int4", "mxfp4"):
+        return engine.int4_table
+    return dtype
+
+
+def make_estimator(model: KernelModel, target: Rates, engine: EnginePreset
+                   ) -> Callable[[Op], float | None]:
+    """The estimate of all `count` occurrences of an op, or None if no table covers it."""
+
+    def seconds(op: Op) -> float | None:
+        roof = target.roofline(op.flops, op.bytes, op.dtype)
+        if op.kind in (MATMUL, GROUPED):
+            grid = model.linear.get(_table_for(op, engine)) or model.linear.get("bf16")
+            if grid is None:
+                return None
+            if op.kind == MATMUL:
+                m, n, k = op.shape
+            else:
+                per_expert, n1, k, touched = op.shape
+                m, n = per_expert, n1 * touched
+            t = roof / grid(max(m, 1), k, n)
+            t += sum(model.kernel_seconds(b) for b in engine.extra.get(op.name, _none)(op))
+        elif op.kind == ATTENTION:
+            curve = model.prefill if op.phase == "prefill" else model.decode
+            if curve is None:
+                return None
+            work = op.flops if op.phase == "prefill" else op.bytes
+            t = roof / interp1(curve[0], curve[1], math.log(max(work, 1.0)))
+        else:
+            kernels = engine.kernels.get(op.name, lambda o: (o.bytes,))(op)
+            t = sum(model.kernel_seconds(b) for b in kernels)
+        return op.count * t
+
+    return seconds
+
+
+def _none(op: Op) -> tuple[float, ...]:
+    return ()
+
+
+def _source_for(gpu: GpuSpec) -> tuple[GpuSpec | None, str | None]:
+    """The profile whose tables the estimate uses: gpu itself, else the nearest measured one."""
+    if gpu.tables is not None and gpu.tables.linear:
+        return gpu, None
+    measured = [p for p in (load_gpu(n) for n in bundled_names() if n.endswith("-measured"))
+                if p.tables is not None and p.tables.linear]
+    if not measured:
+        return None, None
+    own = [p for p in measured if p.datasheet == gpu.name]
+
+    def distance(p: GpuSpec) -> float:
+        return abs(math.log(p.mem_bandwidth / gpu.mem_bandwidth)) + \
+            abs(math.log(p.peak("bf16") / gpu.peak("bf16")))
+
+    source = own[0] if own else min(measured, key=distance)
+    why = "its own measured profile" if own else "the nearest measured profile"
+    return source, (f"estimate derived from {source.name} ({why}), scaled to {gpu.name}'s "
+                    "datasheet by the fraction of its datasheet that GPU measured")
+
+
+def _target_rates(gpu: GpuSpec, source: GpuSpec) -> Rates:
+    if gpu is source:
+        return Rates(dict(gpu.peak_flops), gpu.mem_bandwidth)
+    sheet = load_gpu(source.datasheet) if source.datasheet else None
+    if sheet is None:
+        return Rates(dict(gpu.peak_flops), gpu.mem_bandwidth)
+    peaks = {}
+    for dtype, peak in gpu.peak_flops.items():
+        got, spec = source.peak(dtype), sheet.peak(dtype)
+        peaks[dtype] = peak * got / spec if peak and got and spec else peak
+    return Rates(peaks, gpu.mem_bandwidth * source.mem_bandwidth / sheet.mem_bandwidth)
+
+
 def estimator_for(gpu: GpuSpec, precision: Precision, engine: str | None) -> Estimate:
-    return Estimate(None, engine or "torch-cudagraph", "no measured kernel tables yet")
+    """The estimator for this GPU and engine, or None with the reason."""
+    preset_ = engine_preset(engine)
+    source, flag = _source_for(gpu)
+    if source is None:
+        return Estimate(None, preset_.name, f"no measured profile to estimate {gpu.name} from; "
+                        "run `perfmodel calibrate-gpu`")
+    model = KernelModel(source.tables, Rates(dict(source.peak_flops), source.mem_bandwidth))
+    needed = {precision.base_dtype, precision.weight_dtype}
+    needed = {preset_.int4_table if d in ("int4", "mxfp4") else d for d in needed}
+    missing = sorted(d for d in needed if d not in model.linear)
+    if missing or model.prefill is None or model.decode is None:
+        what = ", ".join([f"linear {d}" for d in missing]
+                         + (["attention"] if model.prefill is None or model.decode is None else []))
+        return Estimate(None, preset_.name, f"{source.name} has no measured {what} table; "
+                        "run a full `perfmodel calibrate-gpu`")
+    note = f"{preset_.name} engine, kernel tables of {source.name} ({source.date})"
+    return Estimate(make_estimator(model, _target_rates(gpu, source), preset_), preset_.name,
+                    note, flag)
+

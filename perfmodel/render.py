@@ -56,18 +56,18 @@ def to_json(pred: Prediction, *, model_id: str, model_source: str,
     }
 
 
-def si(value: float | None, unit: str) -> str:
+def si(value: float | None, unit: str, sep: str = " ") -> str:
     """3 significant digits with an SI prefix: 4.52 ms, 1.05 GB, 989 TFLOP/s."""
     if value is None:
         return "—"
     if value == 0:
-        return f"0 {unit}"
+        return f"0{sep}{unit}"
     prefixes = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""),
                 (1e-3, "m"), (1e-6, "µ"), (1e-9, "n")]
     for scale, prefix in prefixes:
         if abs(value) >= scale:
-            return f"{value / scale:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
+            return f"{value / scale:.3g}{sep}{prefix}{unit}"
+    return f"{value:.3g}{sep}{unit}"
 
 
 def summary_rows(pred: Prediction) -> list[tuple[str, str, str]]:
@@ -87,7 +87,7 @@ def op_rows(phase: Phase, matmul_only: bool) -> list[tuple[str, ...]]:
         op = c.op
         if matmul_only and op.kind not in MATMUL_KINDS:
             continue
-        rows.append((op.name, str(op.count), si(op.count * op.flops, "FLOP"),
-                     si(op.count * op.bytes, "B"), f"{op.intensity:.3g}", c.bound,
+        rows.append((op.name, str(op.count), si(op.count * op.flops, "", ""),
+                     si(op.count * op.bytes, "", ""), f"{op.intensity:.3g}", c.bound,
                      si(c.limit_s, "s"), si(c.estimate_s, "s"), f"{100 * c.limit_s / total:.1f}%"))
     return rows
