@@ -119,6 +119,52 @@ def calibrate_gpu(
     typer.echo(f"wrote {path}")
 
 
+def _ints(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise PerfmodelError(f"{flag} takes whole numbers ≥ 1, comma-separated, not {text!r}")
+    return values
+
+
+@app.command()
+def validate(model: ModelArg, precision: Annotated[str, typer.Option(
+                 "--precision", help="bf16 | fp16 | fp8 | int8 | int4")] = "bf16",
+             batch: Annotated[str, typer.Option(
+                 "--batch", "-b", help="Batches, comma-separated (e.g. 1,8,32).")] = "1",
+             input_len: Annotated[str, typer.Option(
+                 "--input-len", "-i", help="Prompt lengths = decode contexts, comma-separated."
+             )] = "1024",
+             gpu: Annotated[Optional[str], typer.Option(
+                 "--gpu", help="Profile to predict with (default: the bundled measured profile "
+                               "of this GPU).")] = None,
+             engine: EngineOpt = None, json_out: JsonOpt = False,
+             out: Annotated[Optional[Path], typer.Option(
+                 "--out", help="Append the raw measurements (JSON lines) here.")] = None,
+             ops: Annotated[bool, typer.Option("--ops", help="Also compare op by op.")] = False,
+             max_prefill_tokens: Annotated[int, typer.Option(
+                 "--max-prefill-tokens", help="Measure prefill only where B·I is at most this."
+             )] = 32768) -> None:
+    """Measure the model on this CUDA GPU (lean PyTorch engine, random weights, CUDA graphs) and
+    print predicted limit and estimate beside the measured TTFT and decode step."""
+    with friendly_errors():
+        from perfmodel.gpu import load_gpu
+        from perfmodel.validation import compare, default_gpu_profile, measure
+
+        batches, lengths = _ints(batch, "--batch"), _ints(input_len, "--input-len")
+        records = measure(model, precision, batches, lengths, out=out,
+                          max_prefill_tokens=max_prefill_tokens,
+                          on_note=lambda note: typer.echo(note, err=True))
+        profile = load_gpu(gpu or default_gpu_profile(records[0]["device_name"])) \
+            if records else None
+        points = [compare(r, profile, engine) for r in records]
+    from perfmodel.display import print_points
+
+    print_points(points, json_out=json_out, ops=ops)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -97,3 +97,35 @@ def print_gpus(console: Console | None = None) -> None:
             si(gpu.mem_bytes, "B"), gpu.provenance)
     con.print(table)
     con.print("measured profiles show (% of their datasheet profile).")
+
+
+def print_points(points, *, json_out: bool = False, ops: bool = False,
+                 console: Console | None = None) -> None:
+    """perfmodel validate's output: predicted limit and estimate beside each measurement."""
+    import dataclasses
+    import json
+
+    if json_out:
+        print(json.dumps([dataclasses.asdict(p) for p in points], indent=1))
+        return
+    con = console or _console()
+    table = Table(title="predicted vs measured (torch-cudagraph engine)", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    for col in ("model", "prec", "phase", "B", "tokens", "limit", "estimate", "measured",
+                "est. error", "limit/meas."):
+        table.add_column(col, justify="left" if col in ("model", "prec", "phase") else "right")
+    for p in points:
+        err = "—" if p.estimate_error is None else f"{100 * p.estimate_error:+.1f}%"
+        table.add_row(p.model, p.precision, p.phase, str(p.batch), str(p.tokens),
+                      si(p.limit_s, "s"), si(p.estimate_s, "s"), si(p.measured_s, "s"), err,
+                      f"{p.limit_ratio:.2f}")
+    con.print(table)
+    if ops:
+        for p in points:
+            t = Table(title=f"{p.model} {p.precision} {p.phase} B={p.batch} tokens={p.tokens}",
+                      title_justify="left", box=box.SIMPLE_HEAD)
+            for col in ("op", "limit", "estimate", "measured kernels"):
+                t.add_column(col, justify="left" if col == "op" else "right")
+            for name, lim, est, meas in p.ops:
+                t.add_row(name, si(lim, "s"), si(est, "s"), si(meas, "s"))
+            con.print(t)

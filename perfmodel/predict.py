@@ -150,6 +150,15 @@ def _mean_decode(spec: ModelSpec, precision: Precision, gpu: GpuSpec, workload: 
     return Phase("decode", tuple(costs))
 
 
+def step(spec: ModelSpec, precision: Precision, gpu: GpuSpec, phase: str, batch: int,
+         tokens: int, estimator: Estimator | None = None) -> Phase:
+    """One forward: a prefill of B sequences of T = tokens, or one decode step at context C =
+    tokens (the new token included). This is what `perfmodel validate` measures."""
+    new = tokens if phase == "prefill" else 1
+    ops = forward_ops(spec, precision, phase, batch, new, tokens)
+    return Phase(phase, tuple(_costed(op, gpu, estimator) for op in ops))
+
+
 def predict(spec: ModelSpec, precision: Precision, gpu: GpuSpec, workload: Workload,
             estimator: Estimator | None = None) -> Prediction:
     """Cost the prefill (TTFT) and the mean decode step (ITL) of workload on gpu."""

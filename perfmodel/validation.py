@@ -1,0 +1,152 @@
+"""Predicted against measured: compare `perfmodel validate` records with limit and estimate.
+
+Pure Python (no torch): the records are JSON lines that perfmodel.validate wrote on a GPU box,
+so the comparison, its statistics and docs/validation.md are reproducible on any machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from perfmodel.architectures import model_spec
+from perfmodel.config_source import load_model_config
+from perfmodel.estimate import estimator_for
+from perfmodel.gpu import GpuSpec
+from perfmodel.precision import preset, with_kv
+from perfmodel.predict import step
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured forward beside its prediction (seconds)."""
+
+    model: str
+    precision: str
+    device: str
+    phase: str
+    batch: int
+    tokens: int
+    measured_s: float
+    limit_s: float
+    estimate_s: float | None
+    ops: tuple[tuple[str, float, float | None, float | None], ...]  # name, limit, est, measured
+
+    @property
+    def estimate_error(self) -> float | None:
+        """(estimate − measured) / measured."""
+        if self.estimate_s is None:
+            return None
+        return (self.estimate_s - self.measured_s) / self.measured_s
+
+    @property
+    def limit_ratio(self) -> float:
+        """limit / measured: never above 1 for a correct model and calibration."""
+        return self.limit_s / self.measured_s
+
+
+def compare(record: dict[str, Any], gpu: GpuSpec, engine: str | None = None) -> Point:
+    """The prediction for one measured record: same model, precision, phase, batch, tokens.
+
+    The engine keeps its KV cache in bf16 at every precision, so the prediction does too.
+    """
+    cfg = load_model_config(record["model"]).config
+    spec = model_spec(cfg)
+    prec = with_kv(preset(record["precision"]), record.get("kv_dtype") or "bf16")
+    est = estimator_for(gpu, prec, engine).estimator
+    phase = step(spec, prec, gpu, record["phase"], record["batch"], record["tokens"], est)
+    measured_ops = record.get("op_seconds") or {}
+    ops = tuple((c.op.name, c.limit_s, c.estimate_s, measured_ops.get(c.op.name))
+                for c in phase.costs)
+    return Point(record["model"], record["precision"], record.get("device_name", ""),
+                 record["phase"], record["batch"], record["tokens"], record["seconds"],
+                 phase.limit_s, phase.estimate_s, ops)
+
+
+def read_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    records = []
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            if line.strip():
+                records.append(json.loads(line))
+    return records
+
+
+def quantile(values: list[float], q: float) -> float:
+    """The q-quantile by linear interpolation between order statistics (numpy's default)."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    pos = q * (len(ordered) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (pos - lo) * (ordered[hi] - ordered[lo])
+
+
+@dataclass(frozen=True)
+class Summary:
+    points: int
+    median_abs_error: float
+    p90_abs_error: float
+    worst_error: float
+    limit_beaten: int  # points where the limit exceeds the measurement
+
+
+def summarize(points: list[Point]) -> Summary:
+    errors = [abs(p.estimate_error) for p in points if p.estimate_error is not None]
+    signed = [p.estimate_error for p in points if p.estimate_error is not None]
+    return Summary(len(points), quantile(errors, 0.5), quantile(errors, 0.9),
+                   max(signed, key=abs) if signed else math.nan,
+                   sum(p.limit_ratio > 1 for p in points))
+
+
+def default_gpu_profile(device_name: str) -> str:
+    """The bundled measured profile for the GPU `perfmodel validate` runs on."""
+    name = device_name.upper()
+    if "H200" in name:
+        return "h200-measured"
+    if "H100" in name and "PCIE" not in name:
+        return "h100-sxm-measured"
+    from perfmodel.errors import GpuProfileError
+
+    raise GpuProfileError(f"no bundled measured profile for {device_name}; run `perfmodel "
+                          "calibrate-gpu --out box.yaml` and pass --gpu box.yaml")
+
+
+def measure(model: str, precision: str, batches: list[int], input_lens: list[int], *,
+            max_prefill_tokens: int = 32768, out: Path | None = None, on_note=print
+            ) -> list[dict[str, Any]]:
+    """Measure decode (B, C = I) for every B and I, and prefill (B, I) where B·I is at most
+    max_prefill_tokens, on this CUDA GPU.
+
+    One engine per (B, I), so its KV cache is sized for that point only; torch is imported here.
+    """
+    from perfmodel.validate.timing import environment, free_memory, sweep
+
+    cfg = load_model_config(model)
+    spec, prec = model_spec(cfg.config), preset(precision)
+    header = {"model": cfg.model_id, "precision": prec.name, "kv_dtype": prec.base_dtype,
+              **environment("cuda")}
+    records = []
+    for batch in batches:
+        for length in input_lens:
+            points = [("prefill", batch, length)] if batch * length <= max_prefill_tokens else []
+            points.append(("decode", batch, length))
+            try:
+                measured = sweep(spec, prec, points, on_skip=on_note)
+            except RuntimeError as error:  # torch.cuda.OutOfMemoryError is one
+                if "out of memory" not in str(error).lower():
+                    raise
+                free_memory()
+                on_note(f"skipped batch={batch} length={length}: the engine does not fit")
+                continue
+            for m in measured:
+                record = {**header, **m.to_dict()}
+                records.append(record)
+                if out is not None:
+                    with open(out, "a") as handle:
+                        handle.write(json.dumps(record) + "\n")
+    return records
