@@ -227,6 +227,7 @@ def forward_ops(spec: ModelSpec, precision: Precision, phase: str, batch: int, t
     for layer, count in spec.layers:
         ctx = _Ctx(phase, precision, batch, tokens, d, count)
         ops += layer_ops(ctx, layer, context)
-    ops += [elementwise(top, "final_norm", m * d, m * d, 4, d * precision.base_bytes),
+    last = batch * d  # only the last token of each sequence needs the final norm and logits
+    ops += [elementwise(top, "final_norm", last, last, 4, d * precision.base_bytes),
             linear(top, "lm_head", batch, d, v, quantized=False)]
     return ops
