@@ -1,11 +1,10 @@
 """Engine presets: which kernels an engine launches for each op, so the estimate can time them.
 
-A matmul or attention op is one library kernel (timed from the profile's tables). A memory-bound
-op may be several kernels (PyTorch runs `x * cos + rotate_half(x) * sin` as five) or none (a
-tuned engine fuses the residual add into the next norm). Each preset lists, per op name, the
-bytes each of its kernels moves, from the op's own tensors; an op not listed is one kernel that
-moves exactly the op's minimal bytes. These are facts of the engines' code, cited per preset in
-docs/engines.md; none is fitted to a measurement.
+A matmul or attention op is one library kernel, timed from the profile's tables. Memory-bound
+work is whatever kernels the engine's code launches: PyTorch runs `x * cos + rotate_half(x) *
+sin` as five kernels per tensor, three of them on non-contiguous views; a tuned engine fuses the
+residual add into the next norm. Each preset maps an op name to its kernels, each of a kind that
+calibrate-gpu measured (docs/engines.md). These are facts of the engines' code, not fits.
 """
 
 from __future__ import annotations
@@ -16,77 +15,138 @@ from typing import Callable, Mapping
 from perfmodel.errors import WorkloadError
 from perfmodel.ops import Op
 
-Kernels = Callable[[Op], tuple[float, ...]]  # an op -> bytes moved by each kernel it launches
+
+@dataclass(frozen=True)
+class Kernel:
+    """One launched kernel: its kind (the profile table that times it) and its size.
+
+    kinds: "elementwise" (contiguous, vectorized), "strided" (reads a non-contiguous view),
+    "rmsnorm" (rows × width), "routing" (softmax/top-k over `rows` tokens' router logits),
+    "sort" (argsort and searchsorted of `rows` token-expert pairs), "tiny" (the launch floor).
+    """
+
+    kind: str
+    nbytes: float = 0.0
+    rows: float = 0.0
+    width: float = 0.0
 
 
-def _split(fractions: tuple[float, ...]) -> Kernels:
-    """Kernels moving fixed fractions of the op's minimal bytes."""
-    return lambda op: tuple(f * op.bytes for f in fractions)
+Kernels = Callable[[Op], tuple[Kernel, ...]]
 
 
-def _per_tensor(per_tensor: tuple[float, ...]) -> Kernels:
-    """The same kernel sequence on each tensor in op.shape (element counts, e.g. q and k);
-    per_tensor gives each kernel's traffic in units of that tensor's bytes."""
-    def kernels(op: Op) -> tuple[float, ...]:
-        total = sum(op.shape) or 1
-        per_byte = op.bytes / (2 * total)  # read + written once = 2 x tensor bytes
-        return tuple(mult * n * per_byte for n in op.shape for mult in per_tensor)
-    return kernels
+def one(kind: str, fraction: float = 1.0) -> Kernels:
+    """A single kernel of `kind` moving `fraction` of the op's minimal bytes."""
+    return lambda op: (Kernel(kind, fraction * op.bytes),)
 
 
-def _moe_gather(op: Op) -> tuple[float, ...]:
-    """Sort the M·k (token, expert) pairs by expert (argsort, searchsorted, divide: small
-    kernels) and gather each pair's token row (read + write pairs·D)."""
+def chain(*parts: tuple[str, float]) -> Kernels:
+    """Kernels in sequence, each (kind, fraction of the op's minimal bytes)."""
+    return lambda op: tuple(Kernel(kind, f * op.bytes) for kind, f in parts)
+
+
+def rmsnorm(width_factor: float = 1.0) -> Kernels:
+    """An RMSNorm over op.shape = (rows, width); width_factor 2 for a fused add + norm, which
+    moves twice the bytes over the same rows."""
+    return lambda op: (Kernel("rmsnorm", width_factor * op.bytes, op.shape[0],
+                              width_factor * op.shape[1]),)
+
+
+def qk_norms(op: Op) -> tuple[Kernel, ...]:
+    """Per-head RMSNorm of q, then of k: op.shape = (q rows, k rows, head dim)."""
+    q_rows, k_rows, h = op.shape
+    per_row = op.bytes / (q_rows + k_rows)
+    return (Kernel("rmsnorm", q_rows * per_row, q_rows, h),
+            Kernel("rmsnorm", k_rows * per_row, k_rows, h))
+
+
+def unfused_rope(op: Op) -> tuple[Kernel, ...]:
+    """`x * cos + rotate_half(x) * sin` on q and on k (op.shape = their element counts).
+
+    Per tensor of X bytes: x·cos (strided view of the QKV output, broadcast cos: 2X), −x₂
+    (strided: X), cat (strided: 2X), rot·sin (broadcast sin: 2X), add (contiguous: 3X).
+    """
+    per_elem = op.bytes / (2 * sum(op.shape))
+    kernels = []
+    for elems in op.shape:
+        x = elems * per_elem
+        kernels += [Kernel("strided", 2 * x), Kernel("strided", x), Kernel("strided", 2 * x),
+                    Kernel("strided", 2 * x), Kernel("elementwise", 3 * x)]
+    return tuple(kernels)
+
+
+def torch_routing(op: Op) -> tuple[Kernel, ...]:
+    """After the router's linear: softmax in float, top-k, renormalise (op.shape = (M, E, D))."""
+    return (Kernel("routing", rows=op.shape[0]),)
+
+
+def torch_dispatch(op: Op) -> tuple[Kernel, ...]:
+    """Before the grouped GEMM: sort the M·k pairs by expert, gather each pair's token row."""
     per_expert, _, width, touched = op.shape
-    rows = per_expert * touched * width * 2  # the pairs' bf16 rows of width D
-    return (0.0, 0.0, 0.0, 0.0, 2 * rows)
+    pairs = per_expert * touched
+    return (Kernel("sort", rows=pairs), Kernel("elementwise", 2 * pairs * width * 2))
 
 
-def _moe_scatter(op: Op) -> tuple[float, ...]:
-    """Scatter rows back to token order, weight them, sum the k experts of each token."""
+def torch_combine(op: Op) -> tuple[Kernel, ...]:
+    """index_copy_ back to token order, × routing weights (broadcast), sum over the k experts."""
     pairs, width = op.shape
-    rows = pairs * width * 2  # the pairs' bf16 rows
-    return (2 * rows, 2 * rows, op.bytes)  # index_copy_, * weights, sum over k (op's bytes)
+    rows = pairs * width * 2
+    return (Kernel("elementwise", 2 * rows), Kernel("strided", 2 * rows),
+            Kernel("strided", op.bytes))
+
+
+def attention_output_copy(op: Op) -> tuple[Kernel, ...]:
+    """Prefill: SDPA's (B, N, T, H) output made (B, T, N·H) contiguous: one strided copy."""
+    if op.phase != "prefill":
+        return ()
+    b, t, heads, _, h = op.shape
+    return (Kernel("strided", 2 * b * t * heads * h * 2),)
 
 
 @dataclass(frozen=True)
 class EnginePreset:
-    """What an engine launches beyond one kernel per op, and how it runs 4-bit weights."""
+    """What an engine launches for each op beyond one library kernel per matmul/attention."""
 
     name: str
     description: str
-    kernels: Mapping[str, Kernels] = field(default_factory=dict)
-    extra: Mapping[str, Kernels] = field(default_factory=dict)  # kernels beside a matmul op
+    kernels: Mapping[str, Kernels] = field(default_factory=dict)  # memory-bound ops
+    extra: Mapping[str, Kernels] = field(default_factory=dict)  # beside a matmul/attention op
     int4_table: str = "int4"  # the linear table W4A16 matmuls are timed from
 
+    def kernels_for(self, op: Op) -> tuple[Kernel, ...]:
+        """The kernels of a memory-bound op (default: one contiguous kernel at its bytes)."""
+        return self.kernels.get(op.name, one("elementwise"))(op)
 
-_ROPE_UNFUSED = _per_tensor((2, 1, 2, 2, 3))  # x·cos, -x₂, cat, rot·sin, add
-_ROUTER = _split((0.0,) * 5)  # softmax, top-k, sum, divide, cast: tiny kernels
+    def extra_for(self, op: Op) -> tuple[Kernel, ...]:
+        make = self.extra.get(op.name)
+        return make(op) if make else ()
+
+
+_STRIDED_ACT = chain(("strided", 2 / 3), ("strided", 1.0))  # SiLU(gate view), · up view
 
 TORCH_CUDAGRAPH = EnginePreset(
     name="torch-cudagraph",
     description="lean PyTorch engine (perfmodel validate): cuBLAS linears with fused QKV and "
                 "gate/up, SDPA attention, unfused RMSNorm/RoPE/SiLU·mul/residual adds, whole "
                 "step in one CUDA graph",
-    kernels={"rope": _ROPE_UNFUSED,
-             "qk_norm": _per_tensor((2,)),  # F.rms_norm on q, then on k
-             "kv_write": _split((0.5, 0.5)),  # copy_ of k, copy_ of v
-             "act": _split((2 / 3, 1.0)), "experts_act": _split((2 / 3, 1.0)),
-             "shared_act": _split((2 / 3, 1.0)),  # F.silu(gate), then * up
-             "experts_combine": _moe_scatter},
-    extra={"router": _ROUTER, "experts_gate_up": _moe_gather},
+    kernels={"attn_norm": rmsnorm(), "mlp_norm": rmsnorm(), "final_norm": rmsnorm(),
+             "qk_norm": qk_norms, "rope": unfused_rope,
+             "kv_write": chain(("elementwise", 0.5), ("elementwise", 0.5)),
+             "act": _STRIDED_ACT, "experts_act": _STRIDED_ACT, "shared_act": _STRIDED_ACT,
+             "experts_combine": torch_combine},
+    extra={"router": torch_routing, "experts_gate_up": torch_dispatch,
+           "attention": attention_output_copy},
 )
 
 TUNED = EnginePreset(
     name="tuned",
     description="a tuned serving engine (vLLM/SGLang-style kernels): residual add fused into "
                 "the next RMSNorm, fused RoPE, fused KV-cache write, fused SiLU·mul, fused MoE "
-                "routing; Marlin-class W4A16 kernels at bf16-GEMM efficiency",
-    kernels={"attn_residual": _split(()), "mlp_residual": _split(()),
-             # fused_add_rms_norm reads x and the residual, writes both: twice the norm's bytes
-             "attn_norm": _split((2.0,)), "mlp_norm": _split((2.0,)),
-             "qk_norm": _split((1.0,))},
-    extra={"router": _split((0.0,))},
+                "routing and dispatch; Marlin-class W4A16 kernels at bf16-GEMM efficiency",
+    kernels={"attn_residual": lambda op: (), "mlp_residual": lambda op: (),
+             "attn_norm": rmsnorm(2.0), "mlp_norm": rmsnorm(2.0), "final_norm": rmsnorm(),
+             "qk_norm": qk_norms},
+    extra={"router": lambda op: (Kernel("tiny"),),
+           "experts_gate_up": lambda op: (Kernel("tiny"),)},
     int4_table="bf16",
 )
 

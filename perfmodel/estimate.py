@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from perfmodel.engines import EnginePreset, engine_preset
+from perfmodel.engines import EnginePreset, Kernel, engine_preset
 from perfmodel.gpu import GpuSpec, Tables, bundled_names, load_gpu
 from perfmodel.interpolate import Grid3, interp1, log_interp1
 from perfmodel.ops import ATTENTION, GROUPED, MATMUL, Op
@@ -59,12 +59,17 @@ class KernelModel:
         self.rates = rates
         self.linear = {d: self._linear_grid(d, t) for d, t in tables.linear.items()
                        if d in TABLE_BYTES and any(s for row in t.seconds for s in row)}
+        self.grouped = {d: self._grouped_grid(d, pts)
+                        for d, pts in (getattr(tables, "grouped", None) or {}).items() if pts}
         self.prefill = self._attention_curve(tables.attention_prefill, prefill=True)
         self.decode = self._attention_curve(tables.attention_decode, prefill=False)
-        pairs = sorted(tables.elementwise)
-        self.elem_bytes = [b for b, _ in pairs]
-        self.elem_eff = [(b / rates.bandwidth) / s for b, s in pairs]
-        self.floor = tables.graph_launch_s or (min(s for _, s in pairs) if pairs else None)
+        self.floor = tables.graph_launch_s or \
+            (min(s for _, s in tables.elementwise) if tables.elementwise else None)
+        self.elementwise = self._bytes_curve(tables.elementwise)
+        self.strided = self._bytes_curve(getattr(tables, "strided", ())) or self.elementwise
+        self.rmsnorm = self._norm_grid(getattr(tables, "rmsnorm", ()))
+        self.routing = self._count_curve(getattr(tables, "routing", ()))
+        self.sort = self._count_curve(getattr(tables, "sort", ()))
 
     def _linear_grid(self, dtype: str, table) -> Grid3:
         w, a = TABLE_BYTES[dtype]
@@ -77,6 +82,42 @@ class KernelModel:
                     values[(m, k, n)] = roof / seconds
         return Grid3((table.ms, [k for k, _ in table.shapes], [n for _, n in table.shapes]),
                      values)
+
+    def _grouped_grid(self, dtype: str, points) -> Grid3:
+        """Grouped GEMM efficiency over (rows per expert, experts, K·N of one expert)."""
+        w, a = TABLE_BYTES.get(dtype, (2, 2))
+        sums: dict[tuple[float, float, float], list[float]] = {}
+        for m, k, n, experts, seconds in points:
+            roof = self.rates.roofline(2.0 * m * experts * n * k,
+                                       experts * (n * k * w + m * k * a + m * n * 2),
+                                       TABLE_COMPUTE.get(dtype, "bf16"))
+            sums.setdefault((m, experts, k * n), []).append(roof / seconds)
+        values = {key: sum(v) / len(v) for key, v in sums.items()}
+        axes = tuple(sorted({key[i] for key in values}) for i in range(3))
+        return Grid3(axes, values)
+
+    def _norm_grid(self, points) -> Grid3 | None:
+        if not points:
+            return None
+        values = {(rows, width, 1): (2 * rows * width * 2 / self.rates.bandwidth) / seconds
+                  for rows, width, seconds in points}
+        axes = (sorted({r for r, _, _ in points}), sorted({w for _, w, _ in points}), [1])
+        return Grid3(axes, values)
+
+    def _bytes_curve(self, pairs):
+        """Memory-bound kernels: efficiency against bytes moved."""
+        if not pairs:
+            return None
+        pairs = sorted(pairs)
+        return [b for b, _ in pairs], [(b / self.rates.bandwidth) / s for b, s in pairs]
+
+    @staticmethod
+    def _count_curve(points):
+        """Kernel chains timed against a count (tokens, pairs): seconds, log-log."""
+        if not points:
+            return None
+        points = sorted(points)
+        return [c for c, _ in points], [s for _, s in points]
 
     def _attention_curve(self, table, prefill: bool):
         """Efficiency against the log of the work (FLOPs for prefill, bytes for decode)."""
@@ -96,13 +137,33 @@ class KernelModel:
         points.sort()
         return [x for x, _ in points], [e for _, e in points]
 
-    def kernel_seconds(self, nbytes: float) -> float:
-        """One memory-bound kernel moving nbytes: the floor for tiny ones, else by efficiency."""
-        if nbytes <= 0 or not self.elem_bytes:
+    def _by_bytes(self, curve, nbytes: float) -> float:
+        """A memory-bound kernel: the floor for tiny ones, else its bytes at the table's
+        efficiency (the largest measured size's efficiency beyond the table)."""
+        if nbytes <= 0 or curve is None:
             return self.floor or 0.0
-        eff = self.elem_eff[-1] if nbytes > self.elem_bytes[-1] else \
-            log_interp1(self.elem_bytes, self.elem_eff, nbytes)
+        xs, effs = curve
+        eff = effs[-1] if nbytes > xs[-1] else log_interp1(xs, effs, nbytes)
         return max(nbytes / self.rates.bandwidth / eff, self.floor or 0.0)
+
+    def kernel_seconds(self, kernel: Kernel | float) -> float:
+        """One kernel of the engine, timed from the table of its kind (a bare number: bytes of
+        a contiguous elementwise kernel). Missing tables fall back to the elementwise one."""
+        if not isinstance(kernel, Kernel):
+            return self._by_bytes(self.elementwise, kernel)
+        if kernel.kind == "strided":
+            return self._by_bytes(self.strided, kernel.nbytes)
+        if kernel.kind == "rmsnorm" and self.rmsnorm is not None:
+            eff = self.rmsnorm(max(kernel.rows, 1), max(kernel.width, 1), 1)
+            return max(kernel.nbytes / self.rates.bandwidth / eff, self.floor or 0.0)
+        if kernel.kind in ("routing", "sort"):
+            curve = self.routing if kernel.kind == "routing" else self.sort
+            if curve is not None:
+                return log_interp1(curve[0], curve[1], max(kernel.rows, 1))
+            return (4 if kernel.kind == "routing" else 3) * (self.floor or 0.0)
+        if kernel.kind == "tiny":
+            return self.floor or 0.0
+        return self._by_bytes(self.elementwise, kernel.nbytes)
 
 
 def _table_for(op: Op, engine: EnginePreset) -> str:
@@ -118,17 +179,22 @@ def make_estimator(model: KernelModel, target: Rates, engine: EnginePreset
 
     def seconds(op: Op) -> float | None:
         roof = target.roofline(op.flops, op.bytes, op.dtype)
-        if op.kind in (MATMUL, GROUPED):
+        if op.kind == MATMUL:
             grid = model.linear.get(_table_for(op, engine)) or model.linear.get("bf16")
             if grid is None:
                 return None
-            if op.kind == MATMUL:
-                m, n, k = op.shape
-            else:
-                per_expert, n1, k, touched = op.shape
-                m, n = per_expert, n1 * touched
+            m, n, k = op.shape
             t = roof / grid(max(m, 1), k, n)
-            t += sum(model.kernel_seconds(b) for b in engine.extra.get(op.name, _none)(op))
+        elif op.kind == GROUPED:
+            per_expert, n, k, touched = op.shape
+            grid = model.grouped.get(_table_for(op, engine)) or model.grouped.get("bf16")
+            if grid is not None:
+                t = roof / grid(max(per_expert, 1), max(touched, 1), k * n)
+            else:  # no grouped table: one matmul over the touched experts' columns
+                linear = model.linear.get(_table_for(op, engine)) or model.linear.get("bf16")
+                if linear is None:
+                    return None
+                t = roof / linear(max(per_expert, 1), k, n * touched)
         elif op.kind == ATTENTION:
             curve = model.prefill if op.phase == "prefill" else model.decode
             if curve is None:
@@ -136,15 +202,11 @@ def make_estimator(model: KernelModel, target: Rates, engine: EnginePreset
             work = op.flops if op.phase == "prefill" else op.bytes
             t = roof / interp1(curve[0], curve[1], math.log(max(work, 1.0)))
         else:
-            kernels = engine.kernels.get(op.name, lambda o: (o.bytes,))(op)
-            t = sum(model.kernel_seconds(b) for b in kernels)
+            t = sum(model.kernel_seconds(kernel) for kernel in engine.kernels_for(op))
+        t += sum(model.kernel_seconds(kernel) for kernel in engine.extra_for(op))
         return op.count * t
 
     return seconds
-
-
-def _none(op: Op) -> tuple[float, ...]:
-    return ()
 
 
 def _source_for(gpu: GpuSpec) -> tuple[GpuSpec | None, str | None]:

@@ -133,7 +133,8 @@ def attention_decode(ctx: _Ctx, attn: Attention, context: int) -> Op:
 def attention_block(ctx: _Ctx, attn: Attention, context: int) -> list[Op]:
     """Norm, Q/K/V projections, RoPE, KV-cache write, attention, output projection, residual."""
     m, d, quant = ctx.rows, ctx.hidden, ctx.precision.scope == "linear"
-    ops = [elementwise(ctx, "attn_norm", m * d, m * d, 4, d * ctx.precision.base_bytes)]
+    ops = [elementwise(ctx, "attn_norm", m * d, m * d, 4, d * ctx.precision.base_bytes,
+                       shape=(m, d))]
     if attn.kind == "mla":
         q_in = attn.q_lora_rank or d
         if attn.q_lora_rank:
@@ -151,7 +152,8 @@ def attention_block(ctx: _Ctx, attn: Attention, context: int) -> list[Op]:
         q_elems, k_elems = m * attn.q_dim, m * attn.num_kv_heads * attn.head_dim
         if attn.qk_norm:
             ops.append(elementwise(ctx, "qk_norm", q_elems + k_elems, q_elems + k_elems, 4,
-                                   shape=(q_elems, k_elems)))
+                                   shape=(m * attn.num_heads, m * attn.num_kv_heads,
+                                          attn.head_dim)))
         rope = q_elems + k_elems
     new_kv = m * attn.kv_cache_elems_per_token
     ops += [elementwise(ctx, "rope", rope, rope, 3, shape=(rope,) if attn.kind == "mla"
@@ -186,7 +188,8 @@ def mlp_block(ctx: _Ctx, mlp: Mlp) -> list[Op]:
     """Norm, the gated MLP or the MoE block (router, routed and shared experts), residual."""
     m, d = ctx.rows, ctx.hidden
     quant = ctx.precision.scope == "linear"
-    ops = [elementwise(ctx, "mlp_norm", m * d, m * d, 4, d * ctx.precision.base_bytes)]
+    ops = [elementwise(ctx, "mlp_norm", m * d, m * d, 4, d * ctx.precision.base_bytes,
+                       shape=(m, d))]
     if mlp.kind == "dense":
         f = mlp.intermediate_size
         ops += [linear(ctx, "gate_up", m, d, 2 * f, quantized=quant),
@@ -228,6 +231,7 @@ def forward_ops(spec: ModelSpec, precision: Precision, phase: str, batch: int, t
         ctx = _Ctx(phase, precision, batch, tokens, d, count)
         ops += layer_ops(ctx, layer, context)
     last = batch * d  # only the last token of each sequence needs the final norm and logits
-    ops += [elementwise(top, "final_norm", last, last, 4, d * precision.base_bytes),
+    ops += [elementwise(top, "final_norm", last, last, 4, d * precision.base_bytes,
+                        shape=(batch, d)),
             linear(top, "lm_head", batch, d, v, quantized=False)]
     return ops
