@@ -57,6 +57,14 @@ class Tables:
     elementwise: tuple[tuple[float, float], ...] = ()  # (bytes moved, seconds)
     graph_launch_s: float | None = None  # one tiny kernel replayed inside a CUDA graph
     eager_launch_s: float | None = None  # one tiny kernel launched from Python
+    rmsnorm: tuple[tuple[int, int, float], ...] = ()  # (rows, D, seconds) of F.rms_norm
+    strided: tuple[tuple[float, float], ...] = ()  # (bytes moved, seconds), a strided operand
+    routing: tuple[tuple[int, float], ...] = ()  # (tokens, seconds): softmax, top-k, renormalise
+    routing_shape: tuple[int, int] | None = None  # (experts E, top_k) of routing and sort
+    sort: tuple[tuple[int, float], ...] = ()  # (token-expert pairs, seconds) sorted by expert
+    # by dtype: (m rows per expert, k, n, experts, seconds) of the routed experts' grouped GEMM
+    grouped: Mapping[str, tuple[tuple[int, int, int, int, float], ...]] = field(
+        default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -199,9 +207,75 @@ def _parse_tables(raw: Any, check: _Checker) -> Tables | None:
         linear=linear,
         attention_prefill=_parse_attention(raw.get("attention_prefill"), "prefill", check),
         attention_decode=_parse_attention(raw.get("attention_decode"), "decode", check),
-        elementwise=_parse_pairs(raw.get("elementwise"), check),
+        elementwise=_parse_pairs(raw.get("elementwise"), "elementwise", check),
         graph_launch_s=check.seconds(launch.get("graph_s"), "launch.graph_s"),
-        eager_launch_s=check.seconds(launch.get("eager_s"), "launch.eager_s"))
+        eager_launch_s=check.seconds(launch.get("eager_s"), "launch.eager_s"),
+        **_parse_kernel_tables(raw, check))
+
+
+def _parse_kernel_tables(raw: Mapping, check: _Checker) -> dict[str, Any]:
+    """The RMSNorm, strided elementwise and MoE tables (absent in older profiles: empty)."""
+    grouped = _mapping(raw.get("grouped"), "tables.grouped", check)
+    return dict(
+        rmsnorm=_parse_points(_points_of(raw, "rmsnorm", check), "rmsnorm", 2, check),
+        strided=_parse_pairs(raw.get("strided"), "strided", check),
+        routing=_parse_points(_points_of(raw, "routing", check), "routing", 1, check),
+        routing_shape=_routing_shape(raw, check),
+        sort=_parse_points(_points_of(raw, "sort", check), "sort", 1, check),
+        grouped={str(dtype): _parse_points(_points_of(grouped, dtype, check, "tables.grouped"),
+                                           f"grouped.{dtype}", 4, check)
+                 for dtype in grouped})
+
+
+def _mapping(raw: Any, name: str, check: _Checker) -> Mapping:
+    """raw, which must be a mapping; {} for None."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise check.fail(f"{name} must be a mapping")
+    return raw
+
+
+def _points_of(raw: Mapping, key: str, check: _Checker, where: str = "tables") -> Any:
+    """raw[key]['points'], or None where raw[key] is absent; raw[key] must be a mapping."""
+    return _mapping(raw.get(key), f"{where}.{key}", check).get("points")
+
+
+def _parse_points(raw: Any, name: str, ints: int, check: _Checker) -> tuple:
+    """[[count, ..., seconds], ...] with `ints` positive integers before the seconds."""
+    if raw is None:
+        return ()
+    shape = f"tables.{name}.points must be a list of [{', '.join(['int'] * ints)}, seconds]"
+    if not isinstance(raw, list):
+        raise check.fail(shape)
+    points = []
+    for point in raw:
+        if not isinstance(point, list) or len(point) != ints + 1 or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in point[:-1]):
+            raise check.fail(f"{shape}, not {point!r}")
+        seconds = check.seconds(point[-1], f"tables.{name}")
+        if seconds is None:
+            raise check.fail(f"{shape}, not {point!r}")
+        points.append((*point[:-1], seconds))
+    return tuple(points)
+
+
+def _routing_shape(raw: Mapping, check: _Checker) -> tuple[int, int] | None:
+    """(experts, top_k) of tables.routing, which tables.sort must agree with where it says."""
+    shapes = {}
+    for key in ("routing", "sort"):
+        table = _mapping(raw.get(key), f"tables.{key}", check)
+        if not table or (key == "sort" and "experts" not in table and "top_k" not in table):
+            continue
+        values = (table.get("experts"), table.get("top_k"))
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+            raise check.fail(f"tables.{key} needs positive integers experts and top_k, not "
+                             f"{values[0]!r} and {values[1]!r}")
+        shapes[key] = values
+    if len(set(shapes.values())) > 1:
+        raise check.fail(f"tables.sort is for experts and top_k {shapes['sort']}, tables.routing "
+                         f"for {shapes['routing']}; they must agree")
+    return next(iter(shapes.values()), None)
 
 
 def _parse_attention(raw: Any, phase: str, check: _Checker) -> AttentionTable | None:
@@ -217,11 +291,12 @@ def _parse_attention(raw: Any, phase: str, check: _Checker) -> AttentionTable | 
                          "points [[b, length, seconds], ...]") from exc
 
 
-def _parse_pairs(raw: Any, check: _Checker) -> tuple[tuple[float, float], ...]:
+def _parse_pairs(raw: Any, name: str, check: _Checker) -> tuple[tuple[float, float], ...]:
     if raw is None:
         return ()
+    where = f"tables.{name}.bytes"
     try:
-        return tuple((check.number({"b": b}, "b"), check.seconds(s, "elementwise"))
+        return tuple((check.number({where: b}, where), check.seconds(s, f"tables.{name}.seconds"))
                      for b, s in zip(raw["bytes"], raw["seconds"], strict=True))
     except (KeyError, TypeError, ValueError) as exc:
-        raise check.fail("tables.elementwise needs equal-length bytes and seconds lists") from exc
+        raise check.fail(f"tables.{name} needs equal-length bytes and seconds lists") from exc

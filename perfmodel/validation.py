@@ -124,7 +124,14 @@ def measure(model: str, precision: str, batches: list[int], input_lens: list[int
 
     One engine per (B, I), so its KV cache is sized for that point only; torch is imported here.
     """
+    import torch
+
+    from perfmodel.errors import PerfmodelError
     from perfmodel.validate.timing import environment, free_memory, sweep
+
+    if not torch.cuda.is_available():
+        raise PerfmodelError("perfmodel validate measures on a CUDA GPU and torch sees none here; "
+                             "run it on the GPU box (predict needs no GPU)")
 
     cfg = load_model_config(model)
     spec, prec = model_spec(cfg.config), preset(precision)

@@ -1,0 +1,295 @@
+"""calibrate-gpu on the CPU: the pure reductions and sizing rules, the YAML number round trip,
+the atomic write, and the whole quick pipeline for real on this machine's CPU.
+
+Ground truth: hand-worked medians and counts; PyYAML's own reading of what we write; a profile
+that `perfmodel.gpu.load_gpu` accepts.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from perfmodel.calibrate import stats
+from perfmodel.calibrate.device import datasheet_for, slug
+from perfmodel.calibrate.plan import (PREFILL_MAX_TOKENS, QUICK_GROUPED_MAX_ROWS, make_plan,
+                                      strided_shape)
+from perfmodel.calibrate.profile import atomic_write, dump_yaml, format_float, normalized
+from perfmodel.gpu import PEAK_DTYPES, load_gpu, parse_gpu
+
+
+def test_median_odd_even_and_unsorted():
+    assert stats.median([3.0, 1.0, 2.0]) == 2.0
+    assert stats.median([4.0, 1.0, 3.0, 2.0]) == 2.5
+    assert stats.median([7.0]) == 7.0
+
+
+def test_reductions_refuse_empty_and_non_finite():
+    with pytest.raises(ValueError):
+        stats.median([])
+    with pytest.raises(ValueError):
+        stats.Spread.of([1.0, math.nan])
+
+
+def test_spread_min_median_max_and_relative():
+    spread = stats.Spread.of([1.1, 0.9, 1.0, 1.3, 1.0])
+    assert (spread.min, spread.median, spread.max) == (0.9, 1.0, 1.3)
+    assert spread.relative == pytest.approx(0.4)
+
+
+def test_per_call_divides_a_replay_by_its_copies():
+    assert stats.per_call([1e-3, 2e-3], 100) == pytest.approx((1e-5, 2e-5))
+    with pytest.raises(ValueError):
+        stats.per_call([1.0], 0)
+
+
+def test_counting_flops_and_bytes():
+    assert stats.matmul_flop(8192, 8192, 8192) == 2 * 8192 ** 3  # FLOPs, not MACs
+    assert stats.copy_bytes(1 << 30) == 2 << 30  # read once, written once
+    assert stats.elementwise_bytes(4096) == 3 * 4096  # a + b -> c
+    assert stats.rate(2e12, 2.0) == 1e12
+
+
+def test_buffer_sets_rotate_past_the_cache():
+    l2 = 50 << 20
+    assert stats.buffer_sets(2 << 20, l2, 3.0, 256) == 75  # 75 x 2 MiB = 3 x 50 MiB
+    assert stats.buffer_sets(1 << 30, l2, 3.0, 256) == 1  # one set already far larger
+    assert stats.buffer_sets(1024, l2, 3.0, 256) == 256  # capped
+
+
+def test_graph_copies_cover_the_rotation_for_short_kernels_only():
+    # a 10 us kernel over 75 sets: every set once, and the replay lasts >= 1 ms
+    assert stats.graph_copies(75, 10e-6, 1e-3, 256) == 100
+    assert stats.graph_copies(150, 10e-6, 1e-3, 256) == 150
+    # a 5 ms kernel: one copy; the cache cannot hide 5 ms of reads
+    assert stats.graph_copies(3, 5e-3, 1e-3, 256) == 1
+    assert stats.graph_copies(10, 1e-7, 1e-3, 256) == 256
+
+
+def test_sample_count_fits_the_budget_within_bounds():
+    assert stats.sample_count(1e-3, 25e-3, 5, 50) == 25
+    assert stats.sample_count(1.0, 25e-3, 5, 50) == 5
+    assert stats.sample_count(1e-6, 25e-3, 5, 50) == 50
+
+
+@pytest.mark.parametrize("value", [3.0e12, 3.021e12, 7.5e14, 1.3e15, 1e16, 1e-5, 2.5e-07,
+                                   1.0, 7.0, 12.5, 0.0123, 123456789.0, 8.5e10, 1e300])
+def test_float_format_reads_back_as_a_float(value):
+    text = format_float(value)
+    back = yaml.safe_load(f"x: {text}")["x"]
+    assert isinstance(back, float), text
+    assert back == pytest.approx(value, rel=1e-3)
+    assert "e" not in text or ("." in text and text.split("e")[1][0] in "+-"), text
+
+
+def test_float_format_refuses_non_finite():
+    with pytest.raises(ValueError):
+        format_float(math.inf)
+
+
+def test_dump_round_trips_nested_numbers_and_nulls():
+    data = {"a": 3.0e12, "b": [1, 2.5e-06, None], "c": {"d": [[1e-05, None]]},
+            "date": "2026-11-21", "e": (1, 2)}
+    text = dump_yaml(data, header="a header")
+    assert text.startswith("# a header\n")
+    loaded = yaml.safe_load(text)
+    assert loaded == normalized(data)
+    assert loaded["date"] == "2026-11-21"  # quoted, not a datetime.date
+    assert isinstance(loaded["a"], float) and isinstance(loaded["c"]["d"][0][0], float)
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    path = tmp_path / "p.yaml"
+    atomic_write(path, ["one\n", "two\n"])
+    assert path.read_text() == "one\ntwo\n"
+    atomic_write(path, ["three\n"])
+    assert path.read_text() == "three\n"
+
+
+def test_atomic_write_leaves_old_file_intact_when_writer_raises(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("old profile\n")
+
+    def chunks():
+        yield "half of a new prof"
+        raise KeyboardInterrupt  # Ctrl-C mid-write
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, chunks())
+    assert path.read_text() == "old profile\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["p.yaml"]  # no temp file left behind
+
+
+def test_datasheet_match_by_torch_device_name():
+    assert datasheet_for("NVIDIA H100 80GB HBM3") == "h100-sxm"
+    assert datasheet_for("NVIDIA H100 PCIe") == "h100-pcie"
+    assert datasheet_for("NVIDIA H200") == "h200"
+    assert datasheet_for("NVIDIA A100-SXM4-80GB") == "a100-sxm-80gb"
+    assert datasheet_for("NVIDIA L40S") == "l40s"
+    assert datasheet_for("NVIDIA GeForce RTX 4090") == "rtx-4090"
+    assert datasheet_for("NVIDIA A100-SXM4-40GB") is None
+    assert slug("NVIDIA GeForce RTX 5090") == "nvidia-geforce-rtx-5090"
+
+
+def test_plans_respect_the_grid_rules():
+    full, quick = make_plan(False, cpu=False), make_plan(True, cpu=False)
+    assert len(full.linear_kn) == 9 and len(full.linear_ms) == 15
+    assert set(quick.linear_ms) <= set(full.linear_ms) and set(quick.linear_kn) <= set(full.linear_kn)
+    assert all(b * t <= PREFILL_MAX_TOKENS for b, t in full.prefill)
+    assert (16, 8192) in full.prefill_skipped and (1, 32768) in full.prefill
+    assert full.elementwise_bytes[0] == 4096 and full.elementwise_bytes[-1] == 1 << 30
+    assert quick.steps < full.steps
+
+
+def test_kernel_table_grids():
+    full, quick = make_plan(False, cpu=False), make_plan(True, cpu=False)
+    assert len(full.grouped) == 4 * 5 and len(full.grouped_kn) == 4  # t x m, every point
+    assert (128, 256) in full.grouped and (128, 256) not in quick.grouped
+    assert all(t * m <= QUICK_GROUPED_MAX_ROWS for t, m in quick.grouped)
+    assert set(quick.grouped) <= set(full.grouped) and set(quick.grouped_kn) <= set(full.grouped_kn)
+    assert set(quick.rmsnorm_rows) <= set(full.rmsnorm_rows) and full.rmsnorm_rows[-1] == 16384
+    assert full.strided_bytes == full.elementwise_bytes and full.route_tokens[-1] == 32768
+    # the steps count every measurement: 24 rmsnorm, 19 strided, 6 + 6 routing and sort,
+    # 2 dtypes x 80 grouped points on top of the tables before them
+    assert full.steps - len(full.elementwise_bytes) - 1 == (
+        len(full.peak_dtypes) * 6 + 3 + 1 + 5 * 15 * 9 + len(full.prefill) + len(full.decode)
+        + 24 + 19 + 12 + 160)
+
+
+@pytest.mark.parametrize("nbytes", [4096, 8192, 65536, 1 << 20, 1 << 30])
+def test_strided_operand_is_a_non_contiguous_half(nbytes):
+    torch = pytest.importorskip("torch")
+    rows, width = strided_shape(nbytes)
+    assert 2 * rows * width == nbytes and rows >= 8 and width <= 4096
+    if nbytes <= 1 << 20:
+        half = torch.empty(rows, 2 * width, dtype=torch.bfloat16).chunk(2, dim=-1)[0]
+        assert not half.is_contiguous()
+
+
+def test_sort_pairs_groups_the_pairs_by_expert():
+    torch = pytest.importorskip("torch")
+    from perfmodel.calibrate.moe import route, sort_pairs
+
+    torch.manual_seed(0)
+    weights, ids = route(torch.randn(64, 128, dtype=torch.bfloat16), 8)
+    assert torch.allclose(weights.sum(-1), torch.ones(64)) and (weights > 0).all()
+    assert all(len(set(row)) == 8 for row in ids.tolist())  # k distinct experts per token
+    order, offs, rows = sort_pairs(ids, torch.arange(128), 8)
+    flat = ids.reshape(-1)
+    assert offs.dtype == torch.int32
+    assert offs.tolist() == torch.bincount(flat, minlength=128).cumsum(0).tolist()
+    assert (flat[order].diff() >= 0).all()  # grouped by expert
+    for start, end in zip([0] + offs.tolist()[:-1], offs.tolist()):
+        assert order[start:end].tolist() == sorted(order[start:end].tolist())  # stable
+    assert (ids[rows, order % 8] == flat[order]).all()  # each sorted pair's token
+
+
+def test_grouped_probe_checks_the_rows_it_gets(monkeypatch):
+    """Per-expert loops (dequantizing for fp8) stand in for the grouped kernels, which a CPU
+    may lack: the probe accepts them, and rejects them once their rows are wrong."""
+    torch = pytest.importorskip("torch")
+    from perfmodel.calibrate.kernels import probe_grouped
+
+    def scaled(xq, w_t, scale_a, scale_b, offs=None, out_dtype=None):
+        ends = offs.tolist()
+        rows = [(xq[s:e].float() * scale_a[s:e, None]) @ w_t[i].float() * scale_b[i]
+                for i, (s, e) in enumerate(zip([0] + ends[:-1], ends))]
+        return torch.cat(rows).to(out_dtype)
+
+    def plain(xs, w_t, offs=None):
+        return scaled(xs, w_t, torch.ones(len(xs)), torch.ones(w_t.shape[::2]), offs, xs.dtype)
+
+    for name, kernel, dtype in (("_scaled_grouped_mm", scaled, "fp8"),
+                                ("_grouped_mm", plain, "bf16")):
+        monkeypatch.setattr(torch, name, kernel, raising=False)
+        assert probe_grouped(dtype, "cpu") is None
+        monkeypatch.setattr(torch, name, lambda *a, k=kernel, **kw: k(*a, **kw).roll(1, 0))
+        assert "wrong results" in probe_grouped(dtype, "cpu")
+        monkeypatch.delattr(torch, name)
+        assert probe_grouped(dtype, "cpu").startswith("AttributeError")
+
+
+def test_importing_the_package_does_not_import_torch():
+    code = ("import sys, perfmodel.calibrate, perfmodel.calibrate.__main__; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def cpu_profile(tmp_path_factory):
+    pytest.importorskip("torch")
+    from perfmodel.calibrate import calibrate
+
+    out = tmp_path_factory.mktemp("calib") / "cpu.yaml"
+    steps = []
+    started = time.perf_counter()
+    path = calibrate(out=out, quick=True, device="cpu",
+                     progress=lambda label, done, total: steps.append((label, done, total)))
+    return path, time.perf_counter() - started, steps
+
+
+def test_cpu_quick_run_writes_a_loadable_profile(cpu_profile):
+    path, seconds, steps = cpu_profile
+    assert seconds < 45, f"the CPU quick run took {seconds:.0f} s"
+    spec = load_gpu(str(path))
+    assert spec.kind == "measured" and spec.name.endswith("-measured")
+    assert spec.peak("bf16") > 1e8 and spec.peak("fp16") > 1e8
+    assert spec.peak("int4") is None
+    assert spec.mem_bandwidth > 1e8 and spec.mem_bytes > 1e8
+    assert spec.extra["run_time_s"] > 0 and spec.extra["environment"]["torch"]
+    for dtype, peak in spec.peak_flops.items():
+        if peak is None and dtype != "int4":
+            assert dtype in spec.extra["unsupported"]
+    assert steps[-1][1] == steps[-1][2]  # the bar ends full
+    assert spec == parse_gpu(yaml.safe_load(path.read_text()), str(path))
+
+
+def test_cpu_quick_run_fills_the_tables(cpu_profile):
+    tables = load_gpu(str(cpu_profile[0])).tables
+    assert tables is not None and "bf16" in tables.linear
+    for table in tables.linear.values():
+        cells = [s for row in table.seconds for s in row]
+        assert cells and all(s is None or s > 0 for s in cells)
+        assert sum(s is not None for s in cells) >= len(cells) // 2
+    assert tables.attention_prefill.points and tables.attention_decode.points
+    assert tables.attention_prefill.heads == 32 and tables.attention_prefill.kv_heads == 8
+    assert tables.elementwise and all(b > 0 and s > 0 for b, s in tables.elementwise)
+    assert tables.eager_launch_s > 0 and tables.graph_launch_s is None  # no graphs on a CPU
+
+
+def test_cpu_quick_run_fills_the_kernel_tables(cpu_profile):
+    spec = load_gpu(str(cpu_profile[0]))
+    tables, plan = spec.tables, make_plan(True, cpu=True)
+    assert [(r, d) for r, d, _ in tables.rmsnorm] == [(r, d) for d in plan.rmsnorm_dims
+                                                      for r in plan.rmsnorm_rows]
+    assert [b for b, _ in tables.strided] == [3 * b for b in plan.strided_bytes]
+    assert [t for t, _ in tables.routing] == list(plan.route_tokens)
+    assert [p for p, _ in tables.sort] == [8 * t for t in plan.route_tokens]
+    assert tables.routing_shape == (128, 8)
+    for points in (tables.rmsnorm, tables.strided, tables.routing, tables.sort):
+        assert all(p[-1] > 0 for p in points)
+    unsupported = spec.extra["unsupported"]
+    assert "grouped_fp8" in unsupported  # no _scaled_grouped_mm on a CPU
+    for dtype in ("bf16", "fp8"):  # each grouped dtype is measured or says why not
+        assert (dtype in tables.grouped) != (f"grouped_{dtype}" in unsupported)
+    if "bf16" in tables.grouped:
+        want = {(m, k, n, t) for t, m in plan.grouped for k, n in plan.grouped_kn}
+        assert {p[:4] for p in tables.grouped["bf16"]} == want
+    assert "grouped" in yaml.safe_load(cpu_profile[0].read_text())["tables"]
+
+
+def test_unknown_device_is_one_clear_error():
+    pytest.importorskip("torch")
+    from perfmodel.calibrate import CalibrationError, calibrate
+
+    with pytest.raises(CalibrationError, match="cuda:N or cpu"):
+        calibrate(device="tpu")
+
+
+def test_peak_dtypes_are_the_loaders():
+    assert set(make_plan(False, cpu=False).peak_dtypes) < set(PEAK_DTYPES)

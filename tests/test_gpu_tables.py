@@ -1,0 +1,109 @@
+"""Reading the kernel tables of a GPU profile: RMSNorm, strided elementwise, MoE routing, sort and
+grouped GEMM. A good table reads back as written; a profile from before these tables loads with
+empty ones; a malformed one is one GpuProfileError that names the field.
+
+Ground truth: the YAML schema of docs/calibration.md, the bundled measured H100 profile (written
+before these tables existed), and the writer `perfmodel.calibrate.profile.tables_data`.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from perfmodel.calibrate.profile import dump_yaml, tables_data
+from perfmodel.errors import GpuProfileError
+from perfmodel.gpu import Tables, load_gpu, parse_gpu
+
+KERNEL_TABLES = {
+    "rmsnorm": {"points": [[1, 4096, 6.1e-06], [16384, 8192, 0.000215]]},
+    "strided": {"bytes": [12288, 3221225472], "seconds": [2.3e-06, 0.00131]},
+    "routing": {"experts": 128, "top_k": 8, "points": [[1, 2.1e-05], [32768, 0.000301]]},
+    "sort": {"experts": 128, "top_k": 8, "points": [[8, 1.5e-05], [262144, 0.000112]]},
+    "grouped": {"bf16": {"points": [[1, 1024, 4096, 1, 8.2e-06], [256, 768, 2048, 128, 9.6e-05]]},
+                "fp8": {"points": [[4, 4096, 1024, 8, 1.9e-05]]}},
+}
+
+
+def profile(**tables) -> dict:
+    return {"name": "g", "description": "d", "kind": "measured", "source": "measured",
+            "date": "2026-11-21", "method": "m", "peak_flops": {"bf16": 7.6e14},
+            "mem_bandwidth": 3.0e12, "mem_bytes": 8.0e10, "tables": tables}
+
+
+def good() -> dict:
+    return profile(**copy.deepcopy(KERNEL_TABLES))
+
+
+def test_kernel_tables_read_back_as_written():
+    tables = parse_gpu(good()).tables
+    assert tables.rmsnorm == ((1, 4096, 6.1e-06), (16384, 8192, 0.000215))
+    assert tables.strided == ((12288.0, 2.3e-06), (3221225472.0, 0.00131))
+    assert tables.routing == ((1, 2.1e-05), (32768, 0.000301))
+    assert tables.routing_shape == (128, 8)
+    assert tables.sort == ((8, 1.5e-05), (262144, 0.000112))
+    assert tables.grouped["bf16"][1] == (256, 768, 2048, 128, 9.6e-05)
+    assert tables.grouped["fp8"] == ((4, 4096, 1024, 8, 1.9e-05),)
+    assert all(isinstance(v, int) for v in tables.grouped["bf16"][0][:4])
+
+
+def test_writer_and_reader_agree():
+    tables = parse_gpu(good()).tables
+    text = dump_yaml(profile(**tables_data(tables)))
+    assert parse_gpu(yaml.safe_load(text)).tables == tables
+
+
+def test_writer_keeps_an_empty_grouped_table():
+    written = tables_data(Tables(routing_shape=(128, 8)))
+    assert written["grouped"] == {} and written["routing"] == {"experts": 128, "top_k": 8,
+                                                               "points": []}
+    tables = parse_gpu(profile(**written)).tables
+    assert tables.grouped == {} and tables.routing == () and tables.routing_shape == (128, 8)
+
+
+def test_profiles_without_the_kernel_tables_still_load():
+    old = load_gpu("h100-sxm-measured").tables  # bundled, written before these tables
+    assert old is not None and old.linear and old.elementwise
+    assert (old.rmsnorm, old.strided, old.routing, old.sort) == ((), (), (), ())
+    assert old.routing_shape is None and old.grouped == {}
+    assert parse_gpu(profile()).tables == Tables()
+    assert parse_gpu(profile(grouped={}, rmsnorm={})).tables == Tables()
+
+
+def test_sort_alone_gives_the_routing_shape():
+    data = profile(sort={"experts": 64, "top_k": 4, "points": [[4, 1e-05]]})
+    assert parse_gpu(data).tables.routing_shape == (64, 4)
+
+
+@pytest.mark.parametrize("path, value, field", [
+    (("rmsnorm", "points"), [[1, 4096]], "tables.rmsnorm"),
+    (("rmsnorm", "points"), [[1, 4096, "6.1e-6"]], "tables.rmsnorm"),
+    (("rmsnorm", "points"), [[1.5, 4096, 6.1e-06]], "tables.rmsnorm"),
+    (("rmsnorm", "points"), [[True, 4096, 6.1e-06]], "tables.rmsnorm"),
+    (("rmsnorm", "points"), [[1, 4096, -6.1e-06]], "tables.rmsnorm"),
+    (("rmsnorm", "points"), [[1, 4096, None]], "tables.rmsnorm"),
+    (("rmsnorm", "points"), {"1": 2}, "tables.rmsnorm"),
+    (("rmsnorm",), [[1, 4096, 6.1e-06]], "tables.rmsnorm"),
+    (("strided", "seconds"), [2.3e-06], "tables.strided"),
+    (("strided", "bytes"), ["12288", 3221225472], "tables.strided.bytes"),
+    (("routing", "experts"), None, "tables.routing"),
+    (("routing", "top_k"), 0, "tables.routing"),
+    (("routing", "points"), [[0, 2.1e-05]], "tables.routing"),
+    (("sort", "top_k"), 4, "tables.sort"),
+    (("sort", "points"), [[8, 1.5e-05, 3]], "tables.sort"),
+    (("grouped",), [["bf16"]], "tables.grouped"),
+    (("grouped", "bf16"), [[1, 1024, 4096, 1, 8.2e-06]], "tables.grouped.bf16"),
+    (("grouped", "bf16", "points"), [[1, 1024, 4096, 8.2e-06]], "tables.grouped.bf16"),
+    (("grouped", "fp8", "points"), [[4, 4096, 1024, "8", 1.9e-05]], "tables.grouped.fp8"),
+])
+def test_a_malformed_table_is_one_error_naming_its_field(path, value, field):
+    data = good()
+    where = data["tables"]
+    for key in path[:-1]:
+        where = where[key]
+    where[path[-1]] = value
+    with pytest.raises(GpuProfileError, match=field.replace(".", r"\.")) as caught:
+        parse_gpu(data, "p.yaml")
+    assert "p.yaml" in str(caught.value) and "\n" not in str(caught.value)
