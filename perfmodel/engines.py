@@ -21,8 +21,10 @@ class Kernel:
     """One launched kernel: its kind (the profile table that times it) and its size.
 
     kinds: "elementwise" (contiguous, vectorized), "strided" (reads a non-contiguous view),
-    "rmsnorm" (rows × width), "routing" (softmax/top-k over `rows` tokens' router logits),
-    "sort" (argsort and searchsorted of `rows` token-expert pairs), "tiny" (the launch floor).
+    "rmsnorm" (rows × width), "rope" (the five kernels of unfused RoPE on one tensor, nbytes its
+    minimal read + write), "silu_mul" (the two kernels of SiLU(gate)·up on chunk views),
+    "routing" (softmax/top-k over `rows` tokens' router logits), "sort" (argsort and
+    searchsorted of `rows` token-expert pairs), "tiny" (the launch floor).
     """
 
     kind: str
@@ -60,18 +62,10 @@ def qk_norms(op: Op) -> tuple[Kernel, ...]:
 
 
 def unfused_rope(op: Op) -> tuple[Kernel, ...]:
-    """`x * cos + rotate_half(x) * sin` on q and on k (op.shape = their element counts).
-
-    Per tensor of X bytes: x·cos (strided view of the QKV output, broadcast cos: 2X), −x₂
-    (strided: X), cat (strided: 2X), rot·sin (broadcast sin: 2X), add (contiguous: 3X).
-    """
-    per_elem = op.bytes / (2 * sum(op.shape))
-    kernels = []
-    for elems in op.shape:
-        x = elems * per_elem
-        kernels += [Kernel("strided", 2 * x), Kernel("strided", x), Kernel("strided", 2 * x),
-                    Kernel("strided", 2 * x), Kernel("elementwise", 3 * x)]
-    return tuple(kernels)
+    """`x * cos + rotate_half(x) * sin` on q and on k (op.shape = their element counts): five
+    kernels per tensor, three of them on strided views with broadcast cos/sin."""
+    per_elem = op.bytes / sum(op.shape)
+    return tuple(Kernel("rope", elems * per_elem) for elems in op.shape)
 
 
 def torch_routing(op: Op) -> tuple[Kernel, ...]:
@@ -121,7 +115,7 @@ class EnginePreset:
         return make(op) if make else ()
 
 
-_STRIDED_ACT = chain(("strided", 2 / 3), ("strided", 1.0))  # SiLU(gate view), · up view
+_STRIDED_ACT = one("silu_mul")  # SiLU(gate view), then · up view
 
 TORCH_CUDAGRAPH = EnginePreset(
     name="torch-cudagraph",

@@ -68,6 +68,8 @@ class KernelModel:
         self.elementwise = self._bytes_curve(tables.elementwise)
         self.strided = self._bytes_curve(getattr(tables, "strided", ())) or self.elementwise
         self.rmsnorm = self._norm_grid(getattr(tables, "rmsnorm", ()))
+        self.rope = self._bytes_curve(getattr(tables, "rope", ()))
+        self.silu_mul = self._bytes_curve(getattr(tables, "silu_mul", ()))
         self.routing = self._count_curve(getattr(tables, "routing", ()))
         self.sort = self._count_curve(getattr(tables, "sort", ()))
 
@@ -153,6 +155,17 @@ class KernelModel:
             return self._by_bytes(self.elementwise, kernel)
         if kernel.kind == "strided":
             return self._by_bytes(self.strided, kernel.nbytes)
+        if kernel.kind == "rope":  # five kernels, timed together; else kernel by kernel
+            if self.rope is not None:
+                return self._by_bytes(self.rope, kernel.nbytes)
+            x = kernel.nbytes / 2
+            return sum(self._by_bytes(self.strided, f * x) for f in (2, 1, 2, 2)) \
+                + self._by_bytes(self.elementwise, 3 * x)
+        if kernel.kind == "silu_mul":  # two kernels, timed together; else one by one
+            if self.silu_mul is not None:
+                return self._by_bytes(self.silu_mul, kernel.nbytes)
+            return self._by_bytes(self.strided, 2 / 3 * kernel.nbytes) \
+                + self._by_bytes(self.strided, kernel.nbytes)
         if kernel.kind == "rmsnorm" and self.rmsnorm is not None:
             eff = self.rmsnorm(max(kernel.rows, 1), max(kernel.width, 1), 1)
             return max(kernel.nbytes / self.rates.bandwidth / eff, self.floor or 0.0)

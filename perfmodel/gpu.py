@@ -59,6 +59,8 @@ class Tables:
     eager_launch_s: float | None = None  # one tiny kernel launched from Python
     rmsnorm: tuple[tuple[int, int, float], ...] = ()  # (rows, D, seconds) of F.rms_norm
     strided: tuple[tuple[float, float], ...] = ()  # (bytes moved, seconds), a strided operand
+    rope: tuple[tuple[float, float], ...] = ()  # (minimal bytes, seconds), unfused PyTorch RoPE
+    silu_mul: tuple[tuple[float, float], ...] = ()  # (minimal bytes, seconds), SiLU(gate)·up
     routing: tuple[tuple[int, float], ...] = ()  # (tokens, seconds): softmax, top-k, renormalise
     routing_shape: tuple[int, int] | None = None  # (experts E, top_k) of routing and sort
     sort: tuple[tuple[int, float], ...] = ()  # (token-expert pairs, seconds) sorted by expert
@@ -219,6 +221,8 @@ def _parse_kernel_tables(raw: Mapping, check: _Checker) -> dict[str, Any]:
     return dict(
         rmsnorm=_parse_points(_points_of(raw, "rmsnorm", check), "rmsnorm", 2, check),
         strided=_parse_pairs(raw.get("strided"), "strided", check),
+        rope=_parse_pairs(raw.get("rope"), "rope", check),
+        silu_mul=_parse_pairs(raw.get("silu_mul"), "silu_mul", check),
         routing=_parse_points(_points_of(raw, "routing", check), "routing", 1, check),
         routing_shape=_routing_shape(raw, check),
         sort=_parse_points(_points_of(raw, "sort", check), "sort", 1, check),

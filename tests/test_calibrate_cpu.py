@@ -154,11 +154,11 @@ def test_kernel_table_grids():
     assert set(quick.grouped) <= set(full.grouped) and set(quick.grouped_kn) <= set(full.grouped_kn)
     assert set(quick.rmsnorm_rows) <= set(full.rmsnorm_rows) and full.rmsnorm_rows[-1] == 16384
     assert full.strided_bytes == full.elementwise_bytes and full.route_tokens[-1] == 32768
-    # the steps count every measurement: 24 rmsnorm, 19 strided, 6 + 6 routing and sort,
-    # 2 dtypes x 80 grouped points on top of the tables before them
+    # the steps count every measurement: 24 rmsnorm, 19 strided, 19 silu-mul, 9 rope,
+    # 6 + 6 routing and sort, 2 dtypes x 80 grouped points on top of the tables before them
     assert full.steps - len(full.elementwise_bytes) - 1 == (
         len(full.peak_dtypes) * 6 + 3 + 1 + 5 * 15 * 9 + len(full.prefill) + len(full.decode)
-        + 24 + 19 + 12 + 160)
+        + 24 + 19 + 19 + 9 + 12 + 160)
 
 
 @pytest.mark.parametrize("nbytes", [4096, 8192, 65536, 1 << 20, 1 << 30])

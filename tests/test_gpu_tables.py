@@ -64,7 +64,14 @@ def test_writer_keeps_an_empty_grouped_table():
 
 
 def test_profiles_without_the_kernel_tables_still_load():
-    old = load_gpu("h100-sxm-measured").tables  # bundled, written before these tables
+    import yaml
+
+    from perfmodel.gpu import GPU_DIR
+
+    data = yaml.safe_load((GPU_DIR / "h100-sxm-measured.yaml").read_text())
+    for key in ("rmsnorm", "strided", "rope", "silu_mul", "routing", "sort", "grouped"):
+        data["tables"].pop(key, None)  # as written before these tables existed
+    old = parse_gpu(data).tables
     assert old is not None and old.linear and old.elementwise
     assert (old.rmsnorm, old.strided, old.routing, old.sort) == ((), (), (), ())
     assert old.routing_shape is None and old.grouped == {}

@@ -43,6 +43,7 @@ class Plan:
     rmsnorm_rows: tuple[int, ...]
     rmsnorm_dims: tuple[int, ...]  # D, the normalised width
     strided_bytes: tuple[int, ...]  # bytes of the output of a * b, a a strided view
+    rope_tokens: tuple[int, ...]  # T of the unfused RoPE table (q of 32 heads of 128)
     route_tokens: tuple[int, ...]  # tokens of the routing table; the sort table has k x these
     grouped: tuple[tuple[int, int], ...]  # (experts t, rows m per expert) of the grouped GEMM
     grouped_kn: tuple[tuple[int, int], ...]
@@ -61,7 +62,8 @@ class Plan:
         peaks = len(self.peak_dtypes) * (len(self.peak_sizes) + 1) + len(self.copy_bytes) + 1
         linear = len(self.linear_dtypes) * len(self.linear_ms) * len(self.linear_kn)
         small = (len(self.elementwise_bytes) + len(self.rmsnorm_rows) * len(self.rmsnorm_dims)
-                 + len(self.strided_bytes) + 2 * len(self.route_tokens)
+                 + 2 * len(self.strided_bytes) + len(self.rope_tokens)
+                 + 2 * len(self.route_tokens)
                  + len(self.grouped_dtypes) * self.grouped_steps)
         return peaks + linear + len(self.prefill) + len(self.decode) + small + 1
 
@@ -95,6 +97,7 @@ def make_plan(quick: bool, cpu: bool) -> Plan:
             elementwise_bytes=(4 * KIB, 256 * KIB, 16 * MIB),
             rmsnorm_rows=(1, 4, 16, 64, 256), rmsnorm_dims=(256, 1024),
             strided_bytes=(4 * KIB, 256 * KIB, 16 * MIB), route_tokens=(1, 8, 64, 512),
+            rope_tokens=(1, 16, 256),
             grouped=grouped_grid((1, 4), (1, 8)), grouped_kn=((256, 512),))
     if quick:
         return Plan(
@@ -107,6 +110,7 @@ def make_plan(quick: bool, cpu: bool) -> Plan:
             elementwise_bytes=tuple(4 * KIB * 16 ** i for i in range(5)) + (GIB,),
             rmsnorm_rows=(1, 16, 256, 4096, 16384), rmsnorm_dims=(1024, 4096, 8192),
             strided_bytes=tuple(4 * KIB * 16 ** i for i in range(5)) + (GIB,),
+            rope_tokens=(1, 64, 4096, 65536),
             route_tokens=(1, 64, 4096, 32768),
             grouped=grouped_grid((1, 8, 128), (1, 16, 64, 256), QUICK_GROUPED_MAX_ROWS),
             grouped_kn=GROUPED_KN[:2])
@@ -120,5 +124,6 @@ def make_plan(quick: bool, cpu: bool) -> Plan:
         elementwise_bytes=tuple(4 * KIB * 2 ** i for i in range(19)),
         rmsnorm_rows=(1, 4, 16, 64, 256, 1024, 4096, 16384), rmsnorm_dims=(1024, 4096, 8192),
         strided_bytes=tuple(4 * KIB * 2 ** i for i in range(19)),
+        rope_tokens=tuple(4 ** i for i in range(9)),
         route_tokens=(1, 8, 64, 512, 4096, 32768),
         grouped=grouped_grid((1, 8, 32, 128), (1, 4, 16, 64, 256)), grouped_kn=GROUPED_KN)

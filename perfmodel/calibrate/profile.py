@@ -84,6 +84,9 @@ def tables_data(tables: Tables) -> dict:
     data["rmsnorm"] = {"points": [list(p) for p in tables.rmsnorm]}
     data["strided"] = {"bytes": [round(b) for b, _ in tables.strided],  # exact, not 4 digits
                        "seconds": [s for _, s in tables.strided]}
+    for key in ("rope", "silu_mul"):
+        pairs = getattr(tables, key)
+        data[key] = {"bytes": [round(b) for b, _ in pairs], "seconds": [s for _, s in pairs]}
     if tables.routing_shape is not None:  # (E, k) says what routing and sort were measured at
         shape = {"experts": tables.routing_shape[0], "top_k": tables.routing_shape[1]}
         data["routing"] = {**shape, "points": [list(p) for p in tables.routing]}

@@ -183,6 +183,69 @@ def strided(plan: Plan, timer: Timer, step: Step,
     return tuple(pairs)
 
 
+ROPE_HEADS, ROPE_QKV_HEADS, ROPE_HEAD_DIM = 32, 48, 128  # q of N=32 heads in a QKV of N+2K=48
+
+
+def rope(plan: Plan, timer: Timer, step: Step,
+         notes: list[str]) -> tuple[tuple[float, float], ...]:
+    """(minimal bytes, seconds) of rotate-half RoPE as plain PyTorch ops (`x * cos +
+    cat(-x2, x1) * sin`, five kernels) on q, a strided (T, N, H) view of a fused QKV output,
+    with cos/sin (T, 1, H) broadcast: the unfused RoPE of Hugging Face-style code. Minimal bytes
+    = q read + q written = 2·T·N·H·2.
+    """
+    pairs = []
+    for tokens in plan.rope_tokens:
+        label = f"rope T={tokens}"
+        step(label)
+
+        def make(i: int, t: int = tokens) -> Callable[[], Any]:
+            qkv = _randn(t, ROPE_QKV_HEADS * ROPE_HEAD_DIM, device=timer.device)
+            q = qkv[:, :ROPE_HEADS * ROPE_HEAD_DIM].view(t, ROPE_HEADS, ROPE_HEAD_DIM)
+            cos, sin = _randn(t, 1, ROPE_HEAD_DIM, device=timer.device), \
+                _randn(t, 1, ROPE_HEAD_DIM, device=timer.device)
+
+            def apply() -> Any:
+                import torch
+
+                x1, x2 = q.chunk(2, dim=-1)
+                return q * cos + torch.cat((-x2, x1), dim=-1) * sin
+            return apply
+
+        moved = 2 * tokens * ROPE_HEADS * ROPE_HEAD_DIM * 2
+        seconds = attempt(lambda: timer.rotated(
+            make, tokens * (ROPE_QKV_HEADS + 2) * ROPE_HEAD_DIM * 2).median, label, notes, timer)
+        if seconds is not None:
+            pairs.append((moved, seconds))
+        timer.pause()
+    release(timer)
+    return tuple(pairs)
+
+
+def silu_mul(plan: Plan, timer: Timer, step: Step,
+             notes: list[str]) -> tuple[tuple[float, float], ...]:
+    """(minimal bytes, seconds) of `F.silu(gate) * up`, gate and up the chunk views of a
+    (rows, 2F) gate/up output: two kernels. Minimal bytes = 2F read + F written, 3·rows·F·2."""
+    import torch.nn.functional as F
+
+    pairs = []
+    for nbytes in plan.strided_bytes:
+        rows, width = strided_shape(nbytes)
+        label = f"silu-mul {nbytes} B"
+        step(label)
+
+        def make(i: int, rows: int = rows, width: int = width) -> Callable[[], Any]:
+            gate, up = _randn(rows, 2 * width, device=timer.device).chunk(2, dim=-1)
+            return lambda: F.silu(gate) * up
+
+        seconds = attempt(lambda: timer.rotated(make, 2 * 2 * rows * width).median, label,
+                          notes, timer)
+        if seconds is not None:
+            pairs.append((3 * rows * width * 2, seconds))
+        timer.pause()
+    release(timer)
+    return tuple(pairs)
+
+
 def attempt(measure: Callable[[], float], label: str, notes: list[str],
             timer: Timer) -> float | None:
     """measure(), or None with a note when it runs out of memory or the kernel raises."""
