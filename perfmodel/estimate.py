@@ -20,7 +20,7 @@ from typing import Callable
 
 from perfmodel.engines import EnginePreset, Kernel, engine_preset
 from perfmodel.gpu import GpuSpec, Tables, bundled_names, load_gpu
-from perfmodel.interpolate import Grid3, interp1, log_interp1
+from perfmodel.interpolate import Grid3, LogCurve, interp1
 from perfmodel.ops import ATTENTION, GROUPED, MATMUL, Op
 from perfmodel.precision import Precision, preset
 
@@ -86,16 +86,18 @@ class KernelModel:
                      values)
 
     def _grouped_grid(self, dtype: str, points) -> Grid3:
-        """Grouped GEMM efficiency over (rows per expert, experts, K·N of one expert)."""
+        """Grouped GEMM efficiency over (rows per expert, weight elements of all touched
+        experts): a grouped kernel's tiles span every expert, so its parallelism, and with it
+        its efficiency, follows the total weight it streams more than any one expert's shape."""
         w, a = TABLE_BYTES.get(dtype, (2, 2))
         sums: dict[tuple[float, float, float], list[float]] = {}
         for m, k, n, experts, seconds in points:
             roof = self.rates.roofline(2.0 * m * experts * n * k,
                                        experts * (n * k * w + m * k * a + m * n * 2),
                                        TABLE_COMPUTE.get(dtype, "bf16"))
-            sums.setdefault((m, experts, k * n), []).append(roof / seconds)
+            sums.setdefault((m, experts * k * n, 1), []).append(roof / seconds)
         values = {key: sum(v) / len(v) for key, v in sums.items()}
-        axes = tuple(sorted({key[i] for key in values}) for i in range(3))
+        axes = (sorted({key[0] for key in values}), sorted({key[1] for key in values}), [1])
         return Grid3(axes, values)
 
     def _norm_grid(self, points) -> Grid3 | None:
@@ -106,20 +108,20 @@ class KernelModel:
         axes = (sorted({r for r, _, _ in points}), sorted({w for _, w, _ in points}), [1])
         return Grid3(axes, values)
 
-    def _bytes_curve(self, pairs):
+    def _bytes_curve(self, pairs) -> LogCurve | None:
         """Memory-bound kernels: efficiency against bytes moved."""
         if not pairs:
             return None
         pairs = sorted(pairs)
-        return [b for b, _ in pairs], [(b / self.rates.bandwidth) / s for b, s in pairs]
+        return LogCurve([b for b, _ in pairs], [(b / self.rates.bandwidth) / s for b, s in pairs])
 
     @staticmethod
-    def _count_curve(points):
+    def _count_curve(points) -> LogCurve | None:
         """Kernel chains timed against a count (tokens, pairs): seconds, log-log."""
         if not points:
             return None
         points = sorted(points)
-        return [c for c, _ in points], [s for _, s in points]
+        return LogCurve([c for c, _ in points], [s for _, s in points])
 
     def _attention_curve(self, table, prefill: bool):
         """Efficiency against the log of the work (FLOPs for prefill, bytes for decode)."""
@@ -144,8 +146,7 @@ class KernelModel:
         efficiency (the largest measured size's efficiency beyond the table)."""
         if nbytes <= 0 or curve is None:
             return self.floor or 0.0
-        xs, effs = curve
-        eff = effs[-1] if nbytes > xs[-1] else log_interp1(xs, effs, nbytes)
+        eff = curve.ys[-1] if nbytes > curve.xs[-1] else curve(nbytes)
         return max(nbytes / self.rates.bandwidth / eff, self.floor or 0.0)
 
     def kernel_seconds(self, kernel: Kernel | float) -> float:
@@ -172,7 +173,7 @@ class KernelModel:
         if kernel.kind in ("routing", "sort"):
             curve = self.routing if kernel.kind == "routing" else self.sort
             if curve is not None:
-                return log_interp1(curve[0], curve[1], max(kernel.rows, 1))
+                return curve(max(kernel.rows, 1))
             return (4 if kernel.kind == "routing" else 3) * (self.floor or 0.0)
         if kernel.kind == "tiny":
             return self.floor or 0.0
@@ -202,7 +203,7 @@ def make_estimator(model: KernelModel, target: Rates, engine: EnginePreset
             per_expert, n, k, touched = op.shape
             grid = model.grouped.get(_table_for(op, engine)) or model.grouped.get("bf16")
             if grid is not None:
-                t = roof / grid(max(per_expert, 1), max(touched, 1), k * n)
+                t = roof / grid(max(per_expert, 1), max(touched, 1) * k * n, 1)
             else:  # no grouped table: one matmul over the touched experts' columns
                 linear = model.linear.get(_table_for(op, engine)) or model.linear.get("bf16")
                 if linear is None:

@@ -29,9 +29,19 @@ def interp1(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
 
 def log_interp1(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
     """Interpolation in log x and log y: exact for power laws between the points."""
-    lx = [math.log(v) for v in xs]
-    ly = [math.log(v) for v in ys]
-    return math.exp(interp1(lx, ly, math.log(x)))
+    return LogCurve(xs, ys)(x)
+
+
+class LogCurve:
+    """log_interp1 over fixed points, with their logarithms taken once."""
+
+    def __init__(self, xs: Sequence[float], ys: Sequence[float]) -> None:
+        self.xs, self.ys = list(xs), list(ys)
+        self.lx = [math.log(v) for v in xs]
+        self.ly = [math.log(v) for v in ys]
+
+    def __call__(self, x: float) -> float:
+        return math.exp(interp1(self.lx, self.ly, math.log(x)))
 
 
 class Grid3:
@@ -55,16 +65,19 @@ class Grid3:
                 self.values[key] = _nearest(values, key)
 
     def __call__(self, a: float, b: float, c: float) -> float:
-        brackets = [_bracket(logs, math.log(v)) for logs, v in zip(self.logs, (a, b, c))]
+        (ia0, ia1, ta), (ib0, ib1, tb), (ic0, ic1, tc) = (
+            _bracket(logs, math.log(v)) for logs, v in zip(self.logs, (a, b, c)))
+        ax, bx, cx, values = self.axes[0], self.axes[1], self.axes[2], self.values
         total = 0.0
-        for ia, wa in ((brackets[0][0], 1 - brackets[0][2]), (brackets[0][1], brackets[0][2])):
-            for ib, wb in ((brackets[1][0], 1 - brackets[1][2]), (brackets[1][1], brackets[1][2])):
-                for ic, wc in ((brackets[2][0], 1 - brackets[2][2]),
-                               (brackets[2][1], brackets[2][2])):
-                    weight = wa * wb * wc
-                    if weight:
-                        key = (self.axes[0][ia], self.axes[1][ib], self.axes[2][ic])
-                        total += weight * self.values[key]
+        for ia, wa in ((ia0, 1 - ta), (ia1, ta)):
+            if not wa:
+                continue
+            for ib, wb in ((ib0, 1 - tb), (ib1, tb)):
+                if not wb:
+                    continue
+                for ic, wc in ((ic0, 1 - tc), (ic1, tc)):
+                    if wc:
+                        total += wa * wb * wc * values[(ax[ia], bx[ib], cx[ic])]
         return total
 
 

@@ -98,8 +98,7 @@ def memory(spec: ModelSpec, precision: Precision, gpu: GpuSpec, workload: Worklo
 
 
 def _costed(op: Op, gpu: GpuSpec, estimator: Estimator | None) -> OpCost:
-    c = cost(op, gpu)
-    return replace(c, estimate_s=estimator(op) if estimator else None)
+    return cost(op, gpu, estimator(op) if estimator else None)
 
 
 def _segments(spec: ModelSpec, lo: int, hi: int) -> list[tuple[int, int]]:
@@ -129,7 +128,10 @@ def _mean_decode(spec: ModelSpec, precision: Precision, gpu: GpuSpec, workload: 
         n = b - a + 1
         ends = [forward_ops(spec, precision, "decode", workload.batch, 1, c) for c in (a, b)]
         for i, (op_a, op_b) in enumerate(zip(*ends)):
-            ca, cb = _costed(op_a, gpu, estimator), _costed(op_b, gpu, estimator)
+            ca = _costed(op_a, gpu, estimator)
+            same = op_a.flops == op_b.flops and op_a.bytes == op_b.bytes and \
+                op_a.shape == op_b.shape  # most ops do not depend on the context
+            cb = ca if same else _costed(op_b, gpu, estimator)
             est = None if ca.estimate_s is None else n * (ca.estimate_s + cb.estimate_s) / 2
             row = [n * (op_a.flops + op_b.flops) / 2, n * (op_a.bytes + op_b.bytes) / 2,
                    n * (ca.compute_s + cb.compute_s) / 2, n * (ca.memory_s + cb.memory_s) / 2,

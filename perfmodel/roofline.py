@@ -39,11 +39,11 @@ def peak_for(gpu: GpuSpec, dtype: str) -> float:
     return peak
 
 
-def cost(op: Op, gpu: GpuSpec) -> OpCost:
-    """The roofline time of all `count` occurrences of op on gpu."""
+def cost(op: Op, gpu: GpuSpec, estimate_s: float | None = None) -> OpCost:
+    """The roofline time of all `count` occurrences of op on gpu (with an estimate, if given)."""
     compute = op.count * op.flops / peak_for(gpu, op.dtype)
     memory = op.count * op.bytes / gpu.mem_bandwidth
-    return OpCost(op, compute, memory, max(compute, memory))
+    return OpCost(op, compute, memory, max(compute, memory), estimate_s)
 
 
 def mean_of_max(c0: float, m0: float, c1: float, m1: float, points: int) -> float:
