@@ -140,3 +140,21 @@ def test_cli_docs_are_current():
     from perfmodel.cli_docs import DOC, render
 
     assert DOC.read_text() == render(), "docs/cli.md is stale: run python -m perfmodel.cli_docs"
+
+
+def test_measured_profile_peaks_in_json():
+    from perfmodel.gpu import load_gpu
+
+    doc = predict_json("meta-llama/Llama-3.1-8B", "--gpu", "h100-sxm-measured")
+    gpu = load_gpu("h100-sxm-measured")
+    assert doc["gpu"]["kind"] == "measured" and doc["gpu"]["source"].startswith("measured")
+    assert doc["gpu"]["peak_flops"]["bf16"] == gpu.peak("bf16")
+    assert doc["gpu"]["mem_bandwidth"] == gpu.mem_bandwidth
+    assert doc["estimate"]["itl_s"] > doc["limit"]["itl_s"]
+    assert all(op["estimate_s"] is not None for op in doc["ops"])
+
+
+def test_datasheet_gpu_gets_a_flagged_estimate():
+    doc = predict_json("meta-llama/Llama-3.1-8B", "--gpu", "rtx-4090")
+    assert doc["estimate"] is not None
+    assert any("derived from" in w for w in doc["warnings"])
