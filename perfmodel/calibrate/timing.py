@@ -79,15 +79,7 @@ class Timer:
         for _ in range(max(1, round(self.warmup_s / estimate))):
             fn()
         count = stats.clamp(round(self.rep_s / estimate), self.min_samples, 1000)
-        starts = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
-        ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
-        for start, end in zip(starts, ends):
-            flush.zero_()
-            start.record()
-            fn()
-            end.record()
-        torch.cuda.synchronize()
-        return Timing(tuple(s.elapsed_time(e) * 1e-3 for s, e in zip(starts, ends)))
+        return Timing(flushed_event_times(fn, flush, count))
 
     def rotated(self, make: Callable[[int], Kernel], set_bytes: int) -> Timing:
         """Per-kernel seconds of make(i)() replayed R times in one graph, rotating buffer sets.
@@ -109,6 +101,22 @@ class Timer:
             return None, eager
         timing = _graph_timing([lambda: x.add_(1.0)], copies, self)
         return timing.median, eager
+
+
+def flushed_event_times(fn: Kernel, flush: Any, count: int) -> tuple[float, ...]:
+    """Seconds of `count` runs of fn, each between CUDA events, L2 flushed (by zeroing `flush`,
+    a buffer larger than L2) before each."""
+    import torch
+
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
+    for start, end in zip(starts, ends):
+        flush.zero_()
+        start.record()
+        fn()
+        end.record()
+    torch.cuda.synchronize(flush.device)
+    return tuple(s.elapsed_time(e) * 1e-3 for s, e in zip(starts, ends))
 
 
 def _event_seconds(fn: Kernel, runs: int) -> float:

@@ -22,6 +22,7 @@ import torch
 from perfmodel.errors import WorkloadError
 from perfmodel.model_spec import ModelSpec
 from perfmodel.precision import Precision
+from perfmodel.calibrate.timing import flushed_event_times
 from perfmodel.validate.engine import Engine, build_engine, free_memory
 from perfmodel.validate.measurement import (ALL_OPS, PHASES, Measurement, attribute_kernels,
                                             kernel_rows, median, replay_count)
@@ -135,21 +136,8 @@ def time_replays(run: Callable[[], object], device: str) -> tuple[float, ...]:
         run()
         torch.cuda.synchronize(device)
         warm += 1
-    first = _event_times(run, flush, 1, device)[0]
-    return _event_times(run, flush, replay_count(first), device)
-
-
-def _event_times(run: Callable[[], object], flush: torch.Tensor, count: int,
-                 device: str) -> tuple[float, ...]:
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
-    for start, end in zip(starts, ends):
-        flush.zero_()
-        start.record()
-        run()
-        end.record()
-    torch.cuda.synchronize(device)
-    return tuple(start.elapsed_time(end) * 1e-3 for start, end in zip(starts, ends))
+    first = flushed_event_times(run, flush, 1)[0]
+    return flushed_event_times(run, flush, replay_count(first))
 
 
 def profile_trace(forward: Callable[[], object], device: str) -> list[dict]:
