@@ -60,4 +60,8 @@ def run_predict(model: str, *, gpu: str = DEFAULT_GPU, precision: str | None = N
                         f"max_position_embeddings ({spec.max_position_embeddings})")
     if est.flag:
         warnings.append(est.flag)
+    if est.estimator and prec.weight_dtype in ("int4", "mxfp4") and est.engine == "torch-cudagraph":
+        warnings.append("the torch-cudagraph engine runs 4-bit weights through tinygemm, fast "
+                        "only at M ≤ 8 rows (slow prefill); --engine tuned assumes Marlin-class "
+                        "W4A16 kernels")
     return Report(pred, cfg.model_id, cfg.source, est, tuple(warnings))

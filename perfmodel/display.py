@@ -94,9 +94,11 @@ def print_gpus(console: Console | None = None) -> None:
             *(cell(gpu.peak(d), sheet.peak(d) if sheet else None, "FLOP/s")
               for d in ("bf16", "fp8", "int8")),
             cell(gpu.mem_bandwidth, sheet.mem_bandwidth if sheet else None, "B/s"),
-            si(gpu.mem_bytes, "B"), gpu.provenance)
+            si(gpu.mem_bytes, "B"),
+            f"measured {gpu.date}" if gpu.kind == "measured" else "datasheet")
     con.print(table)
-    con.print("measured profiles show (% of their datasheet profile).")
+    con.print("measured profiles show (% of their datasheet profile); sources in each YAML "
+              "and docs/gpus.md.")
 
 
 def print_points(points, *, json_out: bool = False, ops: bool = False,
