@@ -110,13 +110,23 @@ def calibrate_gpu(
         quick: Annotated[bool, typer.Option(
             "--quick", help="A thinned sweep: under a minute on an H100.")] = False,
         device: Annotated[Optional[str], typer.Option(
-            "--device", help="cuda:N or cpu (default cuda:0).")] = None) -> None:
+            "--device", help="cuda:N or cpu (default cuda:0).")] = None,
+        name: Annotated[Optional[str], typer.Option(
+            "--name", help="Profile name (default <datasheet>-measured).")] = None) -> None:
     """Measure this box (matmul FLOP/s per dtype, bandwidth, small kernels) into a profile."""
     with friendly_errors():
         from perfmodel.calibrate import calibrate
+        from perfmodel.gpu import load_gpu
 
-        path = calibrate(out=out, quick=quick, device=device)
-    typer.echo(f"wrote {path}")
+        try:
+            path = calibrate(out=out, quick=quick, device=device, name=name)
+        except KeyboardInterrupt:
+            typer.echo("interrupted: no profile written (an existing one is unchanged)", err=True)
+            raise typer.Exit(130) from None
+        spec = load_gpu(str(path))
+    peaks = ", ".join(f"{d} {v / 1e12:.4g}" for d, v in spec.peak_flops.items() if v)
+    typer.echo(f"wrote {path} in {spec.extra['run_time_s']:.1f} s: peak TFLOP/s {peaks}; "
+               f"copy {spec.mem_bandwidth / 1e9:.4g} GB/s")
 
 
 def _ints(text: str, flag: str) -> list[int]:

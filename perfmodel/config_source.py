@@ -52,8 +52,8 @@ def load_model_config(model: str, *, revision: str | None = None) -> ModelConfig
     from the Hub instead, and a local path is an error.
     """
     if not model.strip():
-        raise ModelNotFoundError(f"no model given; pass a Hugging Face repo id or a config.json path, "
-                                 f"or run `perfmodel models` for the bundled ones")
+        raise ModelNotFoundError("no model given; pass a Hugging Face repo id or a config.json path, "
+                                 "or run `perfmodel models` for the bundled ones")
     bundled = _find_bundled(model) if revision is None else None
     if bundled is not None:
         model_id, path = bundled

@@ -58,8 +58,6 @@ def _console() -> Console:
 
 
 def print_models(console: Console | None = None) -> None:
-    import json
-
     from perfmodel.architectures import model_spec
     from perfmodel.config_source import bundled_models, load_model_config
 

@@ -96,6 +96,9 @@ def attention_output_copy(op: Op) -> tuple[Kernel, ...]:
     return (Kernel("strided", 2 * b * t * heads * h * 2),)
 
 
+_CONTIGUOUS = one("elementwise")
+
+
 @dataclass(frozen=True)
 class EnginePreset:
     """What an engine launches for each op beyond one library kernel per matmul/attention."""
@@ -108,14 +111,14 @@ class EnginePreset:
 
     def kernels_for(self, op: Op) -> tuple[Kernel, ...]:
         """The kernels of a memory-bound op (default: one contiguous kernel at its bytes)."""
-        return self.kernels.get(op.name, one("elementwise"))(op)
+        return self.kernels.get(op.name, _CONTIGUOUS)(op)
 
     def extra_for(self, op: Op) -> tuple[Kernel, ...]:
         make = self.extra.get(op.name)
         return make(op) if make else ()
 
 
-_STRIDED_ACT = one("silu_mul")  # SiLU(gate view), then · up view
+_SILU_MUL = one("silu_mul")  # SiLU(gate view), then · up view
 
 TORCH_CUDAGRAPH = EnginePreset(
     name="torch-cudagraph",
@@ -125,7 +128,7 @@ TORCH_CUDAGRAPH = EnginePreset(
     kernels={"attn_norm": rmsnorm(), "mlp_norm": rmsnorm(), "final_norm": rmsnorm(),
              "qk_norm": qk_norms, "rope": unfused_rope,
              "kv_write": chain(("elementwise", 0.5), ("elementwise", 0.5)),
-             "act": _STRIDED_ACT, "experts_act": _STRIDED_ACT, "shared_act": _STRIDED_ACT,
+             "act": _SILU_MUL, "experts_act": _SILU_MUL, "shared_act": _SILU_MUL,
              "experts_combine": torch_combine},
     extra={"router": torch_routing, "experts_gate_up": torch_dispatch,
            "attention": attention_output_copy},

@@ -14,6 +14,7 @@ output flags it. No constant here is fitted to a model or a measurement of one.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -60,18 +61,18 @@ class KernelModel:
         self.linear = {d: self._linear_grid(d, t) for d, t in tables.linear.items()
                        if d in TABLE_BYTES and any(s for row in t.seconds for s in row)}
         self.grouped = {d: self._grouped_grid(d, pts)
-                        for d, pts in (getattr(tables, "grouped", None) or {}).items() if pts}
+                        for d, pts in tables.grouped.items() if pts}
         self.prefill = self._attention_curve(tables.attention_prefill, prefill=True)
         self.decode = self._attention_curve(tables.attention_decode, prefill=False)
         self.floor = tables.graph_launch_s or \
             (min(s for _, s in tables.elementwise) if tables.elementwise else None)
         self.elementwise = self._bytes_curve(tables.elementwise)
-        self.strided = self._bytes_curve(getattr(tables, "strided", ())) or self.elementwise
-        self.rmsnorm = self._norm_grid(getattr(tables, "rmsnorm", ()))
-        self.rope = self._bytes_curve(getattr(tables, "rope", ()))
-        self.silu_mul = self._bytes_curve(getattr(tables, "silu_mul", ()))
-        self.routing = self._count_curve(getattr(tables, "routing", ()))
-        self.sort = self._count_curve(getattr(tables, "sort", ()))
+        self.strided = self._bytes_curve(tables.strided) or self.elementwise
+        self.rmsnorm = self._norm_grid(tables.rmsnorm)
+        self.rope = self._bytes_curve(tables.rope)
+        self.silu_mul = self._bytes_curve(tables.silu_mul)
+        self.routing = self._count_curve(tables.routing)
+        self.sort = self._count_curve(tables.sort)
 
     def _linear_grid(self, dtype: str, table) -> Grid3:
         w, a = TABLE_BYTES[dtype]
@@ -223,12 +224,18 @@ def make_estimator(model: KernelModel, target: Rates, engine: EnginePreset
     return seconds
 
 
+@functools.cache
+def bundled_measured() -> tuple[GpuSpec, ...]:
+    """The bundled measured profiles that carry kernel tables (read once per process)."""
+    profiles = (load_gpu(n) for n in bundled_names() if n.endswith("-measured"))
+    return tuple(p for p in profiles if p.tables is not None and p.tables.linear)
+
+
 def _source_for(gpu: GpuSpec) -> tuple[GpuSpec | None, str | None]:
     """The profile whose tables the estimate uses: gpu itself, else the nearest measured one."""
     if gpu.tables is not None and gpu.tables.linear:
         return gpu, None
-    measured = [p for p in (load_gpu(n) for n in bundled_names() if n.endswith("-measured"))
-                if p.tables is not None and p.tables.linear]
+    measured = bundled_measured()
     if not measured:
         return None, None
     own = [p for p in measured if p.datasheet == gpu.name]

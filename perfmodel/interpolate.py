@@ -27,13 +27,9 @@ def interp1(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
     return ys[i] + t * (ys[j] - ys[i])
 
 
-def log_interp1(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
-    """Interpolation in log x and log y: exact for power laws between the points."""
-    return LogCurve(xs, ys)(x)
-
-
 class LogCurve:
-    """log_interp1 over fixed points, with their logarithms taken once."""
+    """Interpolation in log x and log y over fixed points (exact for power laws between them),
+    clamped at the ends; the logarithms are taken once."""
 
     def __init__(self, xs: Sequence[float], ys: Sequence[float]) -> None:
         self.xs, self.ys = list(xs), list(ys)

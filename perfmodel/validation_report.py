@@ -17,18 +17,11 @@ from pathlib import Path
 from perfmodel.gpu import load_gpu
 from perfmodel.ops import forward_ops
 from perfmodel.render import si
-from perfmodel.validation import Point, compare, read_records, summarize
+from perfmodel.validation import Point, compare, default_gpu_profile, read_records, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "docs" / "data"
 SHARED_LEAN = ROOT.parent / "shared" / "validation" / "h100-lean-engine-llama-3.1-8b-bf16.jsonl"
-PROFILES = {"H100": "h100-sxm-measured", "H200": "h200-measured"}
-
-
-def profile_for(device: str) -> str:
-    return next(name for key, name in PROFILES.items() if key in device.upper())
-
-
 def shared_lean_records() -> list[dict]:
     """The independent lean engine's Llama-3.1-8B measurements, as validate records."""
     if not SHARED_LEAN.exists():
@@ -77,13 +70,14 @@ def roofline_svg(points: list[Point], gpu, title: str) -> str:
         spec = model_spec(load_model_config(p.model).config)
         prec = with_kv(preset(p.precision), "bf16")
         new = p.tokens if p.phase == "prefill" else 1
-        ops = {op.name: op for op in forward_ops(spec, prec, p.phase, p.batch, new, p.tokens)}
-        for name, _, _, measured in p.ops:
-            op = ops.get(name)
-            if op and measured and op.flops > 0 and op.bytes > 0:
-                flops = sum(o.count * o.flops for o in ops.values() if o.name == name)
-                nbytes = sum(o.count * o.bytes for o in ops.values() if o.name == name)
-                dots.append((flops / nbytes, flops / measured, op.kind))
+        totals: dict[str, tuple[float, float, str]] = {}  # layer kinds of one name summed
+        for op in forward_ops(spec, prec, p.phase, p.batch, new, p.tokens):
+            flops, nbytes, _ = totals.get(op.name, (0.0, 0.0, op.kind))
+            totals[op.name] = (flops + op.count * op.flops, nbytes + op.count * op.bytes, op.kind)
+        measured = {name: seconds for name, _, _, seconds in p.ops}
+        for name, (flops, nbytes, kind) in totals.items():
+            if measured.get(name) and flops > 0 and nbytes > 0:
+                dots.append((flops / nbytes, flops / measured[name], kind))
     w, h, pad = 640, 420, 60
     x0, x1, y0, y1 = -2.0, 5.0, 9.0, 16.0  # log10 axes: FLOP/B and FLOP/s
 
@@ -127,7 +121,7 @@ def main() -> int:
     by_device: dict[str, list[Point]] = defaultdict(list)
     gpus = {}
     for r in records:
-        name = profile_for(r["device_name"])
+        name = default_gpu_profile(r["device_name"])
         gpus.setdefault(name, load_gpu(name))
         by_device[name].append(compare(r, gpus[name]))
     lean = [compare(r, load_gpu("h100-sxm-measured")) for r in shared_lean_records()]

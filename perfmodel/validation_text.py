@@ -2,54 +2,36 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
+from perfmodel.serving import Served
 from perfmodel.validation import Point, quantile
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "validation.md"
 START, END = "<!-- generated: start -->", "<!-- generated: end -->"
-SILICON = ROOT.parent / "shared" / "external" / "aiconfigurator-silicon" / "silicon-h100-h200.csv"
-SERVED = {"meta-llama/Llama-3.1-8B-Instruct": "meta-llama/Llama-3.1-8B",
-          "nvidia/Llama-3.1-8B-Instruct-FP8": "meta-llama/Llama-3.1-8B",
-          "Qwen/Qwen3-32B": "Qwen/Qwen3-32B", "meta-llama/Llama-3.1-70B": "meta-llama/Llama-3.1-70B",
-          "openai/gpt-oss-120b": "openai/gpt-oss-120b"}
-QUANT = {"": "bf16", "fp8": "fp8", "fp8_block": "fp8", "nvfp4": None}
 
 
 def serving_rows() -> list[str]:
     """Single-GPU serving rows of real engines against our limit and `tuned` estimate."""
-    if not SILICON.exists():
-        return ["(../shared/external/aiconfigurator-silicon not found)"]
-    from perfmodel.api import run_predict
+    from perfmodel.serving import CSV, rows, served
 
-    stats: dict[tuple[str, str], list[tuple[float, float | None]]] = {}
-    for r in csv.DictReader(SILICON.open()):
-        if (r["mode"], r["tp_size"], r["pp_size"]) != ("agg", "1", "1") \
-                or r["model_path"] not in SERVED or r["gemm_quant_mode"] not in QUANT:
-            continue
-        gpu = {"h100_sxm": "h100-sxm-measured", "h200_sxm": "h200-measured"}[r["system"]]
-        kw = dict(gpu=gpu, precision=QUANT[r["gemm_quant_mode"]], input_len=int(r["isl"]),
-                  output_len=int(r["osl"]), engine="tuned")
-        fit = run_predict(SERVED[r["model_path"]], batch=int(r["batch_size"]), **kw)
-        batch = max(1, min(int(r["batch_size"]), fit.prediction.memory.max_batch))
-        pred = run_predict(SERVED[r["model_path"]], batch=batch, **kw).prediction
-        tpot = float(r["silicon_tpot_ms"]) / 1e3
-        est = pred.estimate["itl_s"] if pred.estimate else None
-        key = (r["backend"], f"{SERVED[r['model_path']]} {r['gemm_quant_mode'] or 'bf16'} "
-                             f"{r['system']}")
-        stats.setdefault(key, []).append((pred.limit["itl_s"] / tpot,
-                                          None if est is None else est / tpot))
-    rows = ["| engine | model, precision, GPU | rows | limit / TPOT (min–max) | "
-            "tuned estimate / TPOT (median) |", "|---|---|---|---|---|"]
-    for (engine, what), values in sorted(stats.items()):
-        lim = [v[0] for v in values]
-        est = [v[1] for v in values if v[1] is not None]
+    if not CSV.exists():
+        return ["(../shared/external/aiconfigurator-silicon not found)"]
+    measured = {"h100_sxm": "h100-sxm-measured", "h200_sxm": "h200-measured"}
+    stats: dict[tuple[str, str], list[Served]] = {}
+    for row in rows():
+        s = served(row, measured, engine="tuned")
+        stats.setdefault((s.engine, f"{s.model} {s.quant} {s.system}"), []).append(s)
+    table = ["| engine | model, precision, GPU | rows | limit / TPOT (min–max) | "
+             "tuned estimate / TPOT (median) |", "|---|---|---|---|---|"]
+    for (engine, what), group in sorted(stats.items()):
+        lim = [s.itl_limit_s / s.tpot_s for s in group]
+        est = [s.itl_estimate_s / s.tpot_s for s in group if s.itl_estimate_s is not None]
         med = f"{quantile(est, 0.5):.2f}" if est else "—"
-        rows.append(f"| {engine} | {what} | {len(values)} | {min(lim):.2f}–{max(lim):.2f} | "
-                    f"{med} |")
-    return rows
+        table.append(f"| {engine} | {what} | {len(group)} | {min(lim):.2f}–{max(lim):.2f} | "
+                     f"{med} |")
+    return table
 
 
 def write_report(by_device: dict[str, list[Point]], lean: list[Point], points_table,

@@ -215,7 +215,7 @@ def test_grouped_probe_checks_the_rows_it_gets(monkeypatch):
 
 
 def test_importing_the_package_does_not_import_torch():
-    code = ("import sys, perfmodel.calibrate, perfmodel.calibrate.__main__; "
+    code = ("import sys, perfmodel.calibrate, perfmodel.cli; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 

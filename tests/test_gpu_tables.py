@@ -15,7 +15,7 @@ import yaml
 
 from perfmodel.calibrate.profile import dump_yaml, tables_data
 from perfmodel.errors import GpuProfileError
-from perfmodel.gpu import Tables, load_gpu, parse_gpu
+from perfmodel.gpu import Tables, parse_gpu
 
 KERNEL_TABLES = {
     "rmsnorm": {"points": [[1, 4096, 6.1e-06], [16384, 8192, 0.000215]]},

@@ -166,6 +166,6 @@ def test_limits_and_measuring_on_cpu_are_clear_errors():
 
 
 def test_importing_the_package_does_not_import_torch():
-    code = ("import sys, perfmodel.validate, perfmodel.validate.run; "
+    code = ("import sys, perfmodel.validate, perfmodel.validation; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -7,10 +7,8 @@ import json
 import pytest
 
 from perfmodel.architectures import model_spec
-from perfmodel.errors import WorkloadError
 from perfmodel.validate.measurement import (Measurement, attribute_kernels, kernel_rows, median,
-                                            op_names, parse_points, replay_count)
-from perfmodel.validate.run import main, model_id
+                                            op_names, replay_count)
 
 
 def test_replay_count_keeps_at_least_ten_then_at_least_three():
@@ -83,27 +81,3 @@ def test_op_names_follow_the_model():
     names = op_names(llama)
     assert names[0] == "embed" and names[-2:] == ("final_norm", "lm_head")
     assert "gate_up" in names and "router" not in names and "qk_norm" not in names
-
-
-def test_points_parse_and_reject_clearly():
-    assert parse_points("prefill:1:1024, decode:8:2048") == [("prefill", 1, 1024),
-                                                              ("decode", 8, 2048)]
-    for bad in ("", "prefill:1", "train:1:2", "decode:0:5", "decode:1:x"):
-        with pytest.raises(WorkloadError):
-            parse_points(bad)
-
-
-def test_model_id_from_bundled_path(tmp_path):
-    from pathlib import Path
-
-    assert model_id(Path("configs/models/meta-llama/Llama-3.1-8B.json"), {}) == \
-        "meta-llama/Llama-3.1-8B"
-    assert model_id(tmp_path / "c.json", {"_name_or_path": "org/m"}) == "org/m"
-
-
-def test_run_reports_a_missing_config_in_one_line(tmp_path, capsys):
-    code = main(["--model", str(tmp_path / "nope.json"), "--points", "decode:1:8",
-                 "--out", str(tmp_path / "r.jsonl")])
-    assert code == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: no config at") and "\n" not in err

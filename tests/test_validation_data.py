@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 
 from perfmodel.gpu import load_gpu
-from perfmodel.validation import compare, read_records, summarize
-from perfmodel.validation_report import profile_for, shared_lean_records
+from perfmodel.validation import compare, default_gpu_profile, read_records, summarize
+from perfmodel.validation_report import shared_lean_records
 
 DATA = Path(__file__).resolve().parent.parent / "docs" / "data"
 
 
 def points(device: str):
     records = read_records([DATA / f"validation-{device}.jsonl"])
-    gpu = load_gpu(profile_for(records[0]["device_name"]))
+    gpu = load_gpu(default_gpu_profile(records[0]["device_name"]))
     return [compare(r, gpu) for r in records]
 
 

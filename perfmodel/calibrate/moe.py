@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from perfmodel.calibrate import kernels
 from perfmodel.calibrate.plan import ROUTE_EXPERTS, ROUTE_TOP_K, Plan
-from perfmodel.calibrate.tables import Step, attempt, release
+from perfmodel.calibrate.tables import Step, attempt, release, series
 from perfmodel.calibrate.timing import Timer
 
 Points = tuple[tuple[int, float], ...]
@@ -51,8 +51,8 @@ def routing(plan: Plan, timer: Timer, step: Step, notes: list[str]) -> Points:
             return lambda: route(logits, ROUTE_TOP_K)
         return one
 
-    return _points("routing", plan.route_tokens, make,
-                   lambda tokens: 2 * tokens * ROUTE_EXPERTS, timer, step, notes)
+    return series(((f"routing T={t}", (t,), make(t), 2 * t * ROUTE_EXPERTS)
+                   for t in plan.route_tokens), timer, step, notes)
 
 
 def sort(plan: Plan, timer: Timer, step: Step, notes: list[str]) -> Points:
@@ -68,25 +68,8 @@ def sort(plan: Plan, timer: Timer, step: Step, notes: list[str]) -> Points:
             return lambda: sort_pairs(ids, experts, ROUTE_TOP_K)
         return one
 
-    points = _points("sort", plan.route_tokens, make, lambda tokens: 8 * tokens * ROUTE_TOP_K,
-                     timer, step, notes)
-    return tuple((tokens * ROUTE_TOP_K, seconds) for tokens, seconds in points)
-
-
-def _points(name: str, sizes: tuple[int, ...], make: Callable[[int], Callable[[int], Any]],
-            set_bytes: Callable[[int], int], timer: Timer, step: Step, notes: list[str]) -> Points:
-    """(size, seconds) of the kernel make(size)(i)() at each size; failures left out."""
-    points = []
-    for size in sizes:
-        label = f"{name} T={size}"
-        step(label)
-        seconds = attempt(lambda: timer.rotated(make(size), set_bytes(size)).median, label, notes,
-                          timer)
-        if seconds is not None:
-            points.append((size, seconds))
-        timer.pause()
-    release(timer)
-    return tuple(points)
+    return series(((f"sort T={t}", (t * ROUTE_TOP_K,), make(t), 8 * t * ROUTE_TOP_K)
+                   for t in plan.route_tokens), timer, step, notes)
 
 
 def grouped_table(dtype: str, plan: Plan, timer: Timer, step: Step,

@@ -10,7 +10,7 @@ line in the profile's notes; one failure never stops the run.
 from __future__ import annotations
 
 import gc
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from perfmodel.calibrate import kernels, stats
 from perfmodel.calibrate.device import free_bytes
@@ -107,26 +107,34 @@ def attention_decode(plan: Plan, timer: Timer, step: Step, notes: list[str]) -> 
     return AttentionTable(HEADS, KV_HEADS, HEAD_DIM, tuple(points))
 
 
+def series(cases: Iterable[tuple[str, tuple, Callable[[int], Any], int]], timer: Timer,
+           step: Step, notes: list[str]) -> tuple[tuple, ...]:
+    """Time each case (label, key, make, bytes of one buffer set) as rotated copies in a graph;
+    (*key, seconds) for every case that ran, a note for every one that did not."""
+    points = []
+    for label, key, make, set_bytes in cases:
+        step(label)
+        seconds = attempt(lambda: timer.rotated(make, set_bytes).median, label, notes, timer)
+        if seconds is not None:
+            points.append((*key, seconds))
+        release(timer)
+        timer.pause()
+    return tuple(points)
+
+
 def elementwise(plan: Plan, timer: Timer, step: Step,
                 notes: list[str]) -> tuple[tuple[float, float], ...]:
     """(bytes moved, seconds) of an out-of-place bf16 add a + b over tensors of each size."""
-    pairs = []
-    for nbytes in plan.elementwise_bytes:
-        label = f"elementwise add {nbytes} B"
-        step(label)
+    def cases():
+        for nbytes in plan.elementwise_bytes:
+            def make(i: int, numel: int = nbytes // 2) -> Callable[[], Any]:
+                import torch
 
-        def make(i: int, numel: int = nbytes // 2) -> Callable[[], Any]:
-            import torch
-
-            a, b = _randn(numel, device=timer.device), _randn(numel, device=timer.device)
-            return lambda: torch.add(a, b)
-
-        seconds = attempt(lambda: timer.rotated(make, 2 * nbytes).median, label, notes, timer)
-        if seconds is not None:
-            pairs.append((stats.elementwise_bytes(nbytes), seconds))
-        release(timer)
-        timer.pause()
-    return tuple(pairs)
+                a, b = _randn(numel, device=timer.device), _randn(numel, device=timer.device)
+                return lambda: torch.add(a, b)
+            yield (f"elementwise add {nbytes} B", (stats.elementwise_bytes(nbytes),), make,
+                   2 * nbytes)
+    return series(cases(), timer, step, notes)
 
 
 def rmsnorm(plan: Plan, timer: Timer, step: Step,
@@ -137,23 +145,14 @@ def rmsnorm(plan: Plan, timer: Timer, step: Step,
     """
     import torch.nn.functional as F
 
-    points = []
-    for d in plan.rmsnorm_dims:
-        for rows in plan.rmsnorm_rows:
-            label = f"rmsnorm rows={rows} D={d}"
-            step(label)
-
-            def make(i: int, rows: int = rows, d: int = d) -> Callable[[], Any]:
-                x, w = _randn(rows, d, device=timer.device), _randn(d, device=timer.device)
-                return lambda: F.rms_norm(x, (d,), w, 1e-6)
-
-            seconds = attempt(lambda: timer.rotated(make, 2 * (rows + 1) * d).median, label,
-                              notes, timer)
-            if seconds is not None:
-                points.append((rows, d, seconds))
-            timer.pause()
-    release(timer)
-    return tuple(points)
+    def cases():
+        for d in plan.rmsnorm_dims:
+            for rows in plan.rmsnorm_rows:
+                def make(i: int, rows: int = rows, d: int = d) -> Callable[[], Any]:
+                    x, w = _randn(rows, d, device=timer.device), _randn(d, device=timer.device)
+                    return lambda: F.rms_norm(x, (d,), w, 1e-6)
+                yield f"rmsnorm rows={rows} D={d}", (rows, d), make, 2 * (rows + 1) * d
+    return series(cases(), timer, step, notes)
 
 
 def strided(plan: Plan, timer: Timer, step: Step,
@@ -162,25 +161,17 @@ def strided(plan: Plan, timer: Timer, step: Step,
     (rows, 2w) bf16 tensor, b contiguous: PyTorch's non-vectorized elementwise kernel, as on
     the halves of a fused gate-up output. Bytes = a read + b read + out written = 3·rows·w·2.
     """
-    pairs = []
-    for nbytes in plan.strided_bytes:
-        rows, width = strided_shape(nbytes)
-        label = f"strided multiply {nbytes} B"
-        step(label)
+    def cases():
+        for nbytes in plan.strided_bytes:
+            rows, width = strided_shape(nbytes)
 
-        def make(i: int, rows: int = rows, width: int = width) -> Callable[[], Any]:
-            a = _randn(rows, 2 * width, device=timer.device).chunk(2, dim=-1)[0]
-            b = _randn(rows, width, device=timer.device)
-            return lambda: a * b
-
-        moved = stats.elementwise_bytes(2 * rows * width)
-        seconds = attempt(lambda: timer.rotated(make, 2 * 2 * rows * width).median, label,
-                          notes, timer)
-        if seconds is not None:
-            pairs.append((moved, seconds))
-        timer.pause()
-    release(timer)
-    return tuple(pairs)
+            def make(i: int, rows: int = rows, width: int = width) -> Callable[[], Any]:
+                a = _randn(rows, 2 * width, device=timer.device).chunk(2, dim=-1)[0]
+                b = _randn(rows, width, device=timer.device)
+                return lambda: a * b
+            yield (f"strided multiply {nbytes} B", (stats.elementwise_bytes(2 * rows * width),),
+                   make, 2 * 2 * rows * width)
+    return series(cases(), timer, step, notes)
 
 
 ROPE_HEADS, ROPE_QKV_HEADS, ROPE_HEAD_DIM = 32, 48, 128  # q of N=32 heads in a QKV of N+2K=48
@@ -193,32 +184,23 @@ def rope(plan: Plan, timer: Timer, step: Step,
     with cos/sin (T, 1, H) broadcast: the unfused RoPE of Hugging Face-style code. Minimal bytes
     = q read + q written = 2·T·N·H·2.
     """
-    pairs = []
-    for tokens in plan.rope_tokens:
-        label = f"rope T={tokens}"
-        step(label)
+    import torch
 
-        def make(i: int, t: int = tokens) -> Callable[[], Any]:
-            qkv = _randn(t, ROPE_QKV_HEADS * ROPE_HEAD_DIM, device=timer.device)
-            q = qkv[:, :ROPE_HEADS * ROPE_HEAD_DIM].view(t, ROPE_HEADS, ROPE_HEAD_DIM)
-            cos, sin = _randn(t, 1, ROPE_HEAD_DIM, device=timer.device), \
-                _randn(t, 1, ROPE_HEAD_DIM, device=timer.device)
+    def cases():
+        for t in plan.rope_tokens:
+            def make(i: int, t: int = t) -> Callable[[], Any]:
+                qkv = _randn(t, ROPE_QKV_HEADS * ROPE_HEAD_DIM, device=timer.device)
+                q = qkv[:, :ROPE_HEADS * ROPE_HEAD_DIM].view(t, ROPE_HEADS, ROPE_HEAD_DIM)
+                cos = _randn(t, 1, ROPE_HEAD_DIM, device=timer.device)
+                sin = _randn(t, 1, ROPE_HEAD_DIM, device=timer.device)
 
-            def apply() -> Any:
-                import torch
-
-                x1, x2 = q.chunk(2, dim=-1)
-                return q * cos + torch.cat((-x2, x1), dim=-1) * sin
-            return apply
-
-        moved = 2 * tokens * ROPE_HEADS * ROPE_HEAD_DIM * 2
-        seconds = attempt(lambda: timer.rotated(
-            make, tokens * (ROPE_QKV_HEADS + 2) * ROPE_HEAD_DIM * 2).median, label, notes, timer)
-        if seconds is not None:
-            pairs.append((moved, seconds))
-        timer.pause()
-    release(timer)
-    return tuple(pairs)
+                def apply() -> Any:
+                    x1, x2 = q.chunk(2, dim=-1)
+                    return q * cos + torch.cat((-x2, x1), dim=-1) * sin
+                return apply
+            yield (f"rope T={t}", (2 * t * ROPE_HEADS * ROPE_HEAD_DIM * 2,), make,
+                   t * (ROPE_QKV_HEADS + 2) * ROPE_HEAD_DIM * 2)
+    return series(cases(), timer, step, notes)
 
 
 def silu_mul(plan: Plan, timer: Timer, step: Step,
@@ -227,23 +209,15 @@ def silu_mul(plan: Plan, timer: Timer, step: Step,
     (rows, 2F) gate/up output: two kernels. Minimal bytes = 2F read + F written, 3·rows·F·2."""
     import torch.nn.functional as F
 
-    pairs = []
-    for nbytes in plan.strided_bytes:
-        rows, width = strided_shape(nbytes)
-        label = f"silu-mul {nbytes} B"
-        step(label)
+    def cases():
+        for nbytes in plan.strided_bytes:
+            rows, width = strided_shape(nbytes)
 
-        def make(i: int, rows: int = rows, width: int = width) -> Callable[[], Any]:
-            gate, up = _randn(rows, 2 * width, device=timer.device).chunk(2, dim=-1)
-            return lambda: F.silu(gate) * up
-
-        seconds = attempt(lambda: timer.rotated(make, 2 * 2 * rows * width).median, label,
-                          notes, timer)
-        if seconds is not None:
-            pairs.append((3 * rows * width * 2, seconds))
-        timer.pause()
-    release(timer)
-    return tuple(pairs)
+            def make(i: int, rows: int = rows, width: int = width) -> Callable[[], Any]:
+                gate, up = _randn(rows, 2 * width, device=timer.device).chunk(2, dim=-1)
+                return lambda: F.silu(gate) * up
+            yield f"silu-mul {nbytes} B", (3 * rows * width * 2,), make, 2 * 2 * rows * width
+    return series(cases(), timer, step, notes)
 
 
 def attempt(measure: Callable[[], float], label: str, notes: list[str],

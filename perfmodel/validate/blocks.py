@@ -117,6 +117,22 @@ class AttentionBlock:
         return F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
 
 
+def silu_mul(y: torch.Tensor) -> torch.Tensor:
+    """SiLU(gate)·up over the two halves of a fused gate/up output (two kernels)."""
+    gate, up = y.chunk(2, dim=-1)
+    return F.silu(gate) * up
+
+
+def gated_mlp(y: torch.Tensor, gate_up, down, prefix: str = "") -> torch.Tensor:
+    """Fused gate/up, SiLU·up, down, in the regions <prefix>gate_up, <prefix>act, <prefix>down."""
+    with record_function(prefix + "gate_up"):
+        y = gate_up(y)
+    with record_function(prefix + "act"):
+        y = silu_mul(y)
+    with record_function(prefix + "down"):
+        return down(y)
+
+
 class DenseMlp:
     """Gated MLP: fused gate/up, SiLU(gate)·up, down."""
 
@@ -131,13 +147,7 @@ class DenseMlp:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with record_function("mlp_norm"):
             y = F.rms_norm(x, (x.shape[-1],), self.norm, EPS)
-        with record_function("gate_up"):
-            y = self.gate_up(y)
-        with record_function("act"):
-            gate, up = y.chunk(2, dim=-1)
-            y = F.silu(gate) * up
-        with record_function("down"):
-            y = self.down(y)
+        y = gated_mlp(y, self.gate_up, self.down)
         with record_function("mlp_residual"):
             return x + y
 
@@ -209,8 +219,7 @@ class MoeMlp:
             offs = torch.searchsorted(flat[order], self.expert_ids, right=True, out_int32=True)
             rows = self.experts_gate_up(y.index_select(0, order // k), offs)
         with record_function("experts_act"):
-            gate, up = rows.chunk(2, dim=-1)
-            rows = F.silu(gate) * up
+            rows = silu_mul(rows)
         with record_function("experts_down"):
             rows = self.experts_down(rows, offs)
         shared = self._shared(y, shared_gate) if self.shared_gate_up is not None else None
@@ -224,16 +233,11 @@ class MoeMlp:
             return x + routed.view(x.shape)
 
     def _shared(self, y: torch.Tensor, shared_gate: torch.Tensor) -> torch.Tensor:
-        with record_function("shared_gate_up"):
-            s = self.shared_gate_up(y)
-        with record_function("shared_act"):
-            gate, up = s.chunk(2, dim=-1)
-            s = F.silu(gate) * up
-        with record_function("shared_down"):
-            s = self.shared_down(s)
-            if self.shared_gated:
+        s = gated_mlp(y, self.shared_gate_up, self.shared_down, prefix="shared_")
+        if self.shared_gated:
+            with record_function("shared_down"):
                 s = s * torch.sigmoid(shared_gate)
-            return s
+        return s
 
 
 def build_layer(layer: LayerSpec, hidden: int, weight_dtype: str, family: str,

@@ -11,7 +11,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from perfmodel.errors import WorkloadError
 from perfmodel.model_spec import ModelSpec
 
 PHASES = ("prefill", "decode")
@@ -152,18 +151,3 @@ def _innermost(regions: Iterable[tuple[float, float, float, str]], ts: float) ->
         if start <= ts <= end and dur < best_dur:
             best, best_dur = name, dur
     return best
-
-
-def parse_points(text: str) -> list[tuple[str, int, int]]:
-    """'prefill:1:1024,decode:8:2048' -> [("prefill", 1, 1024), ("decode", 8, 2048)]."""
-    points = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        fields = item.split(":")
-        if len(fields) != 3 or fields[0] not in PHASES or not all(
-                f.isdigit() and int(f) > 0 for f in fields[1:]):
-            raise WorkloadError(f"point {item!r} is not PHASE:BATCH:TOKENS with PHASE prefill or "
-                             "decode and positive whole numbers, e.g. decode:8:2048")
-        points.append((fields[0], int(fields[1]), int(fields[2])))
-    if not points:
-        raise WorkloadError("no points given; pass e.g. --points prefill:1:1024,decode:1:1024")
-    return points
