@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from perfmodel.architectures import model_spec
-from perfmodel.config_source import load_model_config
-from perfmodel.estimate import Estimate, estimator_for
-from perfmodel.gpu import GpuSpec, load_gpu
-from perfmodel.precision import Precision, from_quantization_config, preset, with_kv
-from perfmodel.predict import Prediction, predict
-from perfmodel.workload import Workload
+from perfmodel.model.architectures import model_spec
+from perfmodel.model.source import load_model_config
+from perfmodel.cost.estimate import Estimate, estimator_for
+from perfmodel.hardware.gpu import GpuSpec, load_gpu
+from perfmodel.cost.precision import Precision, from_quantization_config, preset, with_kv
+from perfmodel.cost.predict import Prediction, predict
+from perfmodel.cost.workload import Workload
 
 DEFAULT_GPU = "h100-sxm"
 

@@ -10,13 +10,13 @@ import itertools
 import sys
 import time
 
-from perfmodel.architectures import model_spec
-from perfmodel.config_source import bundled_models, load_model_config
-from perfmodel.estimate import estimator_for
-from perfmodel.gpu import bundled_names, load_gpu
-from perfmodel.precision import preset
-from perfmodel.predict import predict
-from perfmodel.workload import Workload
+from perfmodel.model.architectures import model_spec
+from perfmodel.model.source import bundled_models, load_model_config
+from perfmodel.cost.estimate import estimator_for
+from perfmodel.hardware.gpu import bundled_names, load_gpu
+from perfmodel.cost.precision import preset
+from perfmodel.cost.predict import predict
+from perfmodel.cost.workload import Workload
 
 
 def run(count: int = 10_000) -> tuple[float, int]:

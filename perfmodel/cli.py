@@ -67,7 +67,7 @@ def predict(model: ModelArg, gpu: GpuOpt = "h100-sxm", precision: PrecisionOpt =
     holding one, or any Hugging Face repo id, of which only config.json is fetched.
     """
     from perfmodel.api import run_predict
-    from perfmodel.render import to_json
+    from perfmodel.report.render import to_json
 
     with friendly_errors():
         report = run_predict(model, gpu=gpu, precision=precision, kv_dtype=kv_dtype,
@@ -80,7 +80,7 @@ def predict(model: ModelArg, gpu: GpuOpt = "h100-sxm", precision: PrecisionOpt =
         doc["warnings"] = list(report.warnings)
         typer.echo(json.dumps(doc, indent=1, allow_nan=False))
         return
-    from perfmodel.display import print_report
+    from perfmodel.report.display import print_report
 
     print_report(report, matmul_only=matmul_only)
 
@@ -88,7 +88,7 @@ def predict(model: ModelArg, gpu: GpuOpt = "h100-sxm", precision: PrecisionOpt =
 @app.command()
 def models() -> None:
     """List the bundled models (usable offline)."""
-    from perfmodel.display import print_models
+    from perfmodel.report.display import print_models
 
     with friendly_errors():
         print_models()
@@ -97,7 +97,7 @@ def models() -> None:
 @app.command()
 def gpus() -> None:
     """List the bundled GPU profiles; measured ones beside their datasheet, in % of spec."""
-    from perfmodel.display import print_gpus
+    from perfmodel.report.display import print_gpus
 
     with friendly_errors():
         print_gpus()
@@ -116,7 +116,7 @@ def calibrate_gpu(
     """Measure this box (matmul FLOP/s per dtype, bandwidth, small kernels) into a profile."""
     with friendly_errors():
         from perfmodel.calibrate import calibrate
-        from perfmodel.gpu import load_gpu
+        from perfmodel.hardware.gpu import load_gpu
 
         try:
             path = calibrate(out=out, quick=quick, device=device, name=name)
@@ -160,8 +160,8 @@ def validate(model: ModelArg, precision: Annotated[str, typer.Option(
     """Measure the model on this CUDA GPU (lean PyTorch engine, random weights, CUDA graphs) and
     print predicted limit and estimate beside the measured TTFT and decode step."""
     with friendly_errors():
-        from perfmodel.gpu import load_gpu
-        from perfmodel.validation import compare, default_gpu_profile, measure
+        from perfmodel.hardware.gpu import load_gpu
+        from perfmodel.validate.compare import compare, default_gpu_profile, measure
 
         batches, lengths = _ints(batch, "--batch"), _ints(input_len, "--input-len")
         records = measure(model, precision, batches, lengths, out=out,
@@ -170,7 +170,7 @@ def validate(model: ModelArg, precision: Annotated[str, typer.Option(
         profile = load_gpu(gpu or default_gpu_profile(records[0]["device_name"])) \
             if records else None
         points = [compare(r, profile, engine) for r in records]
-    from perfmodel.display import print_points
+    from perfmodel.report.display import print_points
 
     print_points(points, json_out=json_out, ops=ops)
 

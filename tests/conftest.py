@@ -24,14 +24,14 @@ H100_SHEET = {  # NVIDIA H100 SXM datasheet, dense
 
 @pytest.fixture
 def llama8b():
-    from perfmodel.architectures import model_spec
+    from perfmodel.model.architectures import model_spec
 
     return model_spec(dict(LLAMA_8B))
 
 
 @pytest.fixture
 def h100():
-    from perfmodel.gpu import parse_gpu
+    from perfmodel.hardware.gpu import parse_gpu
 
     return parse_gpu(dict(H100_SHEET))
 

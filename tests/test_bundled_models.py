@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perfmodel.architectures import model_spec
-from perfmodel.model_spec import ModelSpec
+from perfmodel.model.architectures import model_spec
+from perfmodel.model.spec import ModelSpec
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "configs" / "models"
 PUBLISHED_FILE = Path(__file__).resolve().parent / "data" / "published_params.yaml"

@@ -2,7 +2,7 @@
 the atomic write, and the whole quick pipeline for real on this machine's CPU.
 
 Ground truth: hand-worked medians and counts; PyYAML's own reading of what we write; a profile
-that `perfmodel.gpu.load_gpu` accepts.
+that `perfmodel.hardware.gpu.load_gpu` accepts.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from perfmodel.calibrate.device import datasheet_for, slug
 from perfmodel.calibrate.plan import (PREFILL_MAX_TOKENS, QUICK_GROUPED_MAX_ROWS, make_plan,
                                       strided_shape)
 from perfmodel.calibrate.profile import atomic_write, dump_yaml, format_float, normalized
-from perfmodel.gpu import PEAK_DTYPES, load_gpu, parse_gpu
+from perfmodel.hardware.gpu import PEAK_DTYPES, load_gpu, parse_gpu
 
 
 def test_median_odd_even_and_unsorted():

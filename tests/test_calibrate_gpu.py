@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from perfmodel.gpu import load_gpu
+from perfmodel.hardware.gpu import load_gpu
 
 pytestmark = pytest.mark.gpu
 

@@ -122,7 +122,7 @@ def test_models_and_gpus_list_what_is_bundled():
 
 
 def test_cli_import_does_not_import_torch():
-    code = ("import sys, perfmodel.cli, perfmodel.api, perfmodel.estimate;"
+    code = ("import sys, perfmodel.cli, perfmodel.api, perfmodel.cost.estimate;"
             "bad = [m for m in ('torch', 'triton', 'huggingface_hub') if m in sys.modules];"
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
@@ -143,7 +143,7 @@ def test_cli_docs_are_current():
 
 
 def test_measured_profile_peaks_in_json():
-    from perfmodel.gpu import load_gpu
+    from perfmodel.hardware.gpu import load_gpu
 
     doc = predict_json("meta-llama/Llama-3.1-8B", "--gpu", "h100-sxm-measured")
     gpu = load_gpu("h100-sxm-measured")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from perfmodel import config_source
-from perfmodel.config_source import ModelConfig, bundled_models, load_model_config
+from perfmodel.model import source as config_source
+from perfmodel.model.source import ModelConfig, bundled_models, load_model_config
 from perfmodel.errors import ConfigError, ModelNotFoundError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -144,7 +144,7 @@ def test_revision_sends_a_bundled_id_to_the_hub(models_dir, monkeypatch):
 
 
 def test_import_does_not_import_huggingface_hub():
-    code = ("import sys, perfmodel.config_source; "
+    code = ("import sys, perfmodel.model.source; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "{'huggingface_hub', 'httpx', 'httpx2', 'requests', 'torch'}))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
@@ -235,7 +235,7 @@ def load_in_subprocess(model: str, env: dict, revision: str | None = None) -> di
     code = f"""
 import json, time
 time.sleep = lambda seconds: None
-from perfmodel.config_source import load_model_config
+from perfmodel.model.source import load_model_config
 from perfmodel.errors import PerfmodelError
 try:
     m = load_model_config({model!r}, revision={revision!r})

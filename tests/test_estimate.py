@@ -6,13 +6,13 @@ from dataclasses import replace
 
 import pytest
 
-from perfmodel.estimate import KernelModel, Rates, estimator_for, make_estimator
-from perfmodel.engines import engine_preset
-from perfmodel.gpu import AttentionTable, LinearTable, Tables, parse_gpu
-from perfmodel.ops import forward_ops
-from perfmodel.precision import preset
-from perfmodel.predict import predict
-from perfmodel.workload import Workload
+from perfmodel.cost.estimate import KernelModel, Rates, estimator_for, make_estimator
+from perfmodel.cost.engines import engine_preset
+from perfmodel.hardware.gpu import AttentionTable, LinearTable, Tables, parse_gpu
+from perfmodel.cost.ops import forward_ops
+from perfmodel.cost.precision import preset
+from perfmodel.cost.predict import predict
+from perfmodel.cost.workload import Workload
 
 from conftest import H100_SHEET
 
@@ -50,7 +50,7 @@ def measured_gpu(**changes):
 def test_reproduces_a_table_point():
     model = KernelModel(synthetic_tables(), Rates({"bf16": PEAK}, BW))
     est = make_estimator(model, Rates({"bf16": PEAK}, BW), engine_preset("torch-cudagraph"))
-    from perfmodel.ops import Op
+    from perfmodel.cost.ops import Op
 
     op = Op("decode", "down", "matmul", 3, 2.0 * 16 * 1024 * 16384,
             1024 * 16384 * 2 + 16 * 16384 * 2 + 16 * 1024 * 2, "bf16", (16, 1024, 16384), "bf16")

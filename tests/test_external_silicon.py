@@ -1,7 +1,7 @@
 """The limit is never beaten by real serving engines (vLLM, SGLang, TensorRT-LLM on H100/H200).
 
 Reads ../shared/external/aiconfigurator-silicon (Apache-2.0 data, not copied here): every
-single-GPU, aggregated-serving row of a model we bundle (perfmodel/serving.py). The ITL limit at
+single-GPU, aggregated-serving row of a model we bundle (perfmodel/validate/silicon.py). The ITL limit at
 min(concurrency, what fits) must not exceed the measured time per output token, and one
 sequence's prefill limit must not exceed the measured TTFT.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from perfmodel.serving import CSV, rows, served
+from perfmodel.validate.silicon import CSV, rows, served
 
 DATASHEETS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200"}
 

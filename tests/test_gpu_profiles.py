@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from perfmodel.errors import GpuProfileError
-from perfmodel.gpu import PEAK_DTYPES, GpuSpec, bundled_names, load_gpu
+from perfmodel.hardware.gpu import PEAK_DTYPES, GpuSpec, bundled_names, load_gpu
 
 BUNDLED = ("h100-sxm", "h100-pcie", "h200", "a100-sxm-80gb", "l40s", "rtx-4090",
            "rtx-pro-6000", "b200", "mi300x")

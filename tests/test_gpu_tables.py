@@ -15,7 +15,7 @@ import yaml
 
 from perfmodel.calibrate.profile import dump_yaml, tables_data
 from perfmodel.errors import GpuProfileError
-from perfmodel.gpu import Tables, parse_gpu
+from perfmodel.hardware.gpu import Tables, parse_gpu
 
 KERNEL_TABLES = {
     "rmsnorm": {"points": [[1, 4096, 6.1e-06], [16384, 8192, 0.000215]]},
@@ -66,7 +66,7 @@ def test_writer_keeps_an_empty_grouped_table():
 def test_profiles_without_the_kernel_tables_still_load():
     import yaml
 
-    from perfmodel.gpu import GPU_DIR
+    from perfmodel.hardware.gpu import GPU_DIR
 
     data = yaml.safe_load((GPU_DIR / "h100-sxm-measured.yaml").read_text())
     for key in ("rmsnorm", "strided", "rope", "silu_mul", "routing", "sort", "grouped"):

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from perfmodel.architectures import model_spec
-from perfmodel.gpu import parse_gpu
-from perfmodel.precision import preset
-from perfmodel.predict import predict
-from perfmodel.workload import Workload
+from perfmodel.model.architectures import model_spec
+from perfmodel.hardware.gpu import parse_gpu
+from perfmodel.cost.precision import preset
+from perfmodel.cost.predict import predict
+from perfmodel.cost.workload import Workload
 
 
 @st.composite

@@ -7,11 +7,11 @@ from dataclasses import replace
 from hypothesis import given, strategies as st
 import pytest
 
-from perfmodel.ops import causal_pairs, forward_ops, touched_experts
-from perfmodel.precision import preset
-from perfmodel.predict import predict
-from perfmodel.roofline import cost, mean_of_max
-from perfmodel.workload import Workload
+from perfmodel.cost.ops import causal_pairs, forward_ops, touched_experts
+from perfmodel.cost.precision import preset
+from perfmodel.cost.predict import predict
+from perfmodel.cost.roofline import cost, mean_of_max
+from perfmodel.cost.workload import Workload
 
 
 def test_matmul_roofline_by_hand(llama8b, h100):
@@ -99,7 +99,7 @@ def test_precision_axes(llama8b, h100):
 
 
 def test_kv_dtype_halves_kv(llama8b, h100):
-    from perfmodel.precision import with_kv
+    from perfmodel.cost.precision import with_kv
 
     a = predict(llama8b, preset("bf16"), h100, Workload(1, 1000, 10)).memory
     b = predict(llama8b, with_kv(preset("bf16"), "fp8"), h100, Workload(1, 1000, 10)).memory

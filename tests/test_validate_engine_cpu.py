@@ -14,9 +14,9 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from perfmodel.architectures import model_spec  # noqa: E402
+from perfmodel.model.architectures import model_spec  # noqa: E402
 from perfmodel.errors import WorkloadError  # noqa: E402
-from perfmodel.precision import Precision, preset  # noqa: E402
+from perfmodel.cost.precision import Precision, preset  # noqa: E402
 from perfmodel.validate import op_names  # noqa: E402
 from perfmodel.validate.engine import build_engine  # noqa: E402
 
@@ -166,6 +166,6 @@ def test_limits_and_measuring_on_cpu_are_clear_errors():
 
 
 def test_importing_the_package_does_not_import_torch():
-    code = ("import sys, perfmodel.validate, perfmodel.validation; "
+    code = ("import sys, perfmodel.validate, perfmodel.validate.compare; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

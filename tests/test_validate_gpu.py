@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from perfmodel.architectures import model_spec  # noqa: E402
-from perfmodel.precision import preset  # noqa: E402
+from perfmodel.model.architectures import model_spec  # noqa: E402
+from perfmodel.cost.precision import preset  # noqa: E402
 from perfmodel.validate import op_names  # noqa: E402
 
 pytestmark = [pytest.mark.gpu,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from perfmodel.architectures import model_spec
+from perfmodel.model.architectures import model_spec
 from perfmodel.validate.measurement import (Measurement, attribute_kernels, kernel_rows, median,
                                             op_names, replay_count)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from perfmodel.gpu import load_gpu
-from perfmodel.validation import compare, quantile, summarize
+from perfmodel.hardware.gpu import load_gpu
+from perfmodel.validate.compare import compare, quantile, summarize
 
 
 def record(phase, batch, tokens, seconds):

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from perfmodel.gpu import load_gpu
-from perfmodel.validation import compare, default_gpu_profile, read_records, summarize
-from perfmodel.validation_report import shared_lean_records
+from perfmodel.hardware.gpu import load_gpu
+from perfmodel.validate.compare import compare, default_gpu_profile, read_records, summarize
+from perfmodel.validate.report import shared_lean_records
 
 DATA = Path(__file__).resolve().parent.parent / "docs" / "data"
 

@@ -1,6 +1,6 @@
 """A measured GPU profile as YAML: assemble it, format every number, write it atomically.
 
-The schema is the one `perfmodel.gpu.load_gpu` reads (see docs/calibration.md). Floats are
+The schema is the one `perfmodel.hardware.gpu.load_gpu` reads (see docs/calibration.md). Floats are
 written to 4 significant digits, always with a '.' and a signed exponent (3.021e+12), because
 PyYAML reads 3.0e12 as a string; the text is read back before it is written and must equal
 what was meant. The file is replaced atomically (temp file in the same folder, fsync,
@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from perfmodel.calibrate.peaks import Peak
-from perfmodel.gpu import PEAK_DTYPES, Tables
+from perfmodel.hardware.gpu import PEAK_DTYPES, Tables
 
 DIGITS = 4
 
@@ -68,7 +68,7 @@ def _spread(peak: Peak) -> dict:
 
 
 def tables_data(tables: Tables) -> dict:
-    """gpu.Tables as the YAML mapping `perfmodel.gpu._parse_tables` reads back."""
+    """gpu.Tables as the YAML mapping `perfmodel.hardware.gpu._parse_tables` reads back."""
     data: dict[str, Any] = {"linear": {
         dtype: {"m": list(t.ms), "k_n": [list(s) for s in t.shapes],
                 "seconds": [list(row) for row in t.seconds]}

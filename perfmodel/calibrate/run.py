@@ -21,7 +21,7 @@ from perfmodel.calibrate.plan import (METHOD_VERSION, ROUTE_EXPERTS, ROUTE_TOP_K
                                       make_plan)
 from perfmodel.calibrate.profile import Measurements, build_profile, write_profile
 from perfmodel.calibrate.timing import Timer
-from perfmodel.gpu import Tables
+from perfmodel.hardware.gpu import Tables
 
 Progress = Callable[[str, int, int], None]  # (current step, steps done, steps in all)
 

@@ -17,7 +17,7 @@ from perfmodel.calibrate.device import free_bytes
 from perfmodel.calibrate.plan import (HEAD_DIM, HEADS, KV_HEADS, PREFILL_MAX_TOKENS, Plan,
                                       strided_shape)
 from perfmodel.calibrate.timing import Timer
-from perfmodel.gpu import AttentionTable, LinearTable
+from perfmodel.hardware.gpu import AttentionTable, LinearTable
 
 Step = Callable[[str], None]
 KV_FRACTION = 1 / 3  # decode points whose KV cache needs more than this of free memory are skipped

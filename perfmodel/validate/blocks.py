@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch.profiler import record_function
 
 from perfmodel.errors import WorkloadError
-from perfmodel.model_spec import Attention, LayerSpec, Mlp
+from perfmodel.model.spec import Attention, LayerSpec, Mlp
 from perfmodel.validate.linear import GroupedExperts, make_linear, randn
 
 EPS = 1e-6

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch.profiler import record_function
 
 from perfmodel.errors import WorkloadError
-from perfmodel.model_spec import ModelSpec
-from perfmodel.precision import Precision
+from perfmodel.model.spec import ModelSpec
+from perfmodel.cost.precision import Precision
 from perfmodel.validate.blocks import EPS, Step, banded_causal_mask, build_layer, rope_tables
 from perfmodel.validate.linear import dtype_of
 

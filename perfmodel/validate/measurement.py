@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from perfmodel.model_spec import ModelSpec
+from perfmodel.model.spec import ModelSpec
 
 PHASES = ("prefill", "decode")
 ATTENTION_OPS = ("attn_norm", "qkv", "qk_norm", "rope", "kv_write", "attention", "o_proj",

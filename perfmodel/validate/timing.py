@@ -20,8 +20,8 @@ from collections.abc import Callable
 import torch
 
 from perfmodel.errors import WorkloadError
-from perfmodel.model_spec import ModelSpec
-from perfmodel.precision import Precision
+from perfmodel.model.spec import ModelSpec
+from perfmodel.cost.precision import Precision
 from perfmodel.calibrate.timing import flushed_event_times
 from perfmodel.validate.engine import Engine, build_engine, free_memory
 from perfmodel.validate.measurement import (ALL_OPS, PHASES, Measurement, attribute_kernels,

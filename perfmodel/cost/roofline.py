@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass
 
 from perfmodel.errors import WorkloadError
-from perfmodel.gpu import GpuSpec
-from perfmodel.ops import Op
+from perfmodel.hardware.gpu import GpuSpec
+from perfmodel.cost.ops import Op
 
 
 @dataclass(frozen=True)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from perfmodel.serving import Served
-from perfmodel.validation import Point, quantile
+from perfmodel.validate.silicon import Served
+from perfmodel.validate.compare import Point, quantile
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 DOC = ROOT / "docs" / "validation.md"
 START, END = "<!-- generated: start -->", "<!-- generated: end -->"
 
 
 def serving_rows() -> list[str]:
     """Single-GPU serving rows of real engines against our limit and `tuned` estimate."""
-    from perfmodel.serving import CSV, rows, served
+    from perfmodel.validate.silicon import CSV, rows, served
 
     if not CSV.exists():
         return ["(../shared/external/aiconfigurator-silicon not found)"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from perfmodel.model_spec import Attention, LayerSpec, Mlp, ModelSpec
-from perfmodel.precision import Precision
+from perfmodel.model.spec import Attention, LayerSpec, Mlp, ModelSpec
+from perfmodel.cost.precision import Precision
 
 MATMUL, GROUPED, ATTENTION, ELEMENTWISE = "matmul", "grouped_matmul", "attention", "elementwise"
 

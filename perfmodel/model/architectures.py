@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from perfmodel.errors import ConfigError
-from perfmodel.model_spec import Attention, LayerSpec, Mlp, ModelSpec
+from perfmodel.model.spec import Attention, LayerSpec, Mlp, ModelSpec
 
 Config = dict[str, Any]
 _MISSING = object()

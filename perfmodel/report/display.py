@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from perfmodel.api import Report
-from perfmodel.render import op_rows, si, summary_rows
+from perfmodel.report.render import op_rows, si, summary_rows
 
 
 def print_report(report: Report, *, matmul_only: bool = False, console: Console | None = None
@@ -58,8 +58,8 @@ def _console() -> Console:
 
 
 def print_models(console: Console | None = None) -> None:
-    from perfmodel.architectures import model_spec
-    from perfmodel.config_source import bundled_models, load_model_config
+    from perfmodel.model.architectures import model_spec
+    from perfmodel.model.source import bundled_models, load_model_config
 
     con = console or _console()
     table = Table(title="Bundled models (configs/models)", title_justify="left")
@@ -73,7 +73,7 @@ def print_models(console: Console | None = None) -> None:
 
 
 def print_gpus(console: Console | None = None) -> None:
-    from perfmodel.gpu import bundled_names, load_gpu
+    from perfmodel.hardware.gpu import bundled_names, load_gpu
 
     con = console or _console()
     table = Table(title="Bundled GPU profiles (configs/gpus)", title_justify="left")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from perfmodel.errors import WorkloadError
-from perfmodel.ops import Op
+from perfmodel.cost.ops import Op
 
 
 @dataclass(frozen=True)

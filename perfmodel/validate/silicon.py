@@ -13,7 +13,7 @@ from pathlib import Path
 
 from perfmodel.api import run_predict
 
-CSV = Path(__file__).resolve().parent.parent.parent / "shared" / "external" / \
+CSV = Path(__file__).resolve().parent.parent.parent.parent / "shared" / "external" / \
     "aiconfigurator-silicon" / "silicon-h100-h200.csv"
 MODELS = {"meta-llama/Llama-3.1-8B-Instruct": "meta-llama/Llama-3.1-8B",
           "nvidia/Llama-3.1-8B-Instruct-FP8": "meta-llama/Llama-3.1-8B",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from perfmodel.errors import ConfigError, ModelNotFoundError
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "configs" / "models"
+MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "models"
 CONFIG_NAME = "config.json"
 
 # The Hub's own rule (huggingface_hub.utils.validate_repo_id): "name" or "org/name" of word

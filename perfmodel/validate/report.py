@@ -1,6 +1,6 @@
 """docs/validation.md and docs/roofline-*.svg from the measured JSON lines in docs/data/.
 
-    python -m perfmodel.validation_report        # rewrites docs/validation.md and the plots
+    python -m perfmodel.validate.report        # rewrites docs/validation.md and the plots
 
 Every number in the report is recomputed here from the raw measurements and the bundled
 profiles, so the tables cannot drift from the code that predicts them.
@@ -14,12 +14,12 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from perfmodel.gpu import load_gpu
-from perfmodel.ops import forward_ops
-from perfmodel.render import si
-from perfmodel.validation import Point, compare, default_gpu_profile, read_records, summarize
+from perfmodel.hardware.gpu import load_gpu
+from perfmodel.cost.ops import forward_ops
+from perfmodel.report.render import si
+from perfmodel.validate.compare import Point, compare, default_gpu_profile, read_records, summarize
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 DATA = ROOT / "docs" / "data"
 SHARED_LEAN = ROOT.parent / "shared" / "validation" / "h100-lean-engine-llama-3.1-8b-bf16.jsonl"
 def shared_lean_records() -> list[dict]:
@@ -61,9 +61,9 @@ def summary_rows(groups: dict[str, list[Point]]) -> list[str]:
 
 def roofline_svg(points: list[Point], gpu, title: str) -> str:
     """Each measured op as a point: FLOP/byte against achieved FLOP/s, under the roofline."""
-    from perfmodel.architectures import model_spec
-    from perfmodel.config_source import load_model_config
-    from perfmodel.precision import preset, with_kv
+    from perfmodel.model.architectures import model_spec
+    from perfmodel.model.source import load_model_config
+    from perfmodel.cost.precision import preset, with_kv
 
     dots = []
     for p in points:
@@ -125,7 +125,7 @@ def main() -> int:
         gpus.setdefault(name, load_gpu(name))
         by_device[name].append(compare(r, gpus[name]))
     lean = [compare(r, load_gpu("h100-sxm-measured")) for r in shared_lean_records()]
-    from perfmodel.validation_text import write_report
+    from perfmodel.validate.report_text import write_report
 
     for name, points in by_device.items():
         (ROOT / "docs" / f"roofline-{name}.svg").write_text(

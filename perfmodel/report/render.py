@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from perfmodel.predict import Phase, Prediction
-from perfmodel.roofline import OpCost
+from perfmodel.cost.predict import Phase, Prediction
+from perfmodel.cost.roofline import OpCost
 
 MATMUL_KINDS = ("matmul", "grouped_matmul", "attention")
 

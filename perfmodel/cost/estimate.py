@@ -19,11 +19,11 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from perfmodel.engines import EnginePreset, Kernel, engine_preset
-from perfmodel.gpu import GpuSpec, Tables, bundled_names, load_gpu
-from perfmodel.interpolate import Grid3, LogCurve, interp1
-from perfmodel.ops import ATTENTION, GROUPED, MATMUL, Op
-from perfmodel.precision import Precision, preset
+from perfmodel.cost.engines import EnginePreset, Kernel, engine_preset
+from perfmodel.hardware.gpu import GpuSpec, Tables, bundled_names, load_gpu
+from perfmodel.cost.interpolate import Grid3, LogCurve, interp1
+from perfmodel.cost.ops import ATTENTION, GROUPED, MATMUL, Op
+from perfmodel.cost.precision import Precision, preset
 
 # Bytes per weight and per input element of each linear table, as calibrate-gpu times them.
 TABLE_BYTES = {"bf16": (2, 2), "fp16": (2, 2), "fp8": (1, 1), "int8": (1, 1),

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from perfmodel.gpu import GpuSpec
-from perfmodel.model_spec import ModelSpec
-from perfmodel.ops import Op, forward_ops
-from perfmodel.precision import Precision
-from perfmodel.roofline import OpCost, cost, mean_of_max
-from perfmodel.workload import Workload
+from perfmodel.hardware.gpu import GpuSpec
+from perfmodel.model.spec import ModelSpec
+from perfmodel.cost.ops import Op, forward_ops
+from perfmodel.cost.precision import Precision
+from perfmodel.cost.roofline import OpCost, cost, mean_of_max
+from perfmodel.cost.workload import Workload
 
 Estimator = Callable[[Op], "float | None"]
 

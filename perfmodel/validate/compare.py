@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from perfmodel.architectures import model_spec
-from perfmodel.config_source import load_model_config
-from perfmodel.estimate import estimator_for
-from perfmodel.gpu import GpuSpec
-from perfmodel.precision import preset, with_kv
-from perfmodel.predict import step
+from perfmodel.model.architectures import model_spec
+from perfmodel.model.source import load_model_config
+from perfmodel.cost.estimate import estimator_for
+from perfmodel.hardware.gpu import GpuSpec
+from perfmodel.cost.precision import preset, with_kv
+from perfmodel.cost.predict import step
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import yaml
 from perfmodel.errors import GpuProfileError
 
 PEAK_DTYPES = ("bf16", "fp16", "fp8", "int8", "int4")
-GPU_DIR = Path(__file__).resolve().parent.parent / "configs" / "gpus"
+GPU_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "gpus"
 
 
 @dataclass(frozen=True)
