@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from perfmodel.cost.estimate import KernelModel, Rates, estimator_for, make_estimator
+from perfmodel.cost.estimate import estimator_for, make_estimator
+from perfmodel.cost.kernel_tables import KernelModel, Rates
 from perfmodel.cost.engines import engine_preset
 from perfmodel.hardware.gpu import AttentionTable, LinearTable, Tables, parse_gpu
 from perfmodel.cost.ops import forward_ops
