@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import yaml
 
 from perfmodel.errors import GpuProfileError
+from perfmodel.hardware.interconnect import Interconnect, parse_interconnect
 from perfmodel.hardware.tables import (AttentionTable, Checker, LinearTable, Tables,
                                        parse_tables)
 
@@ -41,6 +42,7 @@ class GpuSpec:
     datasheet: str | None = None  # the datasheet profile a measured one compares against
     tables: Tables | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)  # spread, environment, notes
+    interconnect: Interconnect | None = None  # link and measured collectives (interconnect.py)
 
     def peak(self, dtype: str) -> float | None:
         return self.peak_flops.get(dtype)
@@ -91,7 +93,7 @@ def parse_gpu(data: Any, path: str = "<profile>") -> GpuSpec:
     if kind not in ("datasheet", "measured"):
         raise GpuProfileError(f"GPU profile {path}: kind must be datasheet or measured")
     reserved = {"name", "description", "kind", "source", "date", "method", "peak_flops",
-                "mem_bandwidth", "mem_bytes", "datasheet", "tables"}
+                "mem_bandwidth", "mem_bytes", "datasheet", "tables", "interconnect", "collectives"}
     return GpuSpec(
         name=check.text(data, "name"), description=check.text(data, "description"), kind=kind,
         source=check.text(data, "source"), date=str(data.get("date", "")),
@@ -99,4 +101,5 @@ def parse_gpu(data: Any, path: str = "<profile>") -> GpuSpec:
         mem_bandwidth=check.number(data, "mem_bandwidth"), mem_bytes=check.number(data, "mem_bytes"),
         path=path, datasheet=data.get("datasheet"),
         tables=parse_tables(data.get("tables"), check, data.get("method_version", 1)),
-        extra={k: v for k, v in data.items() if k not in reserved})
+        extra={k: v for k, v in data.items() if k not in reserved},
+        interconnect=parse_interconnect(data, path))
