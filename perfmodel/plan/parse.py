@@ -1,0 +1,78 @@
+"""Parsers for what the sweep and plan command lines take: lists, ranges, durations, prices.
+
+Each returns SI values (seconds, dollars per GPU-hour) or raises a PerfmodelError whose one line
+names the expected form.
+"""
+
+from __future__ import annotations
+
+import re
+
+from perfmodel.errors import PerfmodelError
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|us|µs|s|m|min)?\s*$")
+_SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "m": 60.0, "min": 60.0}
+
+
+def parse_duration(text: str) -> float:
+    """'500ms', '0.5s', '50 ms', '2' (seconds) -> seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise PerfmodelError(f"cannot read the duration {text!r}; write e.g. 500ms, 0.5s or 50 ms")
+    value = float(match.group(1)) * _SCALE[match.group(2) or "s"]
+    if value <= 0:
+        raise PerfmodelError(f"a latency target must be above zero, not {text!r}")
+    return value
+
+
+def parse_strs(text: str | None) -> list[str]:
+    """'a, b,c' -> ['a', 'b', 'c'] (empty items dropped, order kept, duplicates removed)."""
+    if text is None:
+        return []
+    return list(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
+
+
+def parse_ints(text: str, flag: str) -> list[int]:
+    """Whole numbers ≥ 1: '1,2,4', a range '1-64' (every integer), '1-64:8' (step 8) or a
+    doubling range '1-64x2'; items combine: '1,2,4-8'. Order kept, duplicates removed."""
+    values: list[int] = []
+    for item in parse_strs(text):
+        match = re.fullmatch(r"(\d+)(?:-(\d+)(?:([:x])(\d+))?)?", item)
+        if not match:
+            raise PerfmodelError(f"{flag} takes whole numbers ≥ 1 and ranges (1,2,4 or 1-64 or "
+                                 f"1-64:8 or 1-64x2), not {text!r}")
+        lo, hi, how, by = match.groups()
+        lo_i, hi_i = int(lo), int(hi) if hi else int(lo)
+        step = int(by) if by else 1
+        if lo_i < 1 or hi_i < lo_i or (how == "x" and step < 2) or step < 1:
+            raise PerfmodelError(f"{flag}: {item!r} is not a range of whole numbers ≥ 1 "
+                                 "(low-high, a step ≥ 1, a factor ≥ 2)")
+        if how == "x":
+            value = lo_i
+            while value <= hi_i:
+                values.append(value)
+                value *= step
+        else:
+            values.extend(range(lo_i, hi_i + 1, step))
+    if not values:
+        raise PerfmodelError(f"{flag} needs at least one whole number ≥ 1")
+    return list(dict.fromkeys(values))
+
+
+def parse_prices(text: str | None, gpus: list[str]) -> dict[str, float]:
+    """'h100-sxm-measured=2.49,b200=5.5' -> {gpu: dollars per GPU-hour}, each gpu one of `gpus`."""
+    prices: dict[str, float] = {}
+    for item in parse_strs(text):
+        name, _, value = item.partition("=")
+        try:
+            price = float(value)
+        except ValueError:
+            price = -1.0
+        if not name or price <= 0:
+            raise PerfmodelError(f"--gpu-price takes GPU=DOLLARS_PER_HOUR pairs, comma-separated "
+                                 f"(h100-sxm-measured=2.49), not {item!r}")
+        if name.strip() not in gpus:
+            raise PerfmodelError(f"--gpu-price names {name.strip()!r}, which is not among the GPUs "
+                                 f"searched ({', '.join(gpus)}); add it to --gpus")
+        prices[name.strip()] = price
+    return prices

@@ -1,0 +1,157 @@
+"""`perfmodel plan`: the best deployment for a latency target, and the Pareto front around it.
+
+The search space is GPU type × parallelism (TP in powers of two up to --max-gpus; for MoE models
+also EP over the same GPUs) × precision × concurrency. Deployments whose weights and one
+request's KV cache do not fit are dropped before anything is simulated. Each remaining point is
+evaluated by the serving simulation when this perfmodel has one, else by the static-batch
+prediction at batch = concurrency; `Plan.method` says which.
+
+The front is over output tokens/s per GPU against tokens/s per user (1 / TPOT); with a price for
+every GPU, cost per million output tokens replaces tokens/s per GPU. The best point meets both
+SLOs at the lowest cost (with prices) or the most tokens/s per GPU (without).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+from perfmodel.errors import PerfmodelError
+from perfmodel.plan.evaluate import (does_not_fit, parallel_predict_supported, prediction,
+                                     resolve)
+from perfmodel.plan.grid import PREDICT, SERVE, Point
+from perfmodel.plan.pareto import pareto_front
+from perfmodel.plan.sweep import Progress, run_points
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Slo:
+    """Latency targets in seconds (None: no target): mean TTFT and mean TPOT."""
+
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+
+    def met(self, row: Row) -> bool:
+        return all(target is None or (row[key] is not None and row[key] <= target)
+                   for key, target in (("ttft_s", self.ttft_s), ("tpot_s", self.tpot_s)))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What plan found. rows: every evaluated point (with `error` where it could not run);
+    skipped: the deployments dropped before evaluation, with the reason."""
+
+    method: str
+    rows: tuple[Row, ...]
+    skipped: tuple[Row, ...]
+    pareto: tuple[Row, ...]
+    best: Row | None
+    keys: tuple[str, str]
+    notes: tuple[str, ...]
+
+    @property
+    def searched(self) -> int:
+        return len(self.rows)
+
+
+def serve_available() -> bool:
+    try:
+        from perfmodel.serve import run_serve  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def parallelisms(max_gpus: int, moe: bool, tps: Sequence[int] | None = None
+                 ) -> list[tuple[int, int]]:
+    """(TP, EP) pairs: TP in powers of two up to max_gpus (or `tps`); for MoE also EP = TP."""
+    if tps is None:
+        tps = [1 << i for i in range(max_gpus.bit_length()) if 1 << i <= max_gpus]
+    pairs = [(tp, 1) for tp in tps if tp <= max_gpus]
+    if moe:
+        pairs += [(tp, tp) for tp in tps if 1 < tp <= max_gpus]
+    return pairs
+
+
+def _fit_error(point: Point) -> str | None:
+    """Why a deployment cannot hold its weights and one request (I + O tokens), or None."""
+    probe = replace(point, method=PREDICT, engine=None, load=1)
+    try:
+        return does_not_fit(prediction(probe).memory)
+    except PerfmodelError as exc:
+        return str(exc)
+
+
+def deployments(model: str, gpus: Sequence[str], precisions: Sequence[str | None],
+                max_gpus: int, isl: int, osl: int, method: str, engine: str | None,
+                tps: Sequence[int] | None = None) -> tuple[list[Point], list[Row], list[str]]:
+    """The deployments to search (as points of load 1), those dropped, and notes."""
+    notes = []
+    first = resolve(model, gpus[0], precisions[0], None, None)
+    pairs = parallelisms(max_gpus, first.spec.is_moe, tps)
+    if method == PREDICT and not parallel_predict_supported() and len(pairs) > 1:
+        pairs = [(1, 1)]
+        notes.append("this perfmodel's predict does not shard over GPUs: one GPU only")
+    kept, skipped = [], []
+    for gpu in gpus:
+        for prec in precisions:
+            for tp, ep in pairs:
+                point = Point(model, gpu, method, prec, None, engine, tp, ep, isl=isl, osl=osl)
+                error = _fit_error(point)
+                if error:
+                    skipped.append({**point.columns(), "error": error})
+                else:
+                    kept.append(point)
+    return kept, skipped, notes
+
+
+def _with_cost(row: Row, point: Point, prices: dict[str, float]) -> Row:
+    price = prices.get(point.gpu)
+    per_gpu = row.get("tok_s_per_gpu")
+    cost = price / 3600 / per_gpu * 1e6 if price and per_gpu else None
+    return {**row, "price_per_gpu_hour": price, "cost_per_mtok": cost,
+            "command": point.command()}
+
+
+def _value(row: Row, key: str) -> float:
+    return -row[key] if key == "cost_per_mtok" else row[key]
+
+
+def pick_best(rows: Sequence[Row], slo: Slo, by_cost: bool) -> Row | None:
+    """The row meeting the SLOs at the lowest cost (or most tokens/s per GPU), then the fewest
+    GPUs, then the most tokens/s per user."""
+    meeting = [r for r in rows if slo.met(r)]
+    if not meeting:
+        return None
+    main = "cost_per_mtok" if by_cost else "tok_s_per_gpu"
+    return max(meeting, key=lambda r: (_value(r, main), -r["gpus"], r["tok_s_per_user"]))
+
+
+def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
+         concurrencies: Sequence[int], isl: int, osl: int, slo: Slo, max_gpus: int = 8,
+         tps: Sequence[int] | None = None, prices: dict[str, float] | None = None,
+         engine: str | None = None, method: str | None = None, workers: int | None = None,
+         on_total: Any = None, on_progress: Progress | None = None) -> Plan:
+    """Search the deployments, evaluate every fitting one at every concurrency, rank them."""
+    method = method or (SERVE if serve_available() else PREDICT)
+    prices = prices or {}
+    kept, skipped, notes = deployments(model, gpus, precisions, max_gpus, isl, osl, method,
+                                       engine, tps)
+    points = [replace(p, load=c) for p in kept for c in concurrencies]
+    if on_total:
+        on_total(len(points))
+    rows = [_with_cost(row, point, prices)
+            for row, point in zip(run_points(points, workers=workers, on_progress=on_progress),
+                                  points)]
+    valid = [r for r in rows if r["error"] is None and r["tok_s_per_gpu"]
+             and r["tok_s_per_user"]]
+    valid_ids = {id(r) for r in valid}
+    for row in rows:
+        row["meets_slo"] = id(row) in valid_ids and slo.met(row)
+    by_cost = bool(prices) and all(g in prices for g in gpus)
+    keys = ("cost_per_mtok" if by_cost else "tok_s_per_gpu", "tok_s_per_user")
+    front = pareto_front(valid, keys, _value)
+    return Plan(method, tuple(rows), tuple(skipped), tuple(front),
+                pick_best(valid, slo, by_cost), keys, tuple(notes))
