@@ -21,7 +21,8 @@ class Kernel:
     """One launched kernel: its kind (the profile table that times it) and its size.
 
     kinds: "elementwise" (contiguous, vectorized), "strided" (reads a non-contiguous view),
-    "rmsnorm" (rows × width), "rope" (the five kernels of unfused RoPE on one tensor, nbytes its
+    "rmsnorm" (rows × width), "add_rmsnorm" (a residual add fused into an RMSNorm, timed as an
+    RMSNorm of twice the width, or as the unfused pair where that is faster), "rope" (the five kernels of unfused RoPE on one tensor, nbytes its
     minimal read + write), "silu_mul" (the two kernels of SiLU(gate)·up on chunk views),
     "routing" (softmax/top-k over `rows` tokens' router logits), "sort" (argsort and
     searchsorted of `rows` token-expert pairs), "tiny" (the launch floor).
@@ -47,10 +48,11 @@ def chain(*parts: tuple[str, float]) -> Kernels:
 
 
 def rmsnorm(width_factor: float = 1.0) -> Kernels:
-    """An RMSNorm over op.shape = (rows, width); width_factor 2 for a fused add + norm, which
-    moves twice the bytes over the same rows."""
-    return lambda op: (Kernel("rmsnorm", width_factor * op.bytes, op.shape[0],
-                              width_factor * op.shape[1]),)
+    """An RMSNorm over op.shape = (rows, width); width_factor 2 for the residual add fused
+    into the norm (vLLM's fused_add_rms_norm: reads x and the residual, writes both), timed as
+    an "add_rmsnorm" kernel over the norm's (rows, width)."""
+    kind = "rmsnorm" if width_factor == 1.0 else "add_rmsnorm"
+    return lambda op: (Kernel(kind, width_factor * op.bytes, op.shape[0], op.shape[1]),)
 
 
 def qk_norms(op: Op) -> tuple[Kernel, ...]:
@@ -92,7 +94,7 @@ def attention_output_copy(op: Op) -> tuple[Kernel, ...]:
     """Prefill: SDPA's (B, N, T, H) output made (B, T, N·H) contiguous: one strided copy."""
     if op.phase != "prefill":
         return ()
-    b, t, heads, _, h = op.shape
+    b, t, heads, _, h = op.shape[:5]
     return (Kernel("strided", 2 * b * t * heads * h * 2),)
 
 
@@ -108,6 +110,7 @@ class EnginePreset:
     kernels: Mapping[str, Kernels] = field(default_factory=dict)  # memory-bound ops
     extra: Mapping[str, Kernels] = field(default_factory=dict)  # beside a matmul/attention op
     int4_table: str = "int4"  # the linear table W4A16 matmuls are timed from
+    fused_quant: bool = True  # W8A8 activations quantized by one fused kernel (act_quant fused)
 
     def kernels_for(self, op: Op) -> tuple[Kernel, ...]:
         """The kernels of a memory-bound op (default: one contiguous kernel at its bytes)."""
@@ -126,12 +129,14 @@ TORCH_CUDAGRAPH = EnginePreset(
                 "gate/up, SDPA attention, unfused RMSNorm/RoPE/SiLU·mul/residual adds, whole "
                 "step in one CUDA graph",
     kernels={"attn_norm": rmsnorm(), "mlp_norm": rmsnorm(), "final_norm": rmsnorm(),
+             "post_attn_norm": rmsnorm(), "post_mlp_norm": rmsnorm(),
              "qk_norm": qk_norms, "rope": unfused_rope,
              "kv_write": chain(("elementwise", 0.5), ("elementwise", 0.5)),
              "act": _SILU_MUL, "experts_act": _SILU_MUL, "shared_act": _SILU_MUL,
              "experts_combine": torch_combine},
     extra={"router": torch_routing, "experts_gate_up": torch_dispatch,
            "attention": attention_output_copy},
+    fused_quant=False,
 )
 
 TUNED = EnginePreset(
@@ -140,8 +145,8 @@ TUNED = EnginePreset(
                 "the next RMSNorm, fused RoPE, fused KV-cache write, fused SiLU·mul, fused MoE "
                 "routing and dispatch; Marlin-class W4A16 kernels at bf16-GEMM efficiency",
     kernels={"attn_residual": lambda op: (), "mlp_residual": lambda op: (),
-             "attn_norm": rmsnorm(2.0), "mlp_norm": rmsnorm(2.0), "final_norm": rmsnorm(),
-             "qk_norm": qk_norms},
+             "attn_norm": rmsnorm(2.0), "mlp_norm": rmsnorm(2.0), "final_norm": rmsnorm(2.0),
+             "post_attn_norm": rmsnorm(), "post_mlp_norm": rmsnorm(), "qk_norm": qk_norms},
     extra={"router": lambda op: (Kernel("tiny"),),
            "experts_gate_up": lambda op: (Kernel("tiny"),)},
     int4_table="bf16",
@@ -153,6 +158,9 @@ PRESETS = {p.name: p for p in (TORCH_CUDAGRAPH, TUNED)}
 def engine_preset(name: str | None) -> EnginePreset:
     if name is None:
         return TORCH_CUDAGRAPH
-    if name not in PRESETS:
-        raise WorkloadError(f"unknown engine {name!r}; use one of {', '.join(PRESETS)}")
-    return PRESETS[name]
+    from perfmodel.cost.serving_engines import SERVING_PRESETS  # vllm, sglang, trtllm
+
+    presets = {**PRESETS, **SERVING_PRESETS}
+    if name not in presets:
+        raise WorkloadError(f"unknown engine {name!r}; use one of {', '.join(presets)}")
+    return presets[name]

@@ -1,0 +1,79 @@
+"""Kernel presets of the real serving engines: what vLLM, SGLang and TensorRT-LLM launch per layer.
+
+Each is an EnginePreset (cost/engines.py) built from facts of the engine's code, named with the
+file and release they come from. Kernels calibrate-gpu cannot time one by one (a fused kernel
+that exists only inside an engine) are timed as the single contiguous memory pass they are: a
+fused kernel reads its inputs and writes its outputs once, so its bytes are the op's minimal
+bytes and its time comes from the profile's elementwise table. That is a stated assumption
+(docs/serving.md), not a fit.
+
+vLLM (v0.10–v0.12, vllm/model_executor/layers/):
+- layernorm.py RMSNorm.forward_cuda: fused_add_rms_norm (residual add + norm, one kernel).
+- rotary_embedding: one `rotary_embedding` op over q and k together.
+- attention/backends/flash_attn.py: reshape_and_cache_flash writes K and V into the paged cache
+  (one kernel), FlashAttention-3 varlen on Hopper for prefill and decode.
+- activation.py SiluAndMul: `silu_and_mul`, one kernel.
+- quantization/fp8.py (W8A8 dynamic per-token): `scaled_fp8_quant`, one kernel before each fp8
+  GEMM, then CUTLASS fp8 (cutlass_scaled_mm); W4A16 through Marlin (gptq_marlin.py).
+- fused_moe/fused_moe.py: topk_softmax, moe_align_block_size, one Triton grouped GEMM per
+  projection, moe_sum.
+SGLang (v0.5, python/sglang/srt/layers/): layernorm.py fused_add_rmsnorm (sgl-kernel), rotary
+  embedding fused over q/k, FlashInfer/FA3 attention with one set_kv_buffer write,
+  activation.py silu_and_mul, fp8_kernel.py per-token fp8 quant (one kernel), Triton fused MoE.
+TensorRT-LLM (v1.0, tensorrt_llm/_torch/): modules/rms_norm.py fused residual + RMSNorm;
+  attention_backend/trtllm.py: the attention op applies RoPE and appends K/V to the paged cache
+  inside its own kernels (no separate RoPE or cache-write launch); modules/swiglu fused
+  SiLU·mul; fp8 activations quantized in one kernel; CUTLASS/cuBLASLt fp8 GEMMs.
+"""
+
+from __future__ import annotations
+
+from perfmodel.cost.engines import EnginePreset, Kernel, one, qk_norms, rmsnorm
+from perfmodel.cost.ops import Op
+
+
+def _none(op: Op) -> tuple[Kernel, ...]:
+    return ()
+
+
+def _tiny(op: Op) -> tuple[Kernel, ...]:
+    return (Kernel("tiny"),)
+
+
+def fp8_quant(op: Op) -> tuple[Kernel, ...]:
+    """One dynamic per-token quant kernel before a W8A8 fp8 GEMM: reads the (M, K) input in
+    bf16, writes it in fp8 plus M scales: 3·M·K bytes. None for other dtypes."""
+    if op.dtype != "fp8":
+        return ()
+    m, _, k = op.shape
+    return (Kernel("elementwise", 3 * m * k),)
+
+
+_CONTIGUOUS = one("elementwise")
+_FUSED_NORMS = {"attn_residual": _none, "mlp_residual": _none, "attn_norm": rmsnorm(2.0),
+                "mlp_norm": rmsnorm(2.0), "final_norm": rmsnorm(), "qk_norm": qk_norms}
+_QUANTIZED = ("qkv", "o_proj", "gate_up", "down", "q_up", "q_down", "kv_down", "kv_up",
+              "shared_gate_up", "shared_down")
+_MOE = {"router": _tiny, "experts_gate_up": lambda op: (Kernel("tiny"), Kernel("tiny"))}
+
+
+def _preset(name: str, description: str, kernels: dict, extra: dict) -> EnginePreset:
+    return EnginePreset(name=name, description=description,
+                        kernels={**_FUSED_NORMS, "rope": _CONTIGUOUS, "kv_write": _CONTIGUOUS,
+                                 "act": _CONTIGUOUS, "experts_act": _CONTIGUOUS,
+                                 "shared_act": _CONTIGUOUS, "experts_combine": _CONTIGUOUS,
+                                 **kernels},
+                        extra={**{n: fp8_quant for n in _QUANTIZED}, **_MOE, **extra},
+                        int4_table="bf16")
+
+
+VLLM = _preset("vllm", "vLLM V1: fused add+RMSNorm, one rotary_embedding over q/k, "
+               "reshape_and_cache_flash, FlashAttention-3, silu_and_mul, scaled_fp8_quant + "
+               "CUTLASS fp8, Marlin W4A16, Triton fused MoE", {}, {})
+SGLANG = _preset("sglang", "SGLang: sgl-kernel fused add+RMSNorm, fused RoPE, FlashInfer/FA3 "
+                 "with one KV write, silu_and_mul, per-token fp8 quant, Triton fused MoE", {}, {})
+TRTLLM = _preset("trtllm", "TensorRT-LLM (PyTorch backend): fused add+RMSNorm, RoPE and paged "
+                 "KV append inside the attention op, fused SwiGLU, fp8 quant kernel, CUTLASS "
+                 "fp8", {"rope": _none, "kv_write": _none}, {})
+
+SERVING_PRESETS = {p.name: p for p in (VLLM, SGLANG, TRTLLM)}

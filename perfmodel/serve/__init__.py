@@ -1,0 +1,119 @@
+"""The serving simulation: requests → an engine's scheduler → step costs → metrics.
+
+One entry point, run_serve: a discrete-event simulation of vLLM, SGLang or TensorRT-LLM serving
+one model on one GPU under a closed-loop concurrency or a Poisson request rate (docs/serving.md).
+Modules: requests (arrivals and lengths), engines (each engine's defaults, cited), kv (the paged
+KV pool), step_cost (one step's time from the op model), state + scheduler (each engine's
+policy), simulate (the event loop), metrics (TTFT, TPOT, ITL, E2E, throughput).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from perfmodel.errors import WorkloadError
+from perfmodel.serve.engines import HOST_OVERHEAD_S, EngineFacts, engine_facts
+from perfmodel.serve.kv import KvPlan, kv_plan
+from perfmodel.serve.metrics import metrics
+from perfmodel.serve.requests import make_arrivals
+from perfmodel.serve.simulate import Outcome, simulate
+from perfmodel.serve.step_cost import StepCost
+
+KNOBS = {"max_num_seqs": "max_num_seqs", "max_num_batched_tokens": "max_num_batched_tokens",
+         "gpu_memory_utilization": "memory_fraction", "block_size": "block_size",
+         "chunked_prefill": "chunked_prefill", "mixed_chunk": "mixed",
+         "host_overhead_s": None}
+
+
+@dataclass(frozen=True)
+class ServeReport:
+    """One simulated serving run: its metrics (the --json document) and how it was set up."""
+
+    metrics: dict[str, Any]
+    facts: EngineFacts
+    kv: KvPlan
+    outcome: Outcome = field(repr=False)
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps(self.metrics, indent=1, allow_nan=False)
+
+
+_COSTS: dict[tuple, tuple[StepCost, Any]] = {}
+
+
+def step_cost_for(spec, precision, gpu_spec, facts: EngineFacts, host: float, key: tuple,
+                  longest: int) -> tuple[StepCost, Any]:
+    """The step-cost tables of one (model, precision, GPU, engine), built once per process."""
+    from perfmodel.cost.estimate import estimator_for
+
+    key = (*key, precision, facts, host, longest)
+    if key not in _COSTS:
+        est = estimator_for(gpu_spec, precision, facts.kernels)
+        tokens = max(facts.max_num_batched_tokens, longest) + facts.max_num_seqs
+        _COSTS[key] = (StepCost(spec, precision, gpu_spec, est.estimator, max_tokens=tokens,
+                                max_seqs=facts.max_num_seqs, capture_sizes=facts.capture_sizes,
+                                pad_mixed=facts.pad_mixed, host_overhead_s=host), est)
+    return _COSTS[key]
+
+
+def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | None = None,
+              request_rate: float | None = None, isl: int = 1024, osl: int = 128,
+              num_requests: int | None = None, lengths: str | None = None,
+              precision: str | None = None, kv_dtype: str | None = None,
+              act_quant: str | None = None, tp: int = 1, ep: int = 1, dp: int = 1, pp: int = 1,
+              seed: int = 0, on_progress: Callable[[int, int], None] | None = None,
+              **engine_knobs: Any) -> ServeReport:
+    """Simulate `engine` serving `model` on `gpu`; raises PerfmodelError on bad input.
+
+    engine_knobs: max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, block_size,
+    chunked_prefill, mixed_chunk (None keeps the engine's default) and host_overhead_s (the
+    fitted per-step overhead by default).
+    """
+    from perfmodel.api import resolve_precision
+    from perfmodel.hardware.gpu import load_gpu
+    from perfmodel.model.architectures import model_spec
+    from perfmodel.model.source import load_model_config
+
+    for flag, value in (("--tp", tp), ("--ep", ep), ("--dp", dp), ("--pp", pp)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise WorkloadError(f"{flag} must be a whole number ≥ 1, not {value!r}")
+    if tp * ep * dp * pp > 1:  # TODO(lead): shard with cost/parallel.py once run_predict takes it
+        raise WorkloadError("perfmodel serve simulates one GPU for now; drop --tp/--ep/--dp/--pp "
+                            "(multi-GPU serving comes with the parallelism model)")
+    unknown = sorted(set(engine_knobs) - set(KNOBS))
+    if unknown:
+        raise WorkloadError(f"unknown engine knob {unknown[0]!r}; use one of {', '.join(KNOBS)}")
+    gpu_spec = load_gpu(gpu)
+    cfg = load_model_config(model)
+    spec = model_spec(cfg.config, cfg.where)
+    prec = resolve_precision(cfg.config, precision, kv_dtype, act_quant, gpu_spec)
+    facts = engine_facts(engine, gpu_spec.mem_bytes).with_knobs(
+        **{KNOBS[k]: v for k, v in engine_knobs.items() if KNOBS[k]})
+    arrivals = make_arrivals(concurrency=concurrency, request_rate=request_rate, isl=isl,
+                             osl=osl, num_requests=num_requests, lengths=lengths, seed=seed)
+    kv = kv_plan(spec, prec, gpu_spec, facts)
+    host = engine_knobs.get("host_overhead_s")
+    host = HOST_OVERHEAD_S.get(facts.name, 0.0) if host is None else host
+    longest = max(r.isl for r in arrivals.requests)
+    cost, est = step_cost_for(spec, prec, gpu_spec, facts, host,
+                              (cfg.model_id, cfg.source, gpu_spec.name), longest)
+    out = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress)
+    doc = metrics(out, tp * dp * pp)
+    doc = {"model": cfg.model_id, "gpu": gpu_spec.name, "engine": facts.name,
+           "precision": prec.label, "workload": {"concurrency": concurrency,
+                                                  "request_rate": _finite(request_rate),
+                                                  "num_requests": len(arrivals.requests),
+                                                  "isl": None if lengths else isl,
+                                                  "osl": None if lengths else osl},
+           **doc, "kv_cache": {**doc["kv_cache"], "block_size": kv.block_size,
+                               "tokens": kv.tokens, "bytes_per_token": kv.bytes_per_token},
+           "host_overhead_s": host, "estimate_note": est.note}
+    warnings = tuple(w for w in (est.flag,) if w)
+    return ServeReport(doc, facts, kv, out, warnings)
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or value == float("inf") else value

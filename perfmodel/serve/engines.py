@@ -1,0 +1,135 @@
+"""Scheduler defaults and facts of each serving engine, each with the file and release it is from.
+
+These are facts read from the engines' code (vllm-project/vllm, sgl-project/sglang,
+NVIDIA/TensorRT-LLM), not fits. Whatever a user passes on the command line overrides them.
+The one fitted number, the host overhead per engine step, lives in HOST_OVERHEAD_S with the rule
+that fitted it (docs/serving.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from perfmodel.errors import WorkloadError
+
+GIB = 1024 ** 3
+
+
+def vllm_capture_sizes(largest: int = 512) -> tuple[int, ...]:
+    """vLLM's default cudagraph_capture_sizes: [1, 2, 4] + range(8, 256, 8) + range(256,
+    largest + 1, 16) (vllm/config/compilation.py, v0.10–v0.12; max_cudagraph_capture_size 512)."""
+    sizes = [1, 2, 4] + list(range(8, 256, 8)) + list(range(256, largest + 1, 16))
+    return tuple(s for s in sizes if s <= largest)
+
+
+def sglang_capture_sizes(largest: int = 256) -> tuple[int, ...]:
+    """SGLang's default cuda_graph_bs: [1, 2, 4, 8, 12] + range(16, 257, 8) + range(272, 512, 16)
+    capped at cuda_graph_max_bs (python/sglang/srt/model_executor/cuda_graph_runner.py, v0.5)."""
+    sizes = [1, 2, 4, 8, 12] + list(range(16, 257, 8)) + list(range(272, 513, 16))
+    return tuple(s for s in sizes if s <= largest)
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    """One engine's scheduler, as its defaults set it for one GPU.
+
+    policy: "vllm" (V1: token budget, chunked prefill mixed into decode steps, decode first,
+    preempt-and-recompute when blocks run out), "sglang" (prefill batches and decode batches
+    alternate, new-token-ratio admission, retract on a full cache), "trtllm" (in-flight batching,
+    GUARANTEED_NO_EVICT: a request is admitted only if its whole prompt + output fits).
+    memory_rule: how the KV pool is sized (kv.py): "utilization" (vLLM: total × u − weights −
+    activations), "static" (SGLang: total × mem_fraction_static − weights), "free" (TRT-LLM:
+    free_gpu_memory_fraction of what weights and activations leave).
+    """
+
+    name: str
+    policy: str
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    memory_fraction: float
+    memory_rule: str
+    block_size: int
+    chunked_prefill: bool
+    capture_sizes: tuple[int, ...]
+    pad_mixed: bool  # CUDA graphs also cover mixed prefill+decode steps (vLLM piecewise/full)
+    mixed: bool  # decoders ride in prefill steps (SGLang only with --enable-mixed-chunk)
+    kernels: str  # the cost.serving_engines preset its kernels are timed with
+    sources: tuple[str, ...]
+
+    def with_knobs(self, **knobs: Any) -> "EngineFacts":
+        """These facts with the user's overrides (None keeps the default)."""
+        known = {k: v for k, v in knobs.items() if v is not None}
+        bad = sorted(set(known) - set(self.__dataclass_fields__))
+        if bad:
+            raise WorkloadError(f"unknown engine knob {bad[0]!r}; use --max-num-seqs, "
+                                "--max-num-batched-tokens, --gpu-memory-utilization, "
+                                "--block-size or --chunked-prefill")
+        for key in ("max_num_seqs", "max_num_batched_tokens", "block_size"):
+            if key in known and (not isinstance(known[key], int) or known[key] < 1):
+                raise WorkloadError(f"--{key.replace('_', '-')} must be a whole number ≥ 1")
+        frac = known.get("memory_fraction")
+        if frac is not None and not 0 < frac <= 1:
+            raise WorkloadError("--gpu-memory-utilization must be in (0, 1]")
+        return replace(self, **known)
+
+
+def vllm(mem_bytes: float) -> EngineFacts:
+    big = mem_bytes >= 70 * GIB
+    return EngineFacts(
+        "vllm", "vllm", 1024 if big else 256, 8192 if big else 2048, 0.9, "utilization", 16,
+        True, vllm_capture_sizes(512), True, True, "vllm",
+        ("max_num_seqs 1024 / max_num_batched_tokens 8192 for the API server on GPUs of ≥ 70 GiB "
+         "(256 / 2048 below): vllm/engine/arg_utils.py EngineArgs.get_batch_defaults, v0.11",
+         "gpu_memory_utilization 0.9, block_size 16: vllm/config/cache.py, v0.11",
+         "V1 always chunks prefill: arg_utils.py _set_default_args_v1 (v0.9); scheduler: "
+         "vllm/v1/core/sched/scheduler.py (running first, then waiting; preempt the last "
+         "running request and recompute when blocks run out)",
+         "cudagraph_capture_sizes [1,2,4]+8..248 step 8+256..512 step 16: "
+         "vllm/config/compilation.py, v0.11 (piecewise graphs also cover mixed steps)"))
+
+
+def sglang(mem_bytes: float, tp: int = 1) -> EngineFacts:
+    mib = mem_bytes / 1024 ** 2
+    reserved = (9.5 + tp / 2) * 1024 if mib < 90 * 1024 else (12 + tp / 2) * 1024
+    fraction = round((mib - reserved) / mib, 3)
+    return EngineFacts(
+        "sglang", "sglang", 4096, 8192, fraction, "static", 1, True,
+        sglang_capture_sizes(256), False, False, "sglang",
+        ("mem_fraction_static = (gpu_mem − reserved) / gpu_mem, reserved (9.5 + tp·pp/2) GiB "
+         "below 90 GiB, (12 + tp·pp/2) GiB to 160 GiB; chunked_prefill_size 8192 on H100/H200; "
+         "cuda_graph_max_bs 256 at tp < 4: python/sglang/srt/server_args.py, v0.5",
+         "page_size 1 (token granularity): server_args.py, v0.5",
+         "new-token ratio 0.7 decaying to 0.7 × 0.14 over 600 decode steps, remaining output "
+         "clipped at 4096: python/sglang/srt/environ.py + managers/scheduler.py, v0.5",
+         "prefill and decode batches alternate unless --enable-mixed-chunk: "
+         "managers/scheduler.py get_next_batch_to_run, v0.5"))
+
+
+def trtllm(mem_bytes: float) -> EngineFacts:
+    return EngineFacts(
+        "trtllm", "trtllm", 2048, 8192, 0.9, "free", 32, False,
+        (1, 2, 4, 8, 16, 32, 64, 128), False, True, "trtllm",
+        ("max_batch_size 2048, max_num_tokens 8192: tensorrt_llm/llmapi/llm_args.py, v1.0",
+         "KvCacheConfig.free_gpu_memory_fraction 0.9 of the memory free after the weights: "
+         "docs/source/1.0/examples/kvcacheconfig.md, v1.0; tokens_per_block 32: llm_args.py",
+         "in-flight batching, capacity scheduler GUARANTEED_NO_EVICT (reserves prompt + output "
+         "blocks at admission), enable_chunked_prefill False: llm_args.py, v1.0",
+         "CUDA graphs for decode-only batches of 1..128 (CudaGraphConfig batch sizes), no "
+         "padding by default: llm_args.py, v1.0"))
+
+
+# Host overhead per engine step (scheduling, input preparation, sampling bookkeeping, detokenizer
+# hand-off): the one constant fitted to serving measurements, on the training half only
+# (docs/serving.md: rows whose sha1(id) is even; `perfmodel validate-serving --fit` prints it).
+HOST_OVERHEAD_S: dict[str, float] = {"vllm": 0.0, "sglang": 0.0, "trtllm": 0.0}
+
+ENGINES = {"vllm": vllm, "sglang": sglang, "trtllm": trtllm}
+
+
+def engine_facts(name: str, mem_bytes: float) -> EngineFacts:
+    """The defaults of engine `name` on a GPU of mem_bytes, or a WorkloadError naming the choices."""
+    if name not in ENGINES:
+        raise WorkloadError(f"unknown serving engine {name!r}; use --engine "
+                            f"{' | '.join(ENGINES)}")
+    return ENGINES[name](mem_bytes)

@@ -1,0 +1,80 @@
+"""Serving metrics from a simulation: latency distributions, throughput, KV use (SI units).
+
+TTFT = first token − arrival (queueing included); TPOT = (E2E − TTFT) / (O − 1) per request;
+ITL = the gap before each token after the first, i.e. the step time, once per decoder in the
+step; E2E = last token − arrival. Each as mean, median, p90, p99 (linear interpolation between
+order statistics, numpy's default; ITL weighted by decoders per step). Throughput counts output
+tokens over the whole run (first arrival to last token), per GPU and per user (1 / mean TPOT).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from perfmodel.serve.simulate import Outcome
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The q-quantile of values, interpolating linearly between order statistics."""
+    xs = sorted(values)
+    pos = q * (len(xs) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def weighted_quantile(pairs: Sequence[tuple[float, int]], q: float) -> float:
+    """The q-quantile of values each repeated `weight` times (the lower order statistic)."""
+    pairs = sorted(pairs)
+    total = sum(w for _, w in pairs)
+    target, seen = q * (total - 1), 0
+    for value, weight in pairs:
+        seen += weight
+        if seen > target:
+            return value
+    return pairs[-1][0]
+
+
+def summary(values: Sequence[float]) -> dict[str, float | None]:
+    if not values:
+        return {"mean": None, "median": None, "p90": None, "p99": None}
+    return {"mean": sum(values) / len(values), "median": quantile(values, 0.5),
+            "p90": quantile(values, 0.9), "p99": quantile(values, 0.99)}
+
+
+def itl_summary(pairs: Sequence[tuple[float, int]]) -> dict[str, float | None]:
+    if not pairs:
+        return summary([])
+    total = sum(w for _, w in pairs)
+    return {"mean": sum(v * w for v, w in pairs) / total,
+            "median": weighted_quantile(pairs, 0.5), "p90": weighted_quantile(pairs, 0.9),
+            "p99": weighted_quantile(pairs, 0.99)}
+
+
+def metrics(out: Outcome, gpus: int) -> dict[str, Any]:
+    """The JSON-ready metrics of one run (docs/json.md, `perfmodel serve --json`)."""
+    done = out.done
+    tpot = [d.tpot for d in done if d.tpot is not None]
+    tokens = sum(d.osl for d in done)
+    mean_tpot = sum(tpot) / len(tpot) if tpot else None
+    return {
+        "requests": len(done),
+        "ttft_s": summary([d.ttft for d in done]),
+        "tpot_s": summary(tpot),
+        "itl_s": itl_summary(out.itl),
+        "e2e_s": summary([d.e2e for d in done]),
+        "limit": {"ttft_s": summary([d.ttft_lim for d in done]),
+                  "tpot_s": summary([d.tpot_lim for d in done if d.tpot_lim is not None]),
+                  "e2e_s": summary([d.e2e_lim for d in done])},
+        "throughput": {
+            "requests_s": len(done) / out.duration if out.duration else None,
+            "output_tok_s": tokens / out.duration if out.duration else None,
+            "output_tok_s_per_gpu": tokens / out.duration / gpus if out.duration else None,
+            "output_tok_s_per_user": 1 / mean_tpot if mean_tpot else None},
+        "duration_s": out.duration,
+        "steps": out.steps,
+        "kv_cache": {"blocks": out.total_blocks, "peak_blocks_used": out.peak_blocks,
+                     "peak_fraction": out.peak_blocks / out.total_blocks},
+        "preemptions": out.preemptions,
+    }

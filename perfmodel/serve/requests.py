@@ -1,0 +1,97 @@
+"""Request generators: how many requests, how long each is, and when each arrives.
+
+Closed loop (`--concurrency C`, as `vllm bench serve --max-concurrency` runs): C clients, each
+sends its next request the moment its previous one ends, so arrival times come out of the
+simulation. Open loop (`--request-rate R`): Poisson arrivals at R per second, seeded; R = inf
+queues every request at time 0, as max-throughput benchmarks do.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from perfmodel.errors import WorkloadError
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """One request: I = isl prompt tokens, O = osl output tokens, arrival in seconds (None:
+    closed loop, sent when a client is free)."""
+
+    isl: int
+    osl: int
+    arrival: float | None = None
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    """The requests of one run and how they arrive: concurrency C (closed loop) or rate R."""
+
+    requests: tuple[RequestSpec, ...]
+    concurrency: int | None
+    rate: float | None
+
+
+def read_lengths(path: str) -> list[tuple[int, int]]:
+    """(isl, osl) pairs from a JSONL file: one object a line with input_len and output_len
+    (isl/osl and prompt_len/output_tokens are read too)."""
+    file = Path(path)
+    if not file.is_file():
+        raise WorkloadError(f"--lengths {path}: no such file; pass a JSONL file of "
+                            '{"input_len": I, "output_len": O} lines')
+    pairs = []
+    for number, line in enumerate(file.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            isl = row.get("input_len", row.get("isl", row.get("prompt_len")))
+            osl = row.get("output_len", row.get("osl", row.get("output_tokens")))
+            pairs.append((_whole(isl, "input_len"), _whole(osl, "output_len")))
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise WorkloadError(f"--lengths {path} line {number}: {exc}; each line must be "
+                                '{"input_len": I, "output_len": O}') from None
+    if not pairs:
+        raise WorkloadError(f"--lengths {path} holds no lines")
+    return pairs
+
+
+def _whole(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a whole number ≥ 1, not {value!r}")
+    return value
+
+
+def make_arrivals(*, concurrency: int | None, request_rate: float | None, isl: int, osl: int,
+                  num_requests: int | None, lengths: str | None, seed: int) -> Arrivals:
+    """The run's requests. Default count: 10·C (at least 100) closed loop, 1,000 open loop;
+    with --lengths, the file's lines, cycled or cut to num_requests."""
+    if (concurrency is None) == (request_rate is None):
+        raise WorkloadError("pass exactly one of --concurrency C (closed loop) or "
+                            "--request-rate R (Poisson; inf sends all at once)")
+    if concurrency is not None and (isinstance(concurrency, bool) or concurrency < 1):
+        raise WorkloadError(f"--concurrency must be a whole number ≥ 1, not {concurrency!r}")
+    if request_rate is not None and not request_rate > 0:
+        raise WorkloadError(f"--request-rate must be > 0 (or inf), not {request_rate!r}")
+    for flag, value in (("--isl", isl), ("--osl", osl)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise WorkloadError(f"{flag} must be a whole number ≥ 1, not {value!r}")
+    pairs = read_lengths(lengths) if lengths else [(isl, osl)]
+    count = num_requests or (len(pairs) if lengths else
+                             max(10 * concurrency, 100) if concurrency else 1000)
+    if count < 1:
+        raise WorkloadError(f"--num-requests must be ≥ 1, not {count}")
+    rng = random.Random(seed)
+    times = [None] * count
+    if request_rate is not None:
+        t, times = 0.0, []
+        for _ in range(count):
+            times.append(t)
+            if not math.isinf(request_rate):
+                t += rng.expovariate(request_rate)
+    reqs = tuple(RequestSpec(*pairs[i % len(pairs)], times[i]) for i in range(count))
+    return Arrivals(reqs, concurrency, request_rate)

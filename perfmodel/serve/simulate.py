@@ -1,0 +1,152 @@
+"""The discrete-event loop: arrivals → the engine's policy picks a step → step cost → advance.
+
+Two clocks run over the same schedule: the estimate (what the engine takes, host overhead and
+CUDA-graph padding included) decides the schedule; the limit clock adds the roofline time of the
+very same steps, so the limit is a perfect engine at that schedule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from perfmodel.errors import WorkloadError
+from perfmodel.serve.engines import EngineFacts
+from perfmodel.serve.requests import Arrivals
+from perfmodel.serve.scheduler import POLICIES
+from perfmodel.serve.state import Seq, State
+from perfmodel.serve.step_cost import StepCost
+
+PAGE = 16  # finest KV granularity tracked: at most 15 tokens a sequence counted early
+
+
+@dataclass(frozen=True)
+class Done:
+    """One finished request: times on the estimate clock and on the limit clock (seconds)."""
+
+    isl: int
+    osl: int
+    ttft: float
+    e2e: float
+    ttft_lim: float
+    e2e_lim: float
+    preemptions: int
+
+    @property
+    def tpot(self) -> float | None:
+        return (self.e2e - self.ttft) / (self.osl - 1) if self.osl > 1 else None
+
+    @property
+    def tpot_lim(self) -> float | None:
+        return (self.e2e_lim - self.ttft_lim) / (self.osl - 1) if self.osl > 1 else None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Everything a run produced: requests, per-step ITL samples, the trace, KV use."""
+
+    done: tuple[Done, ...]
+    itl: tuple[tuple[float, int], ...]  # (step seconds, decoders that made a token in it)
+    trace: tuple[tuple[float, int, int, int], ...]  # (end time, decoders, prefill tokens, blocks)
+    duration: float
+    duration_lim: float
+    steps: int
+    preemptions: int
+    peak_blocks: int
+    total_blocks: int
+
+
+class _Run:
+    def __init__(self, arrivals: Arrivals, facts: EngineFacts, total_blocks: int,
+                 block_size: int, cost: StepCost):
+        self.specs, self.facts, self.cost = arrivals.requests, facts, cost
+        if block_size < PAGE:  # SGLang's 1-token pages, tracked in PAGE-token pages
+            total_blocks, block_size = total_blocks * block_size // PAGE, PAGE
+        self.state = State(total_blocks, block_size)
+        self.policy = POLICIES[facts.policy]
+        self.grows = facts.policy != "trtllm"  # TRT-LLM reserved prompt + output up front
+        self.t = self.t_lim = 0.0
+        self.next = 0
+        self.closed = arrivals.concurrency is not None
+        self.done: list[Done] = []
+        self.itl: list[tuple[float, int]] = []
+        self.trace: list[tuple[float, int, int, int]] = []
+        self.ratio = [0.7]
+        if self.closed:
+            for _ in range(min(arrivals.concurrency, len(self.specs))):
+                self._arrive()
+
+    def _arrive(self) -> None:
+        spec = self.specs[self.next]
+        too_big = self.state.blocks_for(spec.isl + spec.osl) > self.state.total_blocks
+        if too_big:
+            raise WorkloadError(f"one request of {spec.isl} + {spec.osl} tokens needs more KV "
+                                f"cache than the engine has ({self.state.total_blocks} blocks of "
+                                f"{self.state.block_size}); shorten it or add memory")
+        self.state.waiting.append(Seq(self.next, spec, self.t, self.t_lim))
+        self.next += 1
+
+    def _open_arrivals(self) -> None:
+        while self.next < len(self.specs) and self.specs[self.next].arrival <= self.t:
+            self._arrive()
+
+    def step(self) -> bool:
+        """Run one engine step (or wait for the next arrival); False when all are done."""
+        if not self.closed:
+            self._open_arrivals()
+        n_dec, chunks = self.policy(self.state, self.facts, self.ratio)
+        if not n_dec and not chunks:
+            if not self.closed and self.next < len(self.specs):
+                gap = self.specs[self.next].arrival - self.t
+                self.t, self.t_lim = self.t + gap, self.t_lim + gap
+                return True
+            if self.state.running or self.state.waiting:
+                raise WorkloadError("the simulated engine stalled: a request cannot be "
+                                    "scheduled (raise --max-num-batched-tokens or memory)")
+            return False
+        finishing = [s for s, t in chunks if t == s.remaining]
+        est, lim = self.cost.step(n_dec, self.state.context_sum() if n_dec else 0,
+                                  [(s.done, t) for s, t in chunks], n_dec + len(finishing))
+        self.t, self.t_lim = self.t + est, self.t_lim + lim
+        if n_dec:
+            self.itl.append((est, n_dec))
+            self.state.g += 1
+        for seq in self.state.due_finish():
+            self._finish(seq)
+        for seq, take in chunks:
+            seq.done += take
+            if seq.remaining == 0:
+                self._prefilled(seq)
+        self.trace.append((self.t, n_dec, sum(t for _, t in chunks), self.state.used_blocks))
+        return True
+
+    def _prefilled(self, seq: Seq) -> None:
+        self.state.prefilling.remove(seq)
+        if seq.first is None:
+            seq.first, seq.first_lim = self.t, self.t_lim
+        if seq.base + 1 >= seq.osl:
+            self._finish(seq)
+        else:
+            self.state.start_decode(seq, self.grows)
+
+    def _finish(self, seq: Seq) -> None:
+        self.state.stop(seq)
+        self.done.append(Done(seq.isl, seq.osl, seq.first - seq.arrival, self.t - seq.arrival,
+                              seq.first_lim - seq.arrival_lim, self.t_lim - seq.arrival_lim,
+                              seq.preemptions))
+        if self.closed and self.next < len(self.specs):
+            self._arrive()
+
+
+def simulate(arrivals: Arrivals, facts: EngineFacts, total_blocks: int, block_size: int,
+             cost: StepCost, on_progress: Callable[[int, int], None] | None = None) -> Outcome:
+    """Run every request of `arrivals` through the engine; see the module docstring."""
+    run = _Run(arrivals, facts, total_blocks, block_size, cost)
+    steps = 0
+    while run.step():
+        steps += 1
+        if on_progress is not None and steps % 256 == 0:
+            on_progress(len(run.done), len(arrivals.requests))
+    state = run.state
+    return Outcome(tuple(run.done), tuple(run.itl), tuple(run.trace), run.t, run.t_lim, steps,
+                   state.preemptions, state.peak_blocks, state.total_blocks)

@@ -1,0 +1,141 @@
+"""The engine's state during a simulation: requests in flight, the KV blocks they hold, time.
+
+Decoding sequences are not touched one by one each step. A global counter G counts decode steps;
+a sequence that joined decoding at G₀ with `base` tokens generated before (0, or what it had made
+before a preemption) has generated base + 1 + G − G₀ tokens and needs
+L = I + base + 1 + G − G₀ KV slots during the step at counter G. So Σ L over decoders is
+A + n·G, kept in O(1); finishing and block growth are heap events keyed by G. A step is O(its
+prefill chunks + events), not O(batch), which makes thousands of steps cheap.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+
+from perfmodel.serve.requests import RequestSpec
+
+
+class Seq:
+    """One request's mutable simulation state (private to the simulator)."""
+
+    __slots__ = ("i", "isl", "osl", "arrival", "done", "target", "base", "blocks", "first",
+                 "finish", "g0", "epoch", "arrival_lim", "first_lim", "finish_lim", "decoding",
+                 "preemptions")
+
+    def __init__(self, i: int, spec: RequestSpec, arrival: float, arrival_lim: float):
+        self.i, self.isl, self.osl = i, spec.isl, spec.osl
+        self.arrival, self.arrival_lim = arrival, arrival_lim
+        self.done, self.target, self.base, self.blocks = 0, spec.isl, 0, 0
+        self.first = self.finish = self.first_lim = self.finish_lim = None
+        self.g0, self.epoch, self.decoding, self.preemptions = 0, 0, False, 0
+
+    @property
+    def remaining(self) -> int:
+        """Prefill tokens still to compute (prompt, plus regenerated tokens after preemption)."""
+        return self.target - self.done
+
+
+class State:
+    """Queues, KV blocks and the decode counter; the policies in scheduler.py drive it."""
+
+    def __init__(self, total_blocks: int, block_size: int):
+        self.total_blocks, self.block_size = total_blocks, block_size
+        self.free = total_blocks
+        self.waiting: deque[Seq] = deque()
+        self.running: list[Seq] = []  # admission order; vLLM preempts from the end
+        self.prefilling: list[Seq] = []
+        self.g = 0
+        self.n_decode = 0
+        self.a_sum = 0  # Σ (I + base + 1 − G₀) over decoders: Σ L = a_sum + n_decode·g
+        self.finish_heap: list[tuple[int, int, int, Seq]] = []
+        self.grow_heap: list[tuple[int, int, int, Seq]] = []
+        self.preemptions = 0
+        self.peak_blocks = 0
+
+    # -- KV blocks -------------------------------------------------------------------------
+    def blocks_for(self, tokens: int) -> int:
+        return -(-tokens // self.block_size)
+
+    def alloc_to(self, seq: Seq, tokens: int) -> bool:
+        """Grow seq's blocks to hold `tokens` slots; False (nothing taken) if too few are free."""
+        need = self.blocks_for(tokens) - seq.blocks
+        if need <= 0:
+            return True
+        if need > self.free:
+            return False
+        self.free -= need
+        seq.blocks += need
+        self.peak_blocks = max(self.peak_blocks, self.total_blocks - self.free)
+        return True
+
+    def release(self, seq: Seq) -> None:
+        self.free += seq.blocks
+        seq.blocks = 0
+
+    @property
+    def used_blocks(self) -> int:
+        return self.total_blocks - self.free
+
+    # -- decode bookkeeping ----------------------------------------------------------------
+    def context_sum(self) -> int:
+        """Σ L: KV slots the decoders read and write in the step at the current counter."""
+        return self.a_sum + self.n_decode * self.g
+
+    def start_decode(self, seq: Seq, grow: bool) -> None:
+        """seq's prefill just made a token: it decodes from the next step on."""
+        seq.decoding, seq.g0 = True, self.g
+        self.n_decode += 1
+        self.a_sum += seq.isl + seq.base + 1 - seq.g0
+        heapq.heappush(self.finish_heap, (seq.g0 + seq.osl - 1 - seq.base, seq.i, seq.epoch, seq))
+        if grow:
+            self._push_grow(seq)
+
+    def _push_grow(self, seq: Seq) -> None:
+        key = seq.blocks * self.block_size - seq.isl - seq.base + seq.g0
+        heapq.heappush(self.grow_heap, (key, seq.i, seq.epoch, seq))
+
+    def generated(self, seq: Seq) -> int:
+        return seq.base + 1 + self.g - seq.g0 if seq.decoding else seq.base
+
+    def stop(self, seq: Seq) -> None:
+        """Take seq out of the running set (finished or preempted); its heap entries go stale."""
+        if seq.decoding:
+            self.n_decode -= 1
+            self.a_sum -= seq.isl + seq.base + 1 - seq.g0
+            seq.decoding = False
+        seq.epoch += 1
+        self.running.remove(seq)
+        if seq in self.prefilling:
+            self.prefilling.remove(seq)
+        self.release(seq)
+
+    def preempt(self, seq: Seq) -> None:
+        """Recompute preemption: free its blocks, requeue it first, prefill prompt + output."""
+        made = self.generated(seq)
+        self.stop(seq)
+        seq.base, seq.done, seq.target = made, 0, seq.isl + made
+        seq.preemptions += 1
+        self.preemptions += 1
+        self.waiting.appendleft(seq)
+
+    def due_growth(self) -> list[Seq]:
+        """Decoders that need one more block for the step at the current counter."""
+        due = []
+        while self.grow_heap and self.grow_heap[0][0] < self.g + 1:
+            _, _, epoch, seq = heapq.heappop(self.grow_heap)
+            if epoch == seq.epoch and seq.decoding:
+                due.append(seq)
+        return due
+
+    def grew(self, seq: Seq) -> None:
+        self._push_grow(seq)
+
+    def due_finish(self) -> list[Seq]:
+        """Decoders whose last token the step just made."""
+        done = []
+        while self.finish_heap and self.finish_heap[0][0] <= self.g:
+            _, _, epoch, seq = heapq.heappop(self.finish_heap)
+            if epoch == seq.epoch and seq.decoding:
+                done.append(seq)
+        return done

@@ -1,0 +1,165 @@
+"""The time of one engine step for a mixed batch, from the op model, built once and then cheap.
+
+A step runs M tokens: one per decoding sequence plus the prefill chunks. Its time is
+- the per-token ops (matmuls at M = all tokens of the step, norms, RoPE, activations, the
+  embedding), precomputed on a grid of M (every M to 16, then ×1.15) from forward_ops and the
+  estimator and interpolated linearly; decode-only steps (and mixed ones where the engine graphs
+  them) are padded up to the next captured CUDA-graph size first;
+- decode attention of B sequences over Σ S cached tokens, memory-bound and affine in Σ S per
+  layer group (a window caps S at W), timed as one batched kernel;
+- prefill attention of each chunk, T new tokens over S = P + T context: its (query, key) pairs
+  are pairs(P + T) − pairs(P), timed as one varlen kernel over all chunks of the step;
+- the final norm and LM head for the sequences that sample a token;
+- the engine's host overhead per step (estimate only).
+The limit is the same step at the roofline: no padding, no overhead, every op at peak.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import replace
+from typing import Callable
+
+from perfmodel.cost.ops import ATTENTION, Op, causal_pairs, forward_ops
+from perfmodel.cost.precision import Precision
+from perfmodel.cost.roofline import cost
+from perfmodel.hardware.gpu import GpuSpec
+from perfmodel.model.spec import ModelSpec
+
+Estimator = Callable[[Op], "float | None"]
+SAMPLE_OPS = ("final_norm", "lm_head")
+
+
+def m_grid(largest: int) -> list[int]:
+    """Every M from 1 to 16, then steps of ×1.15, ending at `largest`."""
+    grid, m = list(range(1, min(16, largest) + 1)), 16.0
+    while m < largest:
+        m = min(largest, m * 1.15)
+        grid.append(int(round(m)))
+    return sorted(set(grid))
+
+
+def _interp(xs: list[int], ys: list[float], x: float) -> float:
+    """Piecewise-linear in x, extrapolated along the last segment beyond the grid."""
+    i = bisect.bisect_left(xs, x)
+    if i < len(xs) and xs[i] == x:
+        return ys[i]
+    i = min(max(i, 1), len(xs) - 1)
+    x0, x1 = xs[i - 1], xs[i]
+    return ys[i - 1] + (ys[i] - ys[i - 1]) * (x - x0) / (x1 - x0)
+
+
+class StepCost:
+    """Step times for one (model, precision, GPU, engine kernels); see the module docstring.
+
+    `estimator` None (no measured profile) leaves only the limit; estimates then equal it.
+    """
+
+    def __init__(self, spec: ModelSpec, precision: Precision, gpu: GpuSpec,
+                 estimator: Estimator | None, *, max_tokens: int, max_seqs: int,
+                 capture_sizes: tuple[int, ...], pad_mixed: bool, host_overhead_s: float):
+        self.gpu, self.estimator = gpu, estimator
+        self.capture = sorted(capture_sizes)
+        self.pad_mixed, self.host_overhead_s = pad_mixed, host_overhead_s
+        self.ms = m_grid(max(max_tokens, max(self.capture, default=1), 2))
+        self.tok_est, self.tok_lim = self._table(
+            lambda m: forward_ops(spec, precision, "prefill", 1, m, 1),
+            lambda op: op.kind != ATTENTION and op.name not in SAMPLE_OPS, self.ms)
+        self.bs = m_grid(max(max_seqs, 2))
+        self.smp_est, self.smp_lim = self._table(
+            lambda b: forward_ops(spec, precision, "decode", b, 1, 1),
+            lambda op: op.name in SAMPLE_OPS, self.bs)
+        self.groups = self._attention_groups(spec, precision)
+
+    def _costs(self, op: Op) -> tuple[float, float]:
+        limit = cost(op, self.gpu).limit_s
+        est = self.estimator(op) if self.estimator else None
+        return (limit if est is None else est), limit
+
+    def _table(self, build, keep, xs) -> tuple[list[float], list[float]]:
+        est, lim = [], []
+        for x in xs:
+            pairs = [self._costs(op) for op in build(x) if keep(op)]
+            est.append(sum(e for e, _ in pairs))
+            lim.append(sum(limit for _, limit in pairs))
+        return est, lim
+
+    @staticmethod
+    def _attention_groups(spec: ModelSpec, precision: Precision) -> list[tuple]:
+        """Per layer group: (window, decode template, its Q/O bytes a and cache bytes c per
+        token (bytes = B·(a + c·S)), prefill template, FLOPs per (query, key) pair, Q+O bytes
+        per new token, K+V bytes per context token)."""
+        def attention(phase: str, tokens: int, context: int) -> list[Op]:
+            return [op for op in forward_ops(spec, precision, phase, 1, tokens, context)
+                    if op.kind == ATTENTION]
+
+        one, two = attention("decode", 1, 1), attention("decode", 1, 2)
+        pre = attention("prefill", 64, 64)
+        groups = []
+        for (layer, _), d1, d2, p in zip(spec.layers, one, two, pre):
+            attn, base = layer.attention, precision.base_bytes
+            kv_heads = attn.num_heads if attn.kind == "mla" else attn.num_kv_heads
+            width = attn.head_dim + attn.v_head_dim
+            c = d2.bytes - d1.bytes
+            groups.append((attn.window, d1, d1.bytes - c, c, p,
+                           p.flops / causal_pairs(64, attn.window),
+                           attn.num_heads * width * base, kv_heads * width * base))
+        return groups
+
+    def linear(self, tokens: int, padded: bool) -> tuple[float, float]:
+        """Per-token ops at M = tokens: (estimate at the padded M, limit at M)."""
+        m = tokens
+        if padded and self.capture and tokens <= self.capture[-1]:
+            m = self.capture[bisect.bisect_left(self.capture, tokens)]
+        return _interp(self.ms, self.tok_est, m), _interp(self.ms, self.tok_lim, tokens)
+
+    def decode_attention(self, seqs: int, context_sum: float) -> tuple[float, float]:
+        """B = seqs sequences attending to context_sum cached tokens in all (each at most the
+        layer's window, applied to the mean), every layer group as one batched kernel."""
+        est = lim = 0.0
+        mean = context_sum / seqs
+        for window, tmpl, qo, per_token, *_ in self.groups:
+            s = mean if window is None else min(mean, window)
+            op = replace(tmpl, flops=tmpl.flops * seqs * s, bytes=seqs * (qo + per_token * s),
+                         shape=(seqs, s) + tuple(tmpl.shape[2:]))
+            e, limit = self._costs(op)
+            est, lim = est + e, lim + limit
+        return est, lim
+
+    def prefill_attention(self, chunks: list[tuple[int, int]]) -> tuple[float, float]:
+        """Chunks of (P prior tokens, T new tokens), all in one varlen kernel per layer group."""
+        est = lim = 0.0
+        for window, _, _, _, tmpl, per_pair, qo, kv in self.groups:
+            flops = nbytes = 0.0
+            new = 0
+            for prior, t in chunks:
+                flops += per_pair * (causal_pairs(prior + t, window) - causal_pairs(prior, window))
+                span = prior + t if window is None else min(prior + t, window + t)
+                nbytes += t * qo + span * kv
+                new += t
+            op = replace(tmpl, flops=flops, bytes=nbytes,
+                         shape=(len(chunks), new / len(chunks)) + tuple(tmpl.shape[2:]))
+            e, limit = self._costs(op)
+            est, lim = est + e, lim + limit
+        return est, lim
+
+    def sample(self, seqs: int) -> tuple[float, float]:
+        if seqs <= 0:
+            return 0.0, 0.0
+        return _interp(self.bs, self.smp_est, seqs), _interp(self.bs, self.smp_lim, seqs)
+
+    def step(self, decode_seqs: int, context_sum: float, chunks: list[tuple[int, int]],
+             samples: int) -> tuple[float, float]:
+        """(estimate, limit) seconds of one step: decode_seqs decoding over context_sum cached
+        tokens, the prefill chunks, and `samples` sequences sampling a token."""
+        tokens = decode_seqs + sum(t for _, t in chunks)
+        est, lim = self.linear(tokens, padded=not chunks or self.pad_mixed)
+        parts = [self.sample(samples)]
+        if decode_seqs:
+            parts.append(self.decode_attention(decode_seqs, context_sum))
+        if chunks:
+            parts.append(self.prefill_attention(chunks))
+        for e, limit in parts:
+            est, lim = est + e, lim + limit
+        return est + self.host_overhead_s, lim
+
