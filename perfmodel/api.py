@@ -8,7 +8,8 @@ from perfmodel.model.architectures import model_spec
 from perfmodel.model.source import load_model_config
 from perfmodel.cost.estimate import Estimate, estimator_for
 from perfmodel.hardware.gpu import GpuSpec, load_gpu
-from perfmodel.cost.precision import Precision, from_quantization_config, preset, with_kv
+from perfmodel.cost.precision import Precision, on_gpu
+from perfmodel.cost.quant_config import resolve
 from perfmodel.cost.predict import Prediction, predict
 from perfmodel.cost.workload import Workload
 
@@ -26,25 +27,24 @@ class Report:
     warnings: tuple[str, ...]
 
 
-def resolve_precision(config: dict, name: str | None, kv_dtype: str | None) -> Precision:
-    """--precision if given, else the checkpoint's quantization_config, else bf16."""
-    if name is not None:
-        return with_kv(preset(name), kv_dtype)
-    from_config = from_quantization_config(config)
-    base = from_config or preset("bf16", source="default (no quantization_config)")
-    return with_kv(base, kv_dtype)
+def resolve_precision(config: dict, name: str | None, kv_dtype: str | None,
+                      act_quant: str | None = None, gpu: GpuSpec | None = None) -> Precision:
+    """--precision if given, else the checkpoint's quantization_config, else the model's dtype;
+    --act-quant and --kv-dtype over it; then as it runs on `gpu` (fp4 without an FP4 rate)."""
+    prec = resolve(config, name, kv_dtype, act_quant)
+    return on_gpu(prec, gpu.peak_flops, gpu.name) if gpu is not None else prec
 
 
 def run_predict(model: str, *, gpu: str = DEFAULT_GPU, precision: str | None = None,
                 kv_dtype: str | None = None, batch: int = 1, input_len: int = 1024,
                 output_len: int = 256, engine: str | None = None,
-                revision: str | None = None) -> Report:
+                revision: str | None = None, act_quant: str | None = None) -> Report:
     """Predict one workload of `model` on `gpu`; raises PerfmodelError on any bad input."""
     workload = Workload(batch, input_len, output_len)
     gpu_spec: GpuSpec = load_gpu(gpu)
     cfg = load_model_config(model, revision=revision)
     spec = model_spec(cfg.config)
-    prec = resolve_precision(cfg.config, precision, kv_dtype)
+    prec = resolve_precision(cfg.config, precision, kv_dtype, act_quant, gpu_spec)
     est = estimator_for(gpu_spec, prec, engine)
     pred = predict(spec, prec, gpu_spec, workload, est.estimator)
     warnings = []

@@ -27,10 +27,16 @@ ModelArg = Annotated[str, typer.Argument(
 GpuOpt = Annotated[str, typer.Option(
     "--gpu", help="A bundled GPU profile (see `perfmodel gpus`) or a path to a profile .yaml.")]
 PrecisionOpt = Annotated[Optional[str], typer.Option(
-    "--precision", help="bf16 | fp16 | fp8 (W8A8) | int8 (W8A8) | int4 (W4A16). Default: the "
-                        "config's quantization_config, else bf16.")]
+    "--precision", help="bf16 | fp16 | fp8 (W8A8) | int8 (W8A8) | int4 (W4A16) | fp4 (NVFP4 "
+                        "W4A4; weight-only where the GPU has no FP4 rate) | mxfp4 (W4A16). "
+                        "Default: the config's quantization_config, else the model's dtype.")]
 KvOpt = Annotated[Optional[str], typer.Option(
-    "--kv-dtype", help="KV-cache dtype: bf16 | fp16 | fp8 | int8. Default: the activation dtype.")]
+    "--kv-dtype", help="KV-cache dtype: bf16 | fp16 | fp8 | int8. Default: the checkpoint's "
+                       "kv_cache_scheme, else the model's dtype (as vLLM and SGLang).")]
+ActQuantOpt = Annotated[Optional[str], typer.Option(
+    "--act-quant", help="How W8A8/fp4 activations are quantized: static | dynamic-tensor | "
+                        "dynamic-token. Default: the config's quantization_config, else "
+                        "dynamic-token.")]
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", help="Sequences in flight (B).")]
 InputOpt = Annotated[int, typer.Option("--input-len", "-i", help="Prompt tokens per sequence (I).")]
 OutputOpt = Annotated[int, typer.Option("--output-len", "-o",
@@ -54,7 +60,8 @@ def friendly_errors() -> Iterator[None]:
 
 @app.command()
 def predict(model: ModelArg, gpu: GpuOpt = "h100-sxm", precision: PrecisionOpt = None,
-            kv_dtype: KvOpt = None, batch: BatchOpt = 1, input_len: InputOpt = 1024,
+            kv_dtype: KvOpt = None, act_quant: ActQuantOpt = None,
+            batch: BatchOpt = 1, input_len: InputOpt = 1024,
             output_len: OutputOpt = 256, engine: EngineOpt = None, json_out: JsonOpt = False,
             matmul_only: Annotated[bool, typer.Option(
                 "--matmul-only", help="List only matmul and attention ops.")] = False,
@@ -72,7 +79,7 @@ def predict(model: ModelArg, gpu: GpuOpt = "h100-sxm", precision: PrecisionOpt =
     with friendly_errors():
         report = run_predict(model, gpu=gpu, precision=precision, kv_dtype=kv_dtype,
                              batch=batch, input_len=input_len, output_len=output_len,
-                             engine=engine, revision=revision)
+                             engine=engine, revision=revision, act_quant=act_quant)
     if json_out:
         doc = to_json(report.prediction, model_id=report.model_id,
                       model_source=report.model_source, estimate_note=report.estimate.note,

@@ -21,7 +21,7 @@ from perfmodel.hardware.tables import (AttentionTable, Checker, LinearTable, Tab
 __all__ = ["PEAK_DTYPES", "GPU_DIR", "AttentionTable", "LinearTable", "Tables", "GpuSpec",
            "bundled_names", "load_gpu", "parse_gpu"]
 
-PEAK_DTYPES = ("bf16", "fp16", "fp8", "int8", "int4")
+PEAK_DTYPES = ("bf16", "fp16", "fp8", "int8", "int4", "fp4")
 GPU_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "gpus"
 
 
