@@ -67,6 +67,9 @@ def predict(model: ModelArg, gpu: GpuOpt = "h100-sxm", precision: PrecisionOpt =
                 "--matmul-only", help="List only matmul and attention ops.")] = False,
             revision: Annotated[Optional[str], typer.Option(
                 "--revision", help="Hub revision (branch, tag or commit) of the config.")] = None,
+            plot: Annotated[Optional[Path], typer.Option(
+                "--plot", help="Also draw every op on the GPU's roofline to FILE.png or .svg "
+                               "(pip install 'perfmodel[plot]').")] = None,
             ) -> None:
     """Predict TTFT, ITL and throughput: the roofline limit and the engine estimate, op by op.
 
@@ -80,6 +83,10 @@ def predict(model: ModelArg, gpu: GpuOpt = "h100-sxm", precision: PrecisionOpt =
         report = run_predict(model, gpu=gpu, precision=precision, kv_dtype=kv_dtype,
                              batch=batch, input_len=input_len, output_len=output_len,
                              engine=engine, revision=revision, act_quant=act_quant)
+        if plot is not None:
+            from perfmodel.report.plot import roofline_plot
+
+            roofline_plot(report.prediction, plot)
     if json_out:
         doc = to_json(report.prediction, model_id=report.model_id,
                       model_source=report.model_source, estimate_note=report.estimate.note,
@@ -180,6 +187,12 @@ def validate(model: ModelArg, precision: Annotated[str, typer.Option(
     from perfmodel.report.display import print_points
 
     print_points(points, json_out=json_out, ops=ops)
+
+
+from perfmodel import cli_plan  # noqa: E402 (thin commands; they import what they use inside)
+
+app.command()(cli_plan.sweep)
+app.command()(cli_plan.plan)
 
 
 def main() -> None:

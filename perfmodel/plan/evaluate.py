@@ -19,12 +19,12 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from perfmodel.cost.estimate import Estimate, estimator_for
+from perfmodel.cost.estimate import Estimate
 from perfmodel.cost.precision import Precision
 from perfmodel.cost.predict import Memory, Prediction, memory, predict
 from perfmodel.cost.workload import Workload
 from perfmodel.errors import PerfmodelError
-from perfmodel.hardware.gpu import GpuSpec, load_gpu
+from perfmodel.hardware.gpu import GpuSpec
 from perfmodel.model.spec import ModelSpec
 from perfmodel.plan.grid import PREDICT, Point
 
@@ -44,15 +44,17 @@ class Resolved:
 @functools.lru_cache(maxsize=256)
 def resolve(model: str, gpu: str, precision: str | None, kv_dtype: str | None,
             engine: str | None) -> Resolved:
-    """Config, GPU profile, precision and estimator, read once per process and reused."""
-    from perfmodel.api import resolve_precision
-    from perfmodel.model.architectures import model_spec
-    from perfmodel.model.source import load_model_config
+    """Config, GPU profile, precision and estimator, read once per process and reused.
 
-    config = load_model_config(model).config
-    gpu_spec = load_gpu(gpu)
-    prec = resolve_precision(config, precision, kv_dtype)
-    return Resolved(model_spec(config), prec, gpu_spec, estimator_for(gpu_spec, prec, engine))
+    They are taken from one run_predict, so a sweep resolves its inputs exactly as `perfmodel
+    predict` does.
+    """
+    from perfmodel.api import run_predict
+
+    report = run_predict(model, gpu=gpu, precision=precision, kv_dtype=kv_dtype, batch=1,
+                         input_len=1, output_len=1, engine=engine)
+    pred = report.prediction
+    return Resolved(pred.spec, pred.precision, pred.gpu, report.estimate)
 
 
 @functools.cache

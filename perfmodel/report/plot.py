@@ -52,6 +52,7 @@ def _save(plt: Any, fig: Any, path: Path) -> Path:
 def roofline_plot(pred: Any, path: Path, title: str | None = None) -> Path:
     """Every op of one Prediction at (arithmetic intensity, achieved FLOP/s): hollow at its
     limit (on the roof), filled at its estimate; the GPU's compute roofs and bandwidth slope."""
+    check_plot_path(Path(path))
     plt, fig, axes = _figure()
     ax = axes[0][0]
     gpu, colours = pred.gpu, {"prefill": "tab:blue", "decode": "tab:orange"}

@@ -1,0 +1,181 @@
+"""The `perfmodel sweep` and `perfmodel plan` commands (registered on the app in cli.py).
+
+Thin like the rest of the CLI: parse the lists, build points, call plan/, render with report/.
+Nothing heavy is imported at start-up; each command imports what it uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Optional
+
+import typer
+
+ModelArg = Annotated[str, typer.Argument(
+    help="A bundled model id, a path to a config.json (or its folder), or a Hub repo id.")]
+IntsOpt = Annotated[str, typer.Option(help="Comma-separated; ranges 1-64, 1-64:8, 1-64x2.")]
+StrsOpt = Annotated[Optional[str], typer.Option(help="Comma-separated (default: predict's).")]
+OutOpt = Annotated[Optional[Path], typer.Option(
+    "--out", help="Write every row to FILE.csv, FILE.jsonl or FILE.parquet (needs pyarrow).")]
+PlotOpt = Annotated[Optional[Path], typer.Option(
+    "--plot", help="Draw the figure to FILE.png or FILE.svg (pip install 'perfmodel[plot]').")]
+WorkersOpt = Annotated[Optional[int], typer.Option(
+    "--workers", help="Processes to evaluate on (default: every core).")]
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool = True) -> Iterator[tuple[Any, Any]]:
+    """(set_total, advance) callbacks driving a rich progress bar on stderr."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=Console(stderr=True), transient=True, disable=not enabled)
+    with bar:
+        task = bar.add_task("evaluating", total=None)
+        yield (lambda n: bar.update(task, total=n)), (lambda n: bar.advance(task, n))
+
+
+def sweep(model: ModelArg,
+          gpu: Annotated[str, typer.Option("--gpu", help="GPU profiles, comma-separated.")
+                         ] = "h100-sxm-measured",
+          precision: Annotated[Optional[str], typer.Option(
+              "--precision", help="Precisions, comma-separated (default: the config's).")] = None,
+          kv_dtype: Annotated[Optional[str], typer.Option(
+              "--kv-dtype", help="KV-cache dtypes, comma-separated.")] = None,
+          engine: Annotated[Optional[str], typer.Option(
+              "--engine", help="Engines, comma-separated: predict's presets with --batch, "
+                               "vllm | sglang | trtllm with --concurrency.")] = None,
+          tp: Annotated[str, typer.Option("--tp", help="Tensor-parallel degrees.")] = "1",
+          ep: Annotated[str, typer.Option("--ep", help="Expert-parallel degrees.")] = "1",
+          dp: Annotated[str, typer.Option("--dp", help="Attention data-parallel degrees.")] = "1",
+          pp: Annotated[str, typer.Option("--pp", help="Pipeline-parallel degrees.")] = "1",
+          batch: Annotated[Optional[str], typer.Option(
+              "--batch", "-b", help="Static batches (predict); e.g. 1-256x2. Default 1.")] = None,
+          concurrency: Annotated[Optional[str], typer.Option(
+              "--concurrency", "-c", help="Requests in flight (serve) instead of --batch.")
+          ] = None,
+          isl: Annotated[str, typer.Option("--isl", help="Input tokens per request.")] = "1024",
+          osl: Annotated[str, typer.Option("--osl", help="Output tokens per request.")] = "128",
+          out: OutOpt = None, plot: PlotOpt = None, workers: WorkersOpt = None) -> None:
+    """Evaluate a grid (every combination of the lists given) with predict, or with serve when
+    --concurrency is given; one row per point, with an `error` column where a point cannot run."""
+    from perfmodel.cli import friendly_errors
+    from perfmodel.errors import PerfmodelError
+    from perfmodel.plan.grid import PREDICT, SERVE, expand
+    from perfmodel.plan.parse import parse_ints, parse_strs
+    from perfmodel.plan.sweep import check_out_path, run_points, write_rows
+
+    with friendly_errors():
+        if batch is not None and concurrency is not None:
+            raise PerfmodelError("give --batch (static batches, predict) or --concurrency "
+                                 "(serving simulation), not both")
+        method = SERVE if concurrency is not None else PREDICT
+        _check_outputs(out, plot, check_out_path)
+        points = expand(
+            model, method=method, gpus=parse_strs(gpu),
+            loads=parse_ints(concurrency or batch or "1",
+                             "--concurrency" if concurrency else "--batch"),
+            precisions=parse_strs(precision) or [None], kv_dtypes=parse_strs(kv_dtype) or [None],
+            engines=parse_strs(engine) or [None], tps=parse_ints(tp, "--tp"),
+            eps=parse_ints(ep, "--ep"), dps=parse_ints(dp, "--dp"), pps=parse_ints(pp, "--pp"),
+            isls=parse_ints(isl, "--isl"), osls=parse_ints(osl, "--osl"))
+        with _progress() as (set_total, advance):
+            set_total(len(points))
+            rows = run_points(points, workers=workers, on_progress=advance)
+        if out is not None:
+            write_rows(rows, out)
+        if plot is not None:
+            from perfmodel.report.plot import load_plot
+
+            load_plot(rows, plot, title=model)
+    failed = sum(r["error"] is not None for r in rows)
+    if out is None:
+        from rich.console import Console
+
+        from perfmodel.report.plan_view import points_table
+
+        Console().print(points_table(rows[:50], f"{model}: {len(rows)} points"))
+        if len(rows) > 50:
+            typer.echo(f"… {len(rows) - 50} more rows; --out FILE.csv writes them all")
+    typer.echo(f"{len(rows)} points, {failed} with an error"
+               + (f"; wrote {out}" if out else "") + (f"; plot {plot}" if plot else ""), err=True)
+
+
+def _check_outputs(out: Path | None, plot: Path | None, check_out: Any) -> None:
+    if out is not None:
+        check_out(out)
+    if plot is not None:
+        from perfmodel.report.plot import check_plot_path
+
+        check_plot_path(plot)
+
+
+def plan(model: ModelArg,
+         ttft_slo: Annotated[Optional[str], typer.Option(
+             "--ttft-slo", help="Mean TTFT target: 500ms, 0.5s, 50 ms.")] = None,
+         tpot_slo: Annotated[Optional[str], typer.Option(
+             "--tpot-slo", help="Mean TPOT (time per output token) target.")] = None,
+         isl: Annotated[int, typer.Option("--isl", help="Input tokens per request.")] = 1024,
+         osl: Annotated[int, typer.Option("--osl", help="Output tokens per request.")] = 128,
+         gpus: Annotated[str, typer.Option("--gpus", help="GPU profiles to compare.")
+                         ] = "h100-sxm-measured,h200-measured,b200",
+         max_gpus: Annotated[int, typer.Option(
+             "--max-gpus", help="Most GPUs per deployment (TP up to this power of two).")] = 8,
+         tp: Annotated[Optional[str], typer.Option(
+             "--tp", help="TP degrees to try (default: powers of two up to --max-gpus).")] = None,
+         gpu_price: Annotated[Optional[str], typer.Option(
+             "--gpu-price", help="Dollars per GPU-hour: h100-sxm-measured=2.49,b200=5.5. With a "
+                                 "price for every GPU the front is cost against tokens/s per "
+                                 "user.")] = None,
+         precisions: Annotated[str, typer.Option(
+             "--precisions", help="Precisions to try.")] = "bf16,fp8",
+         concurrency: Annotated[str, typer.Option(
+             "--concurrency", "-c", help="Concurrencies to try.")] = "1-512x2",
+         engine: Annotated[Optional[str], typer.Option(
+             "--engine", help="Engine (serve: vllm | sglang | trtllm; default vllm).")] = None,
+         method: Annotated[Optional[str], typer.Option(
+             "--method", help="serve | predict (default: serve where this perfmodel has it).")
+         ] = None,
+         json_out: Annotated[bool, typer.Option("--json", help="Print the JSON document.")
+                             ] = False,
+         plot: PlotOpt = None, workers: WorkersOpt = None) -> None:
+    """Search GPU type and count, parallelism, precision and concurrency for the deployment that
+    meets the latency targets with the most tokens/s per GPU (or the lowest cost), and print
+    the Pareto front with the command that reproduces the best point."""
+    from perfmodel.cli import friendly_errors
+    from perfmodel.errors import PerfmodelError
+    from perfmodel.plan.parse import parse_duration, parse_ints, parse_prices, parse_strs
+    from perfmodel.plan.search import Slo, plan as run_plan
+
+    with friendly_errors():
+        gpu_list = parse_strs(gpus)
+        if not gpu_list:
+            raise PerfmodelError("--gpus needs at least one GPU profile")
+        if method not in (None, "serve", "predict"):
+            raise PerfmodelError(f"--method is serve or predict, not {method!r}")
+        slo = Slo(parse_duration(ttft_slo) if ttft_slo else None,
+                  parse_duration(tpot_slo) if tpot_slo else None)
+        prices = parse_prices(gpu_price, gpu_list)
+        _check_outputs(None, plot, None)
+        with _progress(not json_out) as (set_total, advance):
+            result = run_plan(model, gpus=gpu_list, precisions=parse_strs(precisions) or [None],
+                              concurrencies=parse_ints(concurrency, "--concurrency"), isl=isl,
+                              osl=osl, slo=slo, max_gpus=max_gpus,
+                              tps=parse_ints(tp, "--tp") if tp else None, prices=prices,
+                              engine=engine, method=method, workers=workers,
+                              on_total=set_total, on_progress=advance)
+        if plot is not None:
+            from perfmodel.report.plot import pareto_plot
+
+            valid = [r for r in result.rows if r["error"] is None and r["tok_s_per_user"]]
+            pareto_plot(valid, result.pareto, plot, keys=result.keys, best=result.best,
+                        tpot_slo=slo.tpot_s, title=f"{model}, ISL {isl} / OSL {osl}")
+    from perfmodel.report.plan_view import plan_json, print_plan
+
+    if json_out:
+        typer.echo(json.dumps(plan_json(result, slo), indent=1, allow_nan=False))
+    else:
+        print_plan(result, slo)
