@@ -1,7 +1,7 @@
 """A checkpoint's quantization_config (config.json) read into a Precision, and --precision,
 --act-quant and --kv-dtype applied over it.
 
-Formats read, each as the engines read it (vLLM v0.11, vllm/model_executor/layers/quantization/):
+Formats read, each as vLLM reads it (vllm/model_executor/layers/quantization/, main 2025-26):
 `fp8` (fp8.py: `activation_scheme`, `weight_block_size`), `awq` / `gptq` (bits, group size,
 zero-points), `mxfp4` (gpt-oss experts), `compressed-tensors` (config_groups' weights and
 input_activations; `kv_cache_scheme`), `modelopt` (modelopt.py: `quant_algo` FP8,
@@ -71,8 +71,8 @@ def from_quantization_config(cfg: dict[str, Any], base: str = "bf16") -> Precisi
 
 def kv_from_quantization_config(quant: Any) -> tuple[str, str] | None:
     """(KV dtype, source) a checkpoint declares, as vLLM's `resolve_kv_cache_dtype_string`
-    (vllm/utils/torch_utils.py) reads it: `kv_cache_scheme` (8-bit float -> fp8) or modelopt's
-    `kv_cache_quant_algo` ("FP8"); None when it declares none."""
+    (vllm/utils/torch_utils.py, main at commit 959009b4) reads it: `kv_cache_scheme` (8-bit
+    float -> fp8) or modelopt's `kv_cache_quant_algo` ("FP8"); None when it declares none."""
     if not isinstance(quant, dict):
         return None
     inner = quant.get("quantization") if isinstance(quant.get("quantization"), dict) else {}
