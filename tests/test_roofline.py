@@ -68,7 +68,8 @@ def test_itl_is_mean_of_steps(llama8b, h100):
     w = Workload(4, 100, 9)
     pred = predict(llama8b, preset("fp8"), h100, w)
     steps = [sum(cost(op, h100).limit_s for op in forward_ops(
-        llama8b, preset("fp8"), "decode", 4, 1, w.input_len + j)) for j in range(1, 9)]
+        llama8b, preset("fp8"), "decode", 4, 1, w.input_len + j) if not op.fusable)
+        for j in range(1, 9)]
     assert pred.limit["itl_s"] == pytest.approx(sum(steps) / 8, rel=1e-9)
 
 
@@ -113,3 +114,78 @@ def test_missing_fp8_rate_is_a_clear_error(llama8b, h100):
     no_fp8 = replace(h100, peak_flops={**h100.peak_flops, "fp8": None})
     with pytest.raises(WorkloadError, match="no fp8 tensor-core rate.*--precision"):
         predict(llama8b, preset("fp8"), no_fp8, Workload(1, 16, 2))
+
+
+def test_limit_sums_matmuls_and_attention_only(llama8b, h100):
+    """The seed's method: elementwise ops keep their own roofline but stay out of the limit."""
+    pred = predict(llama8b, preset("bf16"), h100, Workload(8, 4096, 2))
+    kinds = {c.op.kind for c in pred.prefill.costs if not c.op.fusable}
+    assert kinds == {"matmul", "attention"}
+    total = sum(c.limit_s for c in pred.prefill.costs)
+    fusable = sum(c.limit_s for c in pred.prefill.costs if c.op.kind == "elementwise")
+    assert fusable > 0.05 * total  # the elementwise share is large enough to matter
+    assert pred.limit["ttft_s"] == pytest.approx(total - fusable, rel=1e-12)
+    assert pred.prefill.fusable_s == pytest.approx(fusable, rel=1e-12)
+
+
+def _step_limit(spec, gpu, phase, batch, tokens, prec="bf16"):
+    from perfmodel.cost.predict import step
+
+    return step(spec, preset(prec), gpu, phase, batch, tokens)
+
+
+def test_kv_cache_at_128k_by_hand(llama8b, h100):
+    """Decode at B = 8, C = 131072: the KV cache (137 GB) is 90% of the bytes. Attention's
+    limit is exactly B·C·L·2·K·H·2 bytes plus Q and O, over the bandwidth."""
+    ph = _step_limit(llama8b, h100, "decode", 8, 131072)
+    attn = next(c for c in ph.costs if c.op.name == "attention")
+    kv = 8 * 131072 * 32 * 2 * 8 * 128 * 2
+    io = 32 * 8 * 32 * 256 * 2
+    assert attn.limit_s == pytest.approx((kv + io) / 3.35e12, rel=1e-12)
+    weights = sum(c.op.count * c.op.bytes for c in ph.costs if c.op.kind == "matmul")
+    assert ph.limit_s == pytest.approx((weights + kv + io) / 3.35e12, rel=1e-9)
+    assert kv > 0.85 * (weights + kv + io)
+
+
+GEMMA3_27B = {  # the text_config fields of google/gemma-3-27b-it's config.json
+    "model_type": "gemma3_text", "hidden_size": 5376, "intermediate_size": 21504,
+    "num_hidden_layers": 62, "num_attention_heads": 32, "num_key_value_heads": 16,
+    "head_dim": 128, "vocab_size": 262208, "sliding_window": 1024,
+    "sliding_window_pattern": 6, "query_pre_attn_scalar": 168, "tie_word_embeddings": True,
+}
+
+
+def test_sliding_window_crossed_at_decode_by_hand(h100):
+    """gemma-3-27b, B = 8, C = 32768: the 52 sliding layers read 1024 cached tokens, the 10
+    global layers all 32768. A decode that ignored the window would read 32× more."""
+    from perfmodel.model.architectures import model_spec
+
+    spec = model_spec(dict(GEMMA3_27B))
+    ph = _step_limit(spec, h100, "decode", 8, 32768)
+    attn = {c.op.group: c for c in ph.costs if c.op.name == "attention"}
+    assert set(attn) == {"sliding 1024", "global"}
+    io = 8 * 32 * 256 * 2
+    for group, layers, s in (("sliding 1024", 52, 1024), ("global", 10, 32768)):
+        assert attn[group].op.count == layers
+        assert attn[group].limit_s == pytest.approx(
+            layers * (8 * s * 16 * 256 * 2 + io) / 3.35e12, rel=1e-12)
+    norms = [c.op.name for c in ph.costs if c.op.group == "global" and "norm" in c.op.name]
+    assert norms == ["attn_norm", "qk_norm", "post_attn_norm", "mlp_norm", "post_mlp_norm"]
+
+
+def test_prefill_lm_head_runs_on_the_last_token_only(llama8b, h100):
+    """B = 4 prompts of T = 8192: logits for 4 tokens, 2·4·D·V FLOPs, not 2·32768·D·V (which
+    would add 8.7 ms at the bf16 peak)."""
+    ph = _step_limit(llama8b, h100, "prefill", 4, 8192)
+    head = next(c for c in ph.costs if c.op.name == "lm_head")
+    assert head.op.flops == 2 * 4 * 4096 * 128256
+    assert head.limit_s == pytest.approx(
+        (128256 * 4096 * 2 + 4 * 4096 * 2 + 4 * 128256 * 2) / 3.35e12, rel=1e-12)
+
+
+def test_max_batch_by_hand(llama8b, h100):
+    """80e9 bytes minus 16.06e9 of weights, over 2048 tokens · 131072 B/token of bf16 KV."""
+    mem = predict(llama8b, preset("bf16"), h100, Workload(1, 1024, 1024)).memory
+    per_seq = 2048 * 32 * 2 * 8 * 128 * 2
+    assert mem.kv_bytes_per_sequence == per_seq
+    assert mem.max_batch == int((8.0e10 - mem.weights_bytes) // per_seq) == 238

@@ -21,8 +21,7 @@ from typing import Callable
 
 from perfmodel.cost.engines import EnginePreset, engine_preset
 from perfmodel.hardware.gpu import GpuSpec, bundled_names, load_gpu
-from perfmodel.cost.interpolate import interp1
-from perfmodel.cost.kernel_tables import KernelModel, Rates
+from perfmodel.cost.kernel_tables import QUANT_BYTES, KernelModel, Rates
 from perfmodel.cost.ops import ATTENTION, GROUPED, MATMUL, Op
 from perfmodel.cost.precision import Precision
 
@@ -37,42 +36,87 @@ class Estimate:
 
 
 def _table_for(op: Op, engine: EnginePreset) -> str:
-    dtype = op.weight_dtype or op.dtype
-    if dtype in ("int4", "mxfp4"):
-        return engine.int4_table
-    return dtype
+    return table_name(op.weight_dtype or op.dtype, engine)
 
 
-def make_estimator(model: KernelModel, target: Rates, engine: EnginePreset
-                   ) -> Callable[[Op], float | None]:
-    """The estimate of all `count` occurrences of an op, or None if no table covers it."""
+def table_name(dtype: str, engine: EnginePreset) -> str:
+    """The linear table a weight dtype is timed from: 4-bit integer and MXFP4 weights from the
+    preset's W4A16 table; a dtype with no table of its own (fp4) falls back to bf16 later."""
+    return engine.int4_table if dtype in ("int4", "mxfp4") else dtype
+
+
+def _fixed_and_row(op: Op, rows: float, n: float, k: float) -> tuple[float, float]:
+    """Bytes that do not grow with M (the weights) and bytes per row (input + output)."""
+    row = op.row_bytes or 2.0 * (k + n)
+    return max(op.bytes - rows * row, 0.0), row
+
+
+def _matmul(model: KernelModel, op: Op, table: str) -> float | None:
+    if op.kind == MATMUL:
+        m, n, k = op.shape
+        fixed, row = _fixed_and_row(op, m, n, k)
+        return model.matmul(table, m, n, k, fixed, row, op.dtype)
+    per_expert, n, k, touched = op.shape
+    t = model.grouped_matmul(table, op)
+    if t is None and table != "bf16":
+        t = model.grouped_matmul("bf16", op)
+    if t is None:  # no grouped table: one matmul over the touched experts' columns
+        fixed, row = _fixed_and_row(op, per_expert * touched, n, k)
+        t = model.matmul(table, per_expert, n * touched, k, fixed, row * touched, op.dtype)
+    return t
+
+
+def quant_rows_width(op: Op) -> tuple[float, float]:
+    """The activation a W8A8 matmul quantizes: M rows of K (grouped: every pair's row)."""
+    if op.kind == GROUPED:
+        per_expert, _, k, touched = op.shape
+        return per_expert * touched, k
+    return op.shape[0], op.shape[2]
+
+
+def act_quant_seconds(model: KernelModel, op: Op, engine: EnginePreset,
+                      scheme: str | None) -> float:
+    """The activation-quantization kernels launched before a W8A8 matmul, where the profile's
+    linear tables time the GEMM alone (tables.quant_in_linear false): the engine's own kernels
+    for the scheme (act_quant "{dtype}/{scheme}"), or one fused kernel ("{dtype}/fused"); a
+    profile without that table: one elementwise pass of rows·width·3 bytes per kernel (two
+    for a dynamic scale, which reads the activation once more for its amax)."""
+    if op.dtype not in ("fp8", "int8") or op.kind not in (MATMUL, GROUPED) \
+            or model.quant_in_linear:
+        return 0.0
+    rows, width = quant_rows_width(op)
+    scheme = "fused" if engine.fused_quant else (scheme or "dynamic-token")
+    t = model.quant_seconds(f"{op.dtype}/{scheme}", rows, width)
+    if t is not None:
+        return t
+    passes = 1 if scheme in ("fused", "static") else 2
+    return passes * model.kernel_seconds(rows * width * QUANT_BYTES)
+
+
+def make_estimator(model: KernelModel, target: Rates, engine: EnginePreset,
+                   act_scheme: str | None = None) -> Callable[[Op], float | None]:
+    """The estimate of all `count` occurrences of an op, or None if no table covers it.
+
+    Every op takes at least its roofline at the target's rates (no efficiency above 1)."""
+    if target != model.target:
+        model = KernelModel(model.tables, model.rates, target)
 
     def seconds(op: Op) -> float | None:
         roof = target.roofline(op.flops, op.bytes, op.dtype)
-        if op.kind == MATMUL:
-            grid = model.linear.get(_table_for(op, engine)) or model.linear.get("bf16")
-            if grid is None:
+        if op.kind in (MATMUL, GROUPED):
+            t = _matmul(model, op, _table_for(op, engine))
+            if t is None and _table_for(op, engine) != "bf16":
+                t = _matmul(model, op, "bf16")
+            if t is None:
                 return None
-            m, n, k = op.shape
-            t = roof / grid(max(m, 1), k, n)
-        elif op.kind == GROUPED:
-            per_expert, n, k, touched = op.shape
-            grid = model.grouped.get(_table_for(op, engine)) or model.grouped.get("bf16")
-            if grid is not None:
-                t = roof / grid(max(per_expert, 1), max(touched, 1) * k * n, 1)
-            else:  # no grouped table: one matmul over the touched experts' columns
-                linear = model.linear.get(_table_for(op, engine)) or model.linear.get("bf16")
-                if linear is None:
-                    return None
-                t = roof / linear(max(per_expert, 1), k, n * touched)
+            t = max(t, roof) + act_quant_seconds(model, op, engine, act_scheme)
         elif op.kind == ATTENTION:
-            curve = model.prefill if op.phase == "prefill" else model.decode
-            if curve is None:
+            t = model.attention.seconds(op, roof)
+            if t is None:
                 return None
-            work = op.flops if op.phase == "prefill" else op.bytes
-            t = roof / interp1(curve[0], curve[1], math.log(max(work, 1.0)))
+            t = max(t, roof)
         else:
-            t = sum(model.kernel_seconds(kernel) for kernel in engine.kernels_for(op))
+            t = max(sum(model.kernel_seconds(kernel) for kernel in engine.kernels_for(op)), 0.0)
         t += sum(model.kernel_seconds(kernel) for kernel in engine.extra_for(op))
         return op.count * t
 
@@ -112,10 +156,21 @@ def _target_rates(gpu: GpuSpec, source: GpuSpec) -> Rates:
     if sheet is None:
         return Rates(dict(gpu.peak_flops), gpu.mem_bandwidth)
     peaks = {}
-    for dtype, peak in gpu.peak_flops.items():
+    for dtype, peak in gpu.peak_flops.items():  # fractions above 1 would beat the limit
         got, spec = source.peak(dtype), sheet.peak(dtype)
-        peaks[dtype] = peak * got / spec if peak and got and spec else peak
-    return Rates(peaks, gpu.mem_bandwidth * source.mem_bandwidth / sheet.mem_bandwidth)
+        peaks[dtype] = peak * min(got / spec, 1.0) if peak and got and spec else peak
+    return Rates(peaks, gpu.mem_bandwidth * min(source.mem_bandwidth / sheet.mem_bandwidth, 1.0))
+
+
+BORROW_BF16 = ("fp4",)  # no calibrated table yet: bf16 efficiency at the op's own roofline
+
+
+def act_scheme_of(precision: Precision) -> str | None:
+    """How a W8A8 precision quantizes activations (None: it does not): the precision's own
+    act_scheme, else dynamic per-token scales, the default of vLLM and SGLang checkpoints."""
+    if precision.act_dtype not in ("fp8", "int8"):
+        return None
+    return getattr(precision, "act_scheme", None) or "dynamic-token"
 
 
 def estimator_for(gpu: GpuSpec, precision: Precision, engine: str | None) -> Estimate:
@@ -125,16 +180,18 @@ def estimator_for(gpu: GpuSpec, precision: Precision, engine: str | None) -> Est
     if source is None:
         return Estimate(None, preset_.name, f"no measured profile to estimate {gpu.name} from; "
                         "run `perfmodel calibrate-gpu`")
-    model = KernelModel(source.tables, Rates(dict(source.peak_flops), source.mem_bandwidth))
-    needed = {precision.base_dtype, precision.weight_dtype}
-    needed = {preset_.int4_table if d in ("int4", "mxfp4") else d for d in needed}
+    target = _target_rates(gpu, source)
+    model = KernelModel(source.tables, Rates(dict(source.peak_flops), source.mem_bandwidth),
+                        target)
+    needed = {table_name(d, preset_) for d in (precision.base_dtype, precision.weight_dtype)}
+    needed = {d if d in model.linear or d not in BORROW_BF16 else "bf16" for d in needed}
     missing = sorted(d for d in needed if d not in model.linear)
-    if missing or model.prefill is None or model.decode is None:
-        what = ", ".join([f"linear {d}" for d in missing]
-                         + (["attention"] if model.prefill is None or model.decode is None else []))
+    no_attention = not (model.attention.has("prefill") and model.attention.has("decode"))
+    if missing or no_attention:
+        what = ", ".join([f"linear {d}" for d in missing] + (["attention"] if no_attention else []))
         return Estimate(None, preset_.name, f"{source.name} has no measured {what} table; "
                         "run a full `perfmodel calibrate-gpu`")
     note = f"{preset_.name} engine, kernel tables of {source.name} ({source.date})"
-    return Estimate(make_estimator(model, _target_rates(gpu, source), preset_), preset_.name,
-                    note, flag)
+    return Estimate(make_estimator(model, target, preset_, act_scheme_of(precision)),
+                    preset_.name, note, flag)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 
 def _bracket(grid: Sequence[float], x: float) -> tuple[int, int, float]:
@@ -86,3 +86,74 @@ def _nearest(values: dict, key: tuple[float, float, float]) -> float:
     def dist(other):
         return sum(abs(math.log(x) - math.log(y)) for x, y in zip(key, other))
     return values[min(values, key=dist)]
+
+
+def running_max(values: Sequence[float]) -> list[float]:
+    """Each value raised to the largest before it: a measured time that dips as the work grows
+    (noise, a better tile choice) is read as the time of the smaller work."""
+    out, top = [], -math.inf
+    for v in values:
+        top = max(top, v)
+        out.append(top)
+    return out
+
+
+class RoofCurve:
+    """A kernel's time against its roofline time r, from measured points (r, seconds).
+
+    Times are made non-decreasing in r (running maximum) and never below r (efficiency ≤ 1),
+    then interpolated log-log between points; beyond the points the edge efficiency r / t
+    holds (cap=False: r is a count, not a time, and only the running maximum applies), so time keeps growing with r above the table and shrinks with r below it (where a
+    latency floor takes over). Time is therefore non-decreasing in r everywhere.
+    """
+
+    def __init__(self, points: Sequence[tuple[float, float]], cap: bool = True) -> None:
+        pts = sorted((r, max(t, r) if cap else t) for r, t in points if r > 0 and t > 0)
+        if not pts:
+            raise ValueError("RoofCurve needs at least one point")
+        self.rs = [r for r, _ in pts]
+        self.ts = running_max([t for _, t in pts])
+        self.lr = [math.log(r) for r in self.rs]
+        self.lt = [math.log(t) for t in self.ts]
+
+    def __call__(self, roof: float) -> float:
+        if roof <= 0:
+            return 0.0
+        if roof <= self.rs[0]:
+            return roof * self.ts[0] / self.rs[0]
+        if roof >= self.rs[-1]:
+            return roof * self.ts[-1] / self.rs[-1]
+        return math.exp(interp1(self.lr, self.lt, math.log(roof)))
+
+
+class TimeGrid:
+    """A kernel's time over two growing coordinates (rows, and width or weight), monotone.
+
+    time_at(x, y) gives the time at each grid point (roofline at the target / measured
+    efficiency); the grid is made non-decreasing along both axes (running maxima), and read
+    by bilinear interpolation of log time in log coordinates, which keeps it non-decreasing.
+    Outside the grid the edge efficiency holds: time = roof(x, y) · edge time / edge roof.
+    """
+
+    def __init__(self, xs: Sequence[float], ys: Sequence[float],
+                 time_at: Callable[[float, float], float],
+                 roof: Callable[[float, float], float]) -> None:
+        self.xs, self.ys, self.roof = sorted(set(xs)), sorted(set(ys)), roof
+        rows = [running_max([time_at(x, y) for y in self.ys]) for x in self.xs]
+        for i in range(1, len(rows)):
+            rows[i] = [max(a, b) for a, b in zip(rows[i], rows[i - 1])]
+        self.logs = [[math.log(t) for t in row] for row in rows]
+        self.lx, self.ly = [math.log(x) for x in self.xs], [math.log(y) for y in self.ys]
+
+    def __call__(self, x: float, y: float) -> float:
+        xc = min(max(x, self.xs[0]), self.xs[-1])
+        yc = min(max(y, self.ys[0]), self.ys[-1])
+        i0, i1, tx = _bracket(self.lx, math.log(xc))
+        j0, j1, ty = _bracket(self.ly, math.log(yc))
+        g = self.logs
+        low = g[i0][j0] + ty * (g[i0][j1] - g[i0][j0])
+        high = g[i1][j0] + ty * (g[i1][j1] - g[i1][j0])
+        t = math.exp(low + tx * (high - low))
+        if (xc, yc) != (x, y):
+            t *= self.roof(x, y) / self.roof(xc, yc)
+        return t

@@ -15,6 +15,9 @@ from perfmodel.model.spec import Attention, LayerSpec, Mlp, ModelSpec
 from perfmodel.cost.precision import Precision
 
 MATMUL, GROUPED, ATTENTION, ELEMENTWISE = "matmul", "grouped_matmul", "attention", "elementwise"
+# Layer kinds whose RMSNorms sandwich each block (input, post-attention, pre- and post-feedforward):
+# transformers' Gemma2DecoderLayer and Gemma3DecoderLayer (modeling_gemma2.py, modeling_gemma3.py).
+SANDWICH_NORMS = ("gemma2", "gemma3", "gemma3_text")
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,10 @@ class Op:
     flops and bytes are per occurrence. dtype names the peak it runs at. shape carries what the
     estimate interpolates on: matmul (m, n, k); grouped matmul (m per expert, n, k, experts);
     attention (b, length, N, K, H), length T (prefill) or S (decode); elementwise ().
+    row_bytes (matmuls) is what one more row of M moves: K·a in + N·b out, so bytes at another
+    M are bytes + (M' − M)·row_bytes. attention is the layer's spec (kind, window, sinks), so the
+    estimate can pick the attention table nearest in shape. group labels the kind of layer the
+    op belongs to where a model has several ("sliding 1024", "global", "dense", "moe").
     """
 
     phase: str
@@ -35,6 +42,15 @@ class Op:
     dtype: str
     shape: tuple[float, ...] = ()
     weight_dtype: str = ""  # for matmuls: how the weights are stored (int4 computes as bf16)
+    group: str = ""
+    row_bytes: float = 0.0
+    attention: Attention | None = None
+
+    @property
+    def fusable(self) -> bool:
+        """Elementwise work a fused engine folds into GEMM epilogues and attention: outside the
+        limit's sum (it keeps its own roofline and estimate)."""
+        return self.kind == ELEMENTWISE
 
     @property
     def intensity(self) -> float:
@@ -52,6 +68,8 @@ class _Ctx:
     tokens: int  # T per sequence (1 in decode)
     hidden: int
     count: int = 1
+    group: str = ""
+    sandwich: bool = False  # RMSNorms after attention and after the MLP too (Gemma 2/3)
 
     @property
     def rows(self) -> int:
@@ -69,8 +87,9 @@ def linear(ctx: _Ctx, name: str, m: int, k: int, n: int, *, quantized: bool) -> 
     w, a, dtype, wdtype = \
         (prec.weight_bytes, prec.act_bytes, prec.compute_dtype, prec.weight_dtype) if quantized \
         else (prec.base_bytes, prec.base_bytes, prec.base_dtype, prec.base_dtype)
-    return Op(ctx.phase, name, MATMUL, ctx.count, 2.0 * m * n * k,
-              n * k * w + m * k * a + m * n * prec.base_bytes, dtype, (m, n, k), wdtype)
+    row = k * a + n * prec.base_bytes
+    return Op(ctx.phase, name, MATMUL, ctx.count, 2.0 * m * n * k, n * k * w + m * row, dtype,
+              (m, n, k), wdtype, ctx.group, row)
 
 
 def elementwise(ctx: _Ctx, name: str, read: float, written: float, flops_per_elem: float = 1.0,
@@ -82,7 +101,20 @@ def elementwise(ctx: _Ctx, name: str, read: float, written: float, flops_per_ele
     """
     b = ctx.precision.base_bytes
     return Op(ctx.phase, name, ELEMENTWISE, ctx.count, flops_per_elem * written,
-              (read + written) * b + extra_bytes, ctx.precision.base_dtype, shape)
+              (read + written) * b + extra_bytes, ctx.precision.base_dtype, shape, "", ctx.group)
+
+
+def rmsnorm_bytes(rows: float, width: float, base_bytes: float) -> float:
+    """An RMSNorm over (rows, width): x read, y written, the weight read once: (2·rows + 1)·width·b.
+    The one definition: the ops below and the estimate's RMSNorm table both use it."""
+    return (2 * rows + 1) * width * base_bytes
+
+
+def norm(ctx: _Ctx, name: str, rows: int, width: int) -> Op:
+    """RMSNorm of `rows` rows of `width`: 4 FLOPs per element (square, sum, scale, weight)."""
+    extra = rmsnorm_bytes(rows, width, ctx.precision.base_bytes) \
+        - 2 * rows * width * ctx.precision.base_bytes
+    return elementwise(ctx, name, rows * width, rows * width, 4, extra, shape=(rows, width))
 
 
 def causal_pairs(tokens: int, window: int | None) -> float:
@@ -107,7 +139,7 @@ def attention_prefill(ctx: _Ctx, attn: Attention) -> Op:
     elems = b * t * (heads * (attn.head_dim + hv) + kv_heads * (attn.head_dim + hv))
     return Op(ctx.phase, "attention", ATTENTION, ctx.count, flops,
               elems * ctx.precision.base_bytes, ctx.precision.base_dtype,
-              (b, t, heads, kv_heads, attn.head_dim))
+              (b, t, heads, kv_heads, attn.head_dim), "", ctx.group, attention=attn)
 
 
 def attention_decode(ctx: _Ctx, attn: Attention, context: int) -> Op:
@@ -127,14 +159,13 @@ def attention_decode(ctx: _Ctx, attn: Attention, context: int) -> Op:
     cache = b * s * attn.kv_cache_elems_per_token * prec.kv_bytes
     io = b * attn.num_heads * (qk + v) * prec.base_bytes
     return Op(ctx.phase, "attention", ATTENTION, ctx.count, flops, cache + io, prec.base_dtype,
-              (b, s, attn.num_heads, kv_heads, qk))
+              (b, s, attn.num_heads, kv_heads, qk), "", ctx.group, attention=attn)
 
 
 def attention_block(ctx: _Ctx, attn: Attention, context: int) -> list[Op]:
     """Norm, Q/K/V projections, RoPE, KV-cache write, attention, output projection, residual."""
     m, d, quant = ctx.rows, ctx.hidden, ctx.precision.scope == "linear"
-    ops = [elementwise(ctx, "attn_norm", m * d, m * d, 4, d * ctx.precision.base_bytes,
-                       shape=(m, d))]
+    ops = [norm(ctx, "attn_norm", m, d)]
     if attn.kind == "mla":
         q_in = attn.q_lora_rank or d
         if attn.q_lora_rank:
@@ -161,8 +192,10 @@ def attention_block(ctx: _Ctx, attn: Attention, context: int) -> list[Op]:
             elementwise(ctx, "kv_write", new_kv, 0, 0, new_kv * ctx.precision.kv_bytes),
             attention_prefill(ctx, attn) if ctx.phase == "prefill"
             else attention_decode(ctx, attn, context),
-            linear(ctx, "o_proj", m, attn.num_heads * attn.v_head_dim, d, quantized=quant),
-            elementwise(ctx, "attn_residual", 2 * m * d, m * d)]
+            linear(ctx, "o_proj", m, attn.num_heads * attn.v_head_dim, d, quantized=quant)]
+    if ctx.sandwich:
+        ops.append(norm(ctx, "post_attn_norm", m, d))
+    ops.append(elementwise(ctx, "attn_residual", 2 * m * d, m * d))
     return ops
 
 
@@ -178,18 +211,17 @@ def grouped(ctx: _Ctx, name: str, pairs: int, k: int, n: int, touched: float) ->
     pairs·k·a in and pairs·n·b out.
     """
     prec = ctx.precision
+    row = k * prec.act_bytes + n * prec.base_bytes
     return Op(ctx.phase, name, GROUPED, ctx.count, 2.0 * pairs * n * k,
-              touched * n * k * prec.weight_bytes + pairs * k * prec.act_bytes
-              + pairs * n * prec.base_bytes, prec.compute_dtype,
-              (pairs / touched, n, k, touched), prec.weight_dtype)
+              touched * n * k * prec.weight_bytes + pairs * row, prec.compute_dtype,
+              (pairs / touched, n, k, touched), prec.weight_dtype, ctx.group, row)
 
 
 def mlp_block(ctx: _Ctx, mlp: Mlp) -> list[Op]:
     """Norm, the gated MLP or the MoE block (router, routed and shared experts), residual."""
     m, d = ctx.rows, ctx.hidden
     quant = ctx.precision.scope == "linear"
-    ops = [elementwise(ctx, "mlp_norm", m * d, m * d, 4, d * ctx.precision.base_bytes,
-                       shape=(m, d))]
+    ops = [norm(ctx, "mlp_norm", m, d)]
     if mlp.kind == "dense":
         f = mlp.intermediate_size
         ops += [linear(ctx, "gate_up", m, d, 2 * f, quantized=quant),
@@ -209,6 +241,8 @@ def mlp_block(ctx: _Ctx, mlp: Mlp) -> list[Op]:
                     elementwise(ctx, "shared_act", 2 * m * fs, m * fs, 5),
                     linear(ctx, "shared_down", m, fs, d, quantized=quant)]
         ops.append(elementwise(ctx, "experts_combine", pairs * d, m * d, 2, shape=(pairs, d)))
+    if ctx.sandwich:
+        ops.append(norm(ctx, "post_mlp_norm", m, d))
     ops.append(elementwise(ctx, "mlp_residual", 2 * m * d, m * d))
     return ops
 
@@ -227,11 +261,31 @@ def forward_ops(spec: ModelSpec, precision: Precision, phase: str, batch: int, t
     top = _Ctx(phase, precision, batch, tokens, spec.hidden_size)
     m, d, v = top.rows, spec.hidden_size, spec.vocab_size
     ops = [elementwise(top, "embed", m * d, m * d, 0)]
+    labels = group_labels(spec)
     for layer, count in spec.layers:
-        ctx = _Ctx(phase, precision, batch, tokens, d, count)
+        ctx = _Ctx(phase, precision, batch, tokens, d, count, labels[layer],
+                   spec.model_type in SANDWICH_NORMS)
         ops += layer_ops(ctx, layer, context)
-    last = batch * d  # only the last token of each sequence needs the final norm and logits
-    ops += [elementwise(top, "final_norm", last, last, 4, d * precision.base_bytes,
-                        shape=(batch, d)),
+    # only the last token of each sequence needs the final norm and logits
+    ops += [norm(top, "final_norm", batch, d),
             linear(top, "lm_head", batch, d, v, quantized=False)]
     return ops
+
+
+def group_labels(spec: ModelSpec) -> dict[LayerSpec, str]:
+    """A label per kind of layer, naming what sets it apart ("" when all layers are alike):
+    its attention ("sliding W" or "global") where windows differ, its MLP ("dense", "moe")
+    where those differ."""
+    layers = [layer for layer, _ in spec.layers]
+    windows = {layer.attention.window for layer in layers}
+    mlps = {layer.mlp.kind for layer in layers}
+    labels = {}
+    for layer in layers:
+        parts = []
+        if len(windows) > 1:
+            w = layer.attention.window
+            parts.append(f"sliding {w}" if w else "global")
+        if len(mlps) > 1:
+            parts.append(layer.mlp.kind)
+        labels[layer] = ", ".join(parts)
+    return labels

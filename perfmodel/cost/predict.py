@@ -17,14 +17,24 @@ Estimator = Callable[[Op], "float | None"]
 
 @dataclass(frozen=True)
 class Phase:
-    """The costed ops of one prefill, or of the mean decode step."""
+    """The costed ops of one prefill, or of the mean decode step.
+
+    limit_s sums the matmul, grouped-matmul and attention ops only (the seed's method): a fused
+    engine folds the elementwise ops into GEMM epilogues and attention, so they are not part of
+    the floor. They keep their own roofline (fusable_s) and their estimate, which estimate_s
+    includes, since the engines modelled here launch them."""
 
     name: str
     costs: tuple[OpCost, ...]
 
     @property
     def limit_s(self) -> float:
-        return sum(c.limit_s for c in self.costs)
+        return sum(c.limit_s for c in self.costs if not c.op.fusable)
+
+    @property
+    def fusable_s(self) -> float:
+        """The rooflines of the elementwise (fusable) ops, outside limit_s."""
+        return sum(c.limit_s for c in self.costs if c.op.fusable)
 
     @property
     def estimate_s(self) -> float | None:
