@@ -48,7 +48,8 @@ def test_json_schema():
         assert op["phase"] in ("prefill", "decode") and op["bound"] in ("compute", "memory")
         assert op["count"] >= 1 and op["flops"] >= 0 and op["bytes"] > 0 and op["limit_s"] > 0
         assert "estimate_s" in op
-    prefill = sum(op["limit_s"] for op in doc["ops"] if op["phase"] == "prefill")
+    prefill = sum(op["limit_s"] for op in doc["ops"]  # the limit leaves fusable ops out
+                  if op["phase"] == "prefill" and op["kind"] != "elementwise")
     assert prefill == pytest.approx(doc["limit"]["ttft_s"])
 
 
