@@ -8,6 +8,7 @@ that `perfmodel.hardware.gpu.load_gpu` accepts.
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 import time
@@ -148,17 +149,60 @@ def test_plans_respect_the_grid_rules():
 
 def test_kernel_table_grids():
     full, quick = make_plan(False, cpu=False), make_plan(True, cpu=False)
-    assert len(full.grouped) == 4 * 5 and len(full.grouped_kn) == 4  # t x m, every point
-    assert (128, 256) in full.grouped and (128, 256) not in quick.grouped
+    assert len(full.grouped) == 8 + 8 + 7 + 6 and len(full.grouped_kn) == 4  # t·m <= 131072
+    assert max(m for _, m in full.grouped) >= 16384 and max(m for _, m in quick.grouped) >= 16384
+    assert (128, 1024) in full.grouped and (128, 4096) not in full.grouped
+    assert (128, 256) not in quick.grouped
     assert all(t * m <= QUICK_GROUPED_MAX_ROWS for t, m in quick.grouped)
     assert set(quick.grouped) <= set(full.grouped) and set(quick.grouped_kn) <= set(full.grouped_kn)
     assert set(quick.rmsnorm_rows) <= set(full.rmsnorm_rows) and full.rmsnorm_rows[-1] == 16384
     assert full.strided_bytes == full.elementwise_bytes and full.route_tokens[-1] == 32768
     # the steps count every measurement: 24 rmsnorm, 19 strided, 19 silu-mul, 9 rope,
-    # 6 + 6 routing and sort, 2 dtypes x 80 grouped points on top of the tables before them
+    # 6 + 6 routing and sort, 2 dtypes x 116 grouped points, 2 x 4 x 18 act_quant points,
+    # every attention point and 3 x 9 MoE blocks on top of the tables before them
+    attention = sum(len(case.points) for case in full.attention)
     assert full.steps - len(full.elementwise_bytes) - 1 == (
         len(full.peak_dtypes) * 6 + 3 + 1 + 5 * 15 * 9 + len(full.prefill) + len(full.decode)
-        + 24 + 19 + 19 + 9 + 12 + 160)
+        + 24 + 19 + 19 + 9 + 12 + 2 * 116 + 144 + attention + 27)
+
+
+def test_attention_cases_cover_the_shapes_engines_run():
+    """Head dims 64/128/256, GQA groups 1..16 in decode, absorbed MLA decode (128 heads over a
+    576-wide latent, 512-wide value), gpt-oss sinks and windows, in prefill and decode."""
+    for plan in (make_plan(False, cpu=False), make_plan(True, cpu=False)):
+        cases = plan.attention
+        decode = [c for c in cases if c.phase == "decode" and c.kind == "gqa"]
+        assert {c.head_dim for c in cases if c.phase == "prefill"} >= {64, 128, 256}
+        assert {c.head_dim for c in decode} >= {64, 128, 256}
+        assert {c.heads // c.kv_heads for c in decode} >= {1, 8, 16}
+        mla = [c for c in cases if c.kind == "mla"]
+        assert [(c.phase, c.heads, c.kv_heads, c.head_dim, c.v_head_dim) for c in mla] == [
+            ("decode", 128, 1, 576, 512)]
+        for phase in ("prefill", "decode"):
+            assert any(c.sinks and c.window == 128 and c.phase == phase for c in cases)
+            assert any(c.sinks and c.window is None and c.phase == phase for c in cases)
+        for case in cases:  # a windowed prefill point at or under its window is plain causal
+            if case.phase == "prefill" and case.window:
+                assert all(t > case.window for _, t in case.points), case
+    full = make_plan(False, cpu=False)
+    assert all(b * t <= PREFILL_MAX_TOKENS for c in full.attention if c.phase == "prefill"
+               for b, t in c.points)
+    assert set(full.moe_tokens) >= {1, 8, 32, 128} and max(full.moe_tokens) <= 256
+
+
+def test_attention_set_bytes_count_what_a_kernel_reads():
+    from perfmodel.calibrate.attention import read_length, set_bytes
+    from perfmodel.calibrate.plan import AttentionCase
+
+    gqa = AttentionCase("decode", 32, 8, 128, ((1, 4096),))
+    assert set_bytes(gqa, 2, 4096) == 2 * 2 * (32 * 128 + 8 * 4096 * 256)
+    mla = AttentionCase("decode", 128, 1, 576, ((1, 4096),), kind="mla", v_head_dim=512)
+    assert set_bytes(mla, 1, 4096) == 2 * (128 * 576 + 4096 * 576)  # the latent once
+    window = AttentionCase("decode", 64, 8, 64, ((1, 4096),), window=128, sinks=True)
+    assert read_length(window, 4096) == 128 and read_length(window, 100) == 100
+    assert set_bytes(window, 1, 4096) == set_bytes(window, 1, 128)
+    prefill = AttentionCase("prefill", 64, 8, 64, ((1, 2048),), window=128)
+    assert set_bytes(prefill, 1, 2048) == 2 * 2048 * (64 * 64 + 8 * 128) + 2048 ** 2  # mask
 
 
 @pytest.mark.parametrize("nbytes", [4096, 8192, 65536, 1 << 20, 1 << 30])
@@ -238,9 +282,13 @@ def test_cpu_quick_run_writes_a_loadable_profile(cpu_profile):
     assert seconds < 45, f"the CPU quick run took {seconds:.0f} s"
     spec = load_gpu(str(path))
     assert spec.kind == "measured" and spec.name.endswith("-measured")
-    assert spec.peak("bf16") > 1e8 and spec.peak("fp16") > 1e8
+    # Physical bounds: any CPU core that runs PyTorch does ≥ 1 GFLOP/s and no CPU reaches
+    # 100 TFLOP/s; DRAM copies run between 1 GB/s and 1 TB/s; the memory is the machine's RAM.
+    for dtype in ("bf16", "fp16"):
+        assert 1e9 < spec.peak(dtype) < 1e14, dtype
     assert spec.peak("int4") is None
-    assert spec.mem_bandwidth > 1e8 and spec.mem_bytes > 1e8
+    assert 1e9 < spec.mem_bandwidth < 1e12
+    assert spec.mem_bytes == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     assert spec.extra["run_time_s"] > 0 and spec.extra["environment"]["torch"]
     for dtype, peak in spec.peak_flops.items():
         if peak is None and dtype != "int4":
@@ -293,3 +341,62 @@ def test_unknown_device_is_one_clear_error():
 
 def test_peak_dtypes_are_the_loaders():
     assert set(make_plan(False, cpu=False).peak_dtypes) < set(PEAK_DTYPES)
+
+
+def test_cpu_quick_run_fills_the_method_v2_tables(cpu_profile):
+    spec = load_gpu(str(cpu_profile[0]))
+    tables, plan = spec.tables, make_plan(True, cpu=True)
+    assert spec.extra["method_version"] == 2 and tables.quant_in_linear is False
+    # fused is one Triton kernel on CUDA: absent on a CPU; the PyTorch schemes are all there
+    assert set(tables.act_quant) == {f"{d}/{s}" for d in ("fp8", "int8")
+                                     for s in ("static", "dynamic-tensor", "dynamic-token")}
+    for points in tables.act_quant.values():
+        assert [p[:2] for p in points] == [(r, w) for w in plan.quant_widths
+                                           for r in plan.quant_rows]
+    measured = {(t.phase, t.kind, t.heads, t.kv_heads, t.head_dim, t.v_head_dim, t.window,
+                 t.sinks) for t in tables.attention}
+    for case in plan.attention:
+        assert (case.phase, case.kind, case.heads, case.kv_heads, case.head_dim,
+                case.v_head_dim or case.head_dim, case.window, case.sinks) in measured
+    assert tables.attention[:2] == (tables.attention_prefill, tables.attention_decode)
+    assert [p[:5] for p in tables.moe_block] == [(t, *shape) for shape in plan.moe_shapes
+                                                 for t in plan.moe_tokens]
+
+
+@pytest.mark.parametrize("dtype", ["fp8", "int8"])
+@pytest.mark.parametrize("scheme", ["static", "dynamic-tensor", "dynamic-token"])
+def test_quantize_round_trips_within_the_format_error(dtype, scheme):
+    """q · scale gives x back within the format's rounding (half a step of the row's or the
+    tensor's range for int8, half of e4m3's relative step for fp8); static clamps what exceeds
+    its fixed range."""
+    torch = pytest.importorskip("torch")
+    from perfmodel.calibrate.quant import qmax, quantize
+
+    torch.manual_seed(1)
+    x = torch.randn(8, 256, dtype=torch.bfloat16) * torch.linspace(0.1, 4, 8)[:, None]
+    scale = torch.tensor(float(x.abs().max()) / qmax(dtype))
+    q, s = quantize(x, dtype, scheme, scale)
+    assert q.dtype == (torch.float8_e4m3fn if dtype == "fp8" else torch.int8)
+    assert s.shape == ((8, 1) if scheme == "dynamic-token" else ())
+    back = q.float() * s
+    # int8: half a step, plus x / s rounded to bf16 first (2^-9 of up to 127: 0.25 step);
+    # fp8 e4m3: half of the 3-bit mantissa's step (2^-4 relative) plus that bf16 rounding,
+    # and half the subnormal step (2^-9 of the scale) near zero
+    if dtype == "int8":
+        bound = 0.75 * s
+    else:
+        bound = x.float().abs() * (2 ** -4 + 2 ** -8) + s * 2 ** -9
+    assert ((back - x.float()).abs() <= bound).all()
+    assert (back - x.float()).abs().max() > 0  # really quantized
+    clipped, _ = quantize(x * 2, dtype, "static", scale)  # beyond the fixed range: clamped
+    assert clipped.float().abs().max() == qmax(dtype)
+
+
+def test_unknown_quantization_scheme_is_refused():
+    torch = pytest.importorskip("torch")
+    from perfmodel.calibrate.quant import quantize
+
+    with pytest.raises(ValueError, match="scheme"):
+        quantize(torch.ones(2, 16, dtype=torch.bfloat16), "fp8", "per-block")
+    with pytest.raises(RuntimeError, match="Triton on a CUDA GPU"):
+        quantize(torch.ones(2, 16, dtype=torch.bfloat16), "fp8", "fused")

@@ -114,3 +114,96 @@ def test_a_malformed_table_is_one_error_naming_its_field(path, value, field):
     with pytest.raises(GpuProfileError, match=field.replace(".", r"\.")) as caught:
         parse_gpu(data, "p.yaml")
     assert "p.yaml" in str(caught.value) and "\n" not in str(caught.value)
+
+
+V2_TABLES = {
+    "quant_in_linear": False,
+    "act_quant": {"fp8/static": {"points": [[1, 4096, 2.1e-06], [16384, 4096, 9.9e-05]]},
+                  "int8/fused": {"points": [[64, 1024, 2.4e-06]]}},
+    "attention": [
+        {"phase": "prefill", "kind": "gqa", "heads": 32, "kv_heads": 8, "head_dim": 128,
+         "v_head_dim": 128, "window": None, "sinks": False, "points": [[1, 512, 2.6e-05]]},
+        {"phase": "decode", "kind": "mla", "heads": 128, "kv_heads": 1, "head_dim": 576,
+         "v_head_dim": 512, "window": None, "sinks": False, "points": [[8, 4096, 6.1e-05]]},
+        {"phase": "decode", "kind": "gqa", "heads": 64, "kv_heads": 8, "head_dim": 64,
+         "v_head_dim": 64, "window": 128, "sinks": True, "points": [[1, 4096, 7.0e-06]]}],
+    "moe_block": {"points": [[1, 128, 8, 2048, 768, 0.000112]]},
+}
+
+
+def v2_profile(**changes) -> dict:
+    data = profile(**copy.deepcopy(V2_TABLES))
+    data["method_version"] = 2
+    data["tables"].update(changes)
+    return data
+
+
+def test_method_v2_tables_read_back_as_written():
+    tables = parse_gpu(v2_profile()).tables
+    assert tables.quant_in_linear is False
+    assert tables.act_quant == {"fp8/static": ((1, 4096, 2.1e-06), (16384, 4096, 9.9e-05)),
+                                "int8/fused": ((64, 1024, 2.4e-06),)}
+    mla = tables.attention[1]
+    assert (mla.phase, mla.kind, mla.heads, mla.kv_heads, mla.head_dim, mla.v_head_dim,
+            mla.group) == ("decode", "mla", 128, 1, 576, 512, 128)
+    sliding = tables.attention[2]
+    assert (sliding.window, sliding.sinks, sliding.points) == (128, True, ((1, 4096, 7.0e-06),))
+    assert tables.moe_block == ((1, 128, 8, 2048, 768, 0.000112),)
+    # the reference prefill table comes from the list; there is no reference decode table
+    assert tables.attention_prefill is tables.attention[0] and tables.attention_decode is None
+    text = dump_yaml(v2_profile(**tables_data(tables)))
+    assert parse_gpu(yaml.safe_load(text)).tables == tables
+
+
+def test_quant_in_linear_follows_the_method_version_where_not_written():
+    v1 = profile(linear={})
+    assert parse_gpu(v1).tables.quant_in_linear is True  # no method_version: v1
+    v2 = v2_profile()
+    del v2["tables"]["quant_in_linear"]
+    assert parse_gpu(v2).tables.quant_in_linear is False
+
+
+def test_a_v1_profile_lists_its_two_attention_tables():
+    from perfmodel.hardware.gpu import GPU_DIR
+
+    data = yaml.safe_load((GPU_DIR / "h100-sxm-measured.yaml").read_text())
+    for key in ("quant_in_linear", "act_quant", "attention", "moe_block"):
+        data["tables"].pop(key, None)  # as written by method v1
+    data["method_version"] = 1
+    data["tables"]["attention_prefill"] = {"heads": 32, "kv_heads": 8, "head_dim": 128,
+                                           "points": [[1, 128, 1.0e-05]]}
+    data["tables"]["attention_decode"] = {"heads": 32, "kv_heads": 8, "head_dim": 128,
+                                          "points": [[1, 256, 6.0e-06]]}
+    tables = parse_gpu(data).tables
+    assert tables.quant_in_linear is True and tables.act_quant == {} and tables.moe_block == ()
+    assert tables.attention == (tables.attention_prefill, tables.attention_decode)
+    assert [t.phase for t in tables.attention] == ["prefill", "decode"]
+    assert tables.attention_decode.v_head_dim == 128 and tables.attention_decode.window is None
+
+
+@pytest.mark.parametrize("key, value, field", [
+    ("quant_in_linear", "no", "tables.quant_in_linear"),
+    ("act_quant", {"fp8/blockwise": {"points": []}}, "tables.act_quant"),
+    ("act_quant", {"fp4/static": {"points": []}}, "tables.act_quant"),
+    ("act_quant", {"fp8/static": {"points": [[1, 4096]]}}, "tables.act_quant.fp8/static"),
+    ("act_quant", [["fp8/static"]], "tables.act_quant"),
+    ("moe_block", {"points": [[1, 128, 8, 2048, 1.1e-04]]}, "tables.moe_block"),
+    ("moe_block", {"points": [[1, 128, 8.0, 2048, 768, 1.1e-04]]}, "tables.moe_block"),
+    ("attention", {"phase": "decode"}, "tables.attention"),
+])
+def test_a_malformed_v2_table_is_one_error_naming_its_field(key, value, field):
+    with pytest.raises(GpuProfileError, match=field.replace(".", r"\.")) as caught:
+        parse_gpu(v2_profile(**{key: value}), "p.yaml")
+    assert "p.yaml" in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("phase", "train"), ("kind", "mha"), ("heads", 0), ("kv_heads", 3), ("head_dim", 64.0),
+    ("v_head_dim", None), ("window", 0), ("window", "128"), ("sinks", 1), ("points", [[1, 2]]),
+])
+def test_a_malformed_attention_entry_names_its_index(name, value):
+    data = v2_profile()
+    data["tables"]["attention"][2][name] = value
+    with pytest.raises(GpuProfileError, match=r"tables\.attention\[2\]") as caught:
+        parse_gpu(data, "p.yaml")
+    assert "\n" not in str(caught.value)

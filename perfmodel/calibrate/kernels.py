@@ -4,13 +4,14 @@ x is (m, k), W is (n, k) row-major, so Wᵀ is the column-major (k, n) operand t
 fast path, torch._scaled_mm and torch._int_mm want. Every operand is random (never zeros: they
 run faster than real data). torch is imported inside functions.
 
-Linear layers, as a PyTorch engine without fused quantization kernels runs them:
+Linear layers, as the torch-cudagraph engine runs them, the GEMM alone (method v2: the
+activation quantization is timed apart, `quant.py`):
 - bf16, fp16: `x @ W.t()` (cuBLAS).
-- fp8 (W8A8): W in e4m3 with a per-tensor scale; x is quantized inside the timed region with a
-  dynamic per-tensor scale (amax, scale, divide, cast), then `torch._scaled_mm`, bf16 out.
-- int8 (W8A8): W int8 with per-channel scales; x quantized per token inside the timed region
-  (amax, scale, round, cast), rows padded to 32 when m < 32 (`torch._int_mm` wants more than
-  16), `torch._int_mm` to int32, rescaled to bf16.
+- fp8 (W8A8): x already in e4m3 with a per-tensor fp32 scale, W e4m3 with a per-tensor scale,
+  `torch._scaled_mm`, both scales applied in its epilogue, bf16 out.
+- int8 (W8A8): x already int8 with per-token scales, W int8 with per-channel scales, rows padded
+  to 32 when m < 32 (`torch._int_mm` wants more than 16), `torch._int_mm` to int32, then the
+  rescale by both scales to bf16 (three elementwise kernels, as the engine does it).
 - int4 (W4A16): `torch.ops.aten._weight_int4pack_mm` (tinygemm), group 128, bf16 x.
 
 Routed experts, as the validation engine runs them (`perfmodel/validate/linear.py`): rows xs
@@ -51,7 +52,9 @@ def weight_bytes(dtype: str, n: int, k: int) -> int:
 
 
 def activation_bytes(dtype: str, m: int, k: int) -> int:
-    """Bytes of x (m, k): bf16, or fp16 for an fp16 linear."""
+    """Bytes of x (m, k) as the GEMM reads it: one byte for fp8/int8 (plus scales), else two."""
+    if dtype in ("fp8", "int8"):
+        return m * k + 4 * m
     return 2 * m * k
 
 
@@ -76,50 +79,45 @@ def weight(dtype: str, n: int, k: int, device: str) -> tuple[Any, ...]:
 
 
 def activation(dtype: str, m: int, k: int, device: str) -> Any:
+    """x (m, k): bf16 (fp16 for fp16); for fp8/int8 the quantized x and its scale (per tensor
+    for fp8, per token for int8), as the quantization kernel leaves them."""
     import torch
 
+    if dtype == "fp8":
+        x = torch.randn(m, k, dtype=torch.bfloat16, device=device).to(torch.float8_e4m3fn)
+        return x, torch.rand((), device=device) + 0.5
+    if dtype == "int8":
+        x = torch.randint(-127, 128, (m, k), dtype=torch.int8, device=device)
+        return x, torch.rand(m, 1, device=device) / 127.0 + 1e-3
     return torch.randn(m, k, dtype=torch.float16 if dtype == "fp16" else torch.bfloat16,
                        device=device)
 
 
 def linear(dtype: str, x: Any, w: tuple[Any, ...]) -> Kernel:
-    """The timed region of y = x·Wᵀ in `dtype`, quantization of x included."""
+    """The timed region of y = x·Wᵀ in `dtype`, on x as `activation` makes it."""
     import torch
 
     if dtype in ("bf16", "fp16"):
         return lambda: torch.mm(x, w[0].t())
     if dtype == "fp8":
-        return lambda: _fp8_linear(x, w[0], w[1])
+        return lambda: torch._scaled_mm(x[0], w[0].t(), scale_a=x[1], scale_b=w[1],
+                                        out_dtype=torch.bfloat16)
     if dtype == "int8":
-        return lambda: _int8_linear(x, w[0], w[1])
+        return lambda: _int8_linear(x[0], x[1], w[0], w[1])
     if dtype == "int4":
         return lambda: torch.ops.aten._weight_int4pack_mm(x, w[0], INT4_GROUP, w[1])
     raise ValueError(f"unknown dtype {dtype!r}")
 
 
-def _fp8_linear(x: Any, w: Any, w_scale: Any) -> Any:
-    """Dynamic per-tensor e4m3 quantization of x, then _scaled_mm. |x / scale| <= 448 by
-    construction (the scale is amax / 448), so no clamp is needed before the cast."""
+def _int8_linear(xq: Any, x_scale: Any, w: Any, w_scale: Any) -> Any:
+    """_int_mm on quantized x (rows padded to 32), rescaled to bf16, as the engine does it."""
     import torch
 
-    amax = torch.linalg.vector_norm(x, float("inf"), dtype=torch.float32)
-    scale = amax.clamp(min=1e-12) / FP8_MAX
-    xq = (x / scale).to(torch.float8_e4m3fn)
-    return torch._scaled_mm(xq, w.t(), scale_a=scale, scale_b=w_scale, out_dtype=torch.bfloat16)
-
-
-def _int8_linear(x: Any, w: Any, w_scale: Any) -> Any:
-    """Dynamic per-token int8 quantization of x, _int_mm (rows padded to 32), rescale to bf16."""
-    import torch
-
-    m = x.shape[0]
-    amax = torch.linalg.vector_norm(x, float("inf"), dim=1, keepdim=True, dtype=torch.float32)
-    scale = amax.clamp(min=1e-12) / 127.0
-    xq = torch.round(x / scale).to(torch.int8)
+    m = xq.shape[0]
     if m < INT8_MIN_ROWS:
         xq = torch.nn.functional.pad(xq, (0, 0, 0, INT8_MIN_ROWS - m))
     acc = torch._int_mm(xq, w.t())[:m]
-    return (acc * scale).mul_(w_scale).to(torch.bfloat16)
+    return (acc * x_scale).mul_(w_scale).to(torch.bfloat16)
 
 
 def matmul(dtype: str, m: int, n: int, k: int, device: str) -> Kernel:

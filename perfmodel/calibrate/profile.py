@@ -12,14 +12,14 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
 
 from perfmodel.calibrate.peaks import Peak
-from perfmodel.hardware.gpu import PEAK_DTYPES, Tables
+from perfmodel.hardware.gpu import PEAK_DTYPES, AttentionTable, Tables
 
 DIGITS = 4
 
@@ -73,11 +73,8 @@ def tables_data(tables: Tables) -> dict:
         dtype: {"m": list(t.ms), "k_n": [list(s) for s in t.shapes],
                 "seconds": [list(row) for row in t.seconds]}
         for dtype, t in tables.linear.items()}}
-    for key, table in (("attention_prefill", tables.attention_prefill),
-                       ("attention_decode", tables.attention_decode)):
-        if table is not None:
-            data[key] = {"heads": table.heads, "kv_heads": table.kv_heads,
-                         "head_dim": table.head_dim, "points": [list(p) for p in table.points]}
+    data["quant_in_linear"] = tables.quant_in_linear
+    data["attention"] = [attention_data(t) for t in _attention_tables(tables)]
     data["elementwise"] = {"bytes": [round(b) for b, _ in tables.elementwise],
                            "seconds": [s for _, s in tables.elementwise]}
     data["launch"] = {"graph_s": tables.graph_launch_s, "eager_s": tables.eager_launch_s}
@@ -93,7 +90,27 @@ def tables_data(tables: Tables) -> dict:
         data["sort"] = {**shape, "points": [list(p) for p in tables.sort]}
     data["grouped"] = {dtype: {"points": [list(p) for p in points]}
                        for dtype, points in tables.grouped.items()}
+    data["act_quant"] = {key: {"points": [list(p) for p in points]}
+                         for key, points in tables.act_quant.items()}
+    data["moe_block"] = {"points": [list(p) for p in tables.moe_block]}
     return data
+
+
+def attention_data(table: AttentionTable) -> dict:
+    """One entry of tables.attention, every field written."""
+    return {"phase": table.phase, "kind": table.kind, "heads": table.heads,
+            "kv_heads": table.kv_heads, "head_dim": table.head_dim,
+            "v_head_dim": table.v_head_dim, "window": table.window, "sinks": table.sinks,
+            "points": [list(p) for p in table.points]}
+
+
+def _attention_tables(tables: Tables) -> tuple[AttentionTable, ...]:
+    """tables.attention, or the two reference tables where only they are set (by hand)."""
+    if tables.attention:
+        return tables.attention
+    return tuple(replace(t, phase=phase) for phase, t in
+                 (("prefill", tables.attention_prefill), ("decode", tables.attention_decode))
+                 if t is not None)
 
 
 def format_float(value: float, digits: int = DIGITS) -> str:

@@ -1,8 +1,9 @@
 """calibrate(): measure this box and write its profile YAML. The one entry point of the package.
 
 Order of work: resolve the device, probe which dtypes run, measure the peaks and bandwidth
-(while the card is cool), the launch floor, then the tables (linear, attention, elementwise,
-RMSNorm, strided elementwise, MoE routing, sort, grouped GEMM); assemble; write atomically. A
+(while the card is cool), the launch floor, then the tables (linear, attention, activation
+quantization, elementwise, RMSNorm, strided elementwise, MoE routing, sort, grouped GEMM, whole
+MoE blocks); assemble; write atomically. A
 progress callback (or a rich bar on stderr) names each step.
 """
 
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from perfmodel.calibrate import kernels, moe, peaks, tables
+from perfmodel.calibrate import attention, kernels, moe, moe_block, peaks, quant, tables
 from perfmodel.calibrate.device import (CalibrationError, DeviceInfo, datasheet_for, describe,
                                         import_torch, profile_name, resolve_device)
 from perfmodel.calibrate.plan import (METHOD_VERSION, ROUTE_EXPERTS, ROUTE_TOP_K, Plan,
@@ -98,9 +99,12 @@ def measure_tables(plan: Plan, timer: Timer, step: "_Steps", notes: list[str],
             step.skip(len(plan.linear_ms) * len(plan.linear_kn), f"linear {dtype}: unsupported")
             continue
         linear[dtype] = tables.linear_table(dtype, plan, timer, step, notes)
+    reference = (tables.attention_prefill(plan, timer, step, notes),
+                 tables.attention_decode(plan, timer, step, notes))
     return Tables(
-        linear=linear, attention_prefill=tables.attention_prefill(plan, timer, step, notes),
-        attention_decode=tables.attention_decode(plan, timer, step, notes),
+        linear=linear, attention_prefill=reference[0], attention_decode=reference[1],
+        attention=reference + attention.attention_tables(plan, timer, step, notes),
+        quant_in_linear=False, act_quant=quant.act_quant(plan, timer, step, notes),
         elementwise=tables.elementwise(plan, timer, step, notes),
         graph_launch_s=graph_s, eager_launch_s=eager_s,
         rmsnorm=tables.rmsnorm(plan, timer, step, notes),
@@ -110,7 +114,8 @@ def measure_tables(plan: Plan, timer: Timer, step: "_Steps", notes: list[str],
         routing=moe.routing(plan, timer, step, notes),
         routing_shape=(ROUTE_EXPERTS, ROUTE_TOP_K),
         sort=moe.sort(plan, timer, step, notes),
-        grouped=moe.grouped_tables(plan, timer, step, notes, unsupported))
+        grouped=moe.grouped_tables(plan, timer, step, notes, unsupported),
+        moe_block=moe_block.moe_block(plan, timer, step, notes))
 
 
 def _timing_note(timer: Timer) -> dict:

@@ -76,7 +76,7 @@ def attention_prefill(plan: Plan, timer: Timer, step: Step, notes: list[str]) ->
     if skipped:
         notes.append(f"attention prefill skipped (b*T > {PREFILL_MAX_TOKENS}): "
                      + ", ".join(skipped))
-    return AttentionTable(HEADS, KV_HEADS, HEAD_DIM, tuple(points))
+    return AttentionTable(HEADS, KV_HEADS, HEAD_DIM, tuple(points), phase="prefill")
 
 
 def attention_decode(plan: Plan, timer: Timer, step: Step, notes: list[str]) -> AttentionTable:
@@ -104,7 +104,7 @@ def attention_decode(plan: Plan, timer: Timer, step: Step, notes: list[str]) -> 
             points.append((b, c, seconds))
         release(timer)
         timer.pause()
-    return AttentionTable(HEADS, KV_HEADS, HEAD_DIM, tuple(points))
+    return AttentionTable(HEADS, KV_HEADS, HEAD_DIM, tuple(points), phase="decode")
 
 
 def series(cases: Iterable[tuple[str, tuple, Callable[[int], Any], int]], timer: Timer,
