@@ -139,6 +139,9 @@ def plan(model: ModelArg,
          method: Annotated[Optional[str], typer.Option(
              "--method", help="serve | predict (default: serve where this perfmodel has it).")
          ] = None,
+         waves: Annotated[int, typer.Option(
+             "--waves", min=1, help="serve: simulate WAVES × concurrency requests per point.")
+         ] = 3,
          json_out: Annotated[bool, typer.Option("--json", help="Print the JSON document.")
                              ] = False,
          plot: PlotOpt = None, workers: WorkersOpt = None) -> None:
@@ -165,7 +168,7 @@ def plan(model: ModelArg,
                               concurrencies=parse_ints(concurrency, "--concurrency"), isl=isl,
                               osl=osl, slo=slo, max_gpus=max_gpus,
                               tps=parse_ints(tp, "--tp") if tp else None, prices=prices,
-                              engine=engine, method=method, workers=workers,
+                              engine=engine, method=method, waves=waves, workers=workers,
                               on_total=set_total, on_progress=advance)
         if plot is not None:
             from perfmodel.report.plot import pareto_plot

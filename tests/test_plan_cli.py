@@ -32,7 +32,10 @@ def test_json_document_and_slo():
     doc = plan_json("--ttft-slo", "2s", "--tpot-slo", "12ms")
     assert set(doc) >= {"pareto", "best", "searched", "method", "slo", "skipped"}
     assert doc["method"] == "predict" and doc["slo"] == {"ttft_s": 2.0, "tpot_s": 0.012}
-    assert doc["searched"] == 2 * 2 * 9  # GPUs × precisions × concurrencies, all fit at TP1
+    # GPUs × precisions × concurrencies, less those the memory cannot hold at once
+    assert doc["searched"] + len(doc["skipped"]) == 2 * 2 * 9
+    assert all(s["error"].startswith("concurrency") and s["batch"] > 100
+               for s in doc["skipped"])
     best = doc["best"]
     assert best["ttft_s"] <= 2.0 and best["tpot_s"] <= 0.012 and best["meets_slo"]
     keys = ("tok_s_per_gpu", "tok_s_per_user")
@@ -73,10 +76,13 @@ def test_deployments_that_do_not_fit_are_skipped_before_evaluation():
                     "--precisions", "bf16,fp8", "--concurrency", "1,8", "--method", "predict",
                     "--max-gpus", "1", "--json")
     doc = json.loads(result.output)
-    skipped = {(s["gpu"], s["precision"]) for s in doc["skipped"]}
+    skipped = {(s["gpu"], s["precision"]) for s in doc["skipped"]
+               if s["error"].startswith("does not fit")}
     assert ("h100-sxm-measured", "bf16") in skipped  # 141 GB of weights on an 80 GB GPU
-    assert doc["searched"] == 2 * (4 - len(skipped))
-    assert all("does not fit" in s["error"] for s in doc["skipped"])
+    over = [s for s in doc["skipped"] if s["error"].startswith("concurrency")]
+    assert all(s["batch"] == 8 for s in over)  # the KV cache of 8 × 1152 tokens is the limit
+    assert doc["searched"] == 2 * (4 - len(skipped)) - len(over)
+    assert len(doc["skipped"]) == len(skipped) + len(over)
 
 
 def test_table_output_says_how_points_were_evaluated():

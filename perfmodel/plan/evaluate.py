@@ -128,11 +128,14 @@ def _serve_row(point: Point) -> dict[str, Any]:
                              "(static batches) instead of --concurrency") from None
     report = run_serve(point.model, gpu=point.gpu, engine=point.engine or "vllm",
                        concurrency=point.load, isl=point.isl, osl=point.osl,
+                       num_requests=point.requests,
                        precision=point.precision, kv_dtype=point.kv_dtype, tp=point.tp,
                        ep=point.ep, dp=point.dp, pp=point.pp)
     metrics = report.metrics
-    row: dict[str, Any] = {"basis": "serve"}
+    row: dict[str, Any] = {"basis": "serve", "precision_label": metrics.get("precision")}
     for key, value in metrics.items():
+        if key in ("model", "gpu", "engine", "precision", "workload"):
+            continue  # the point's own columns say these
         if isinstance(value, dict):
             row.update({f"{key}_{k}": v for k, v in value.items() if not isinstance(v, dict)})
         elif not isinstance(value, (list, tuple)):

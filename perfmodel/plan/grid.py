@@ -27,6 +27,7 @@ class Point:
     load: int = 1
     isl: int = 1024
     osl: int = 128
+    requests: int | None = None  # serve: requests simulated (None: serve's default)
 
     @property
     def gpus(self) -> int:
@@ -43,7 +44,8 @@ class Point:
 
     def columns(self) -> dict[str, object]:
         """The point as the leading columns of a sweep row."""
-        row = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "load"}
+        row = {f.name: getattr(self, f.name) for f in fields(self)
+               if f.name != "load" and (f.name != "requests" or self.method != PREDICT)}
         row[self.load_name] = self.load
         row["gpus"] = self.gpus
         return row
@@ -66,6 +68,8 @@ class Point:
         else:
             parts += ["--concurrency", str(self.load), "--isl", str(self.isl),
                       "--osl", str(self.osl)]
+            if self.requests:
+                parts += ["--num-requests", str(self.requests)]
         return " ".join(parts)
 
 

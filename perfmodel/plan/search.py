@@ -2,9 +2,11 @@
 
 The search space is GPU type × parallelism (TP in powers of two up to --max-gpus; for MoE models
 also EP over the same GPUs) × precision × concurrency. Deployments whose weights and one
-request's KV cache do not fit are dropped before anything is simulated. Each remaining point is
-evaluated by the serving simulation when this perfmodel has one, else by the static-batch
-prediction at batch = concurrency; `Plan.method` says which.
+request's KV cache do not fit are dropped before anything is simulated, and so are
+concurrencies above the requests a deployment's memory holds at once (they only queue). Each
+remaining point is evaluated by the serving simulation when this perfmodel has one (closed loop,
+`waves` × concurrency requests), else by the static-batch prediction at batch = concurrency;
+`Plan.method` says which.
 
 The front is over output tokens/s per GPU against tokens/s per user (1 / TPOT); with a price for
 every GPU, cost per million output tokens replaces tokens/s per GPU. The best point meets both
@@ -75,36 +77,56 @@ def parallelisms(max_gpus: int, moe: bool, tps: Sequence[int] | None = None
     return pairs
 
 
-def _fit_error(point: Point) -> str | None:
-    """Why a deployment cannot hold its weights and one request (I + O tokens), or None."""
-    probe = replace(point, method=PREDICT, engine=None, load=1)
+def _capacity(point: Point) -> tuple[int, str | None]:
+    """How many requests of I + O tokens the deployment holds at once (the weights and KV cache
+    in the GPUs' memory), and why none, if none."""
+    probe = replace(point, method=PREDICT, engine=None, load=1, requests=None)
     try:
-        return does_not_fit(prediction(probe).memory)
+        mem = prediction(probe).memory
     except PerfmodelError as exc:
-        return str(exc)
+        return 0, str(exc)
+    return mem.max_batch, does_not_fit(mem)
 
 
 def deployments(model: str, gpus: Sequence[str], precisions: Sequence[str | None],
                 max_gpus: int, isl: int, osl: int, method: str, engine: str | None,
-                tps: Sequence[int] | None = None) -> tuple[list[Point], list[Row], list[str]]:
-    """The deployments to search (as points of load 1), those dropped, and notes."""
+                tps: Sequence[int] | None = None
+                ) -> tuple[list[tuple[Point, int]], list[Row], list[str]]:
+    """The deployments to search (as points of load 1, with how many requests they hold at
+    once), those dropped, and notes."""
     notes = []
     first = resolve(model, gpus[0], precisions[0], None, None)
     pairs = parallelisms(max_gpus, first.spec.is_moe, tps)
-    if method == PREDICT and not parallel_predict_supported() and len(pairs) > 1:
+    if not parallel_predict_supported() and len(pairs) > 1:
         pairs = [(1, 1)]
-        notes.append("this perfmodel's predict does not shard over GPUs: one GPU only")
+        notes.append("this perfmodel does not yet shard a model over GPUs: one GPU only")
     kept, skipped = [], []
     for gpu in gpus:
         for prec in precisions:
             for tp, ep in pairs:
                 point = Point(model, gpu, method, prec, None, engine, tp, ep, isl=isl, osl=osl)
-                error = _fit_error(point)
+                held, error = _capacity(point)
                 if error:
                     skipped.append({**point.columns(), "error": error})
                 else:
-                    kept.append(point)
+                    kept.append((point, held))
     return kept, skipped, notes
+
+
+def _loads(kept: list[tuple[Point, int]], concurrencies: Sequence[int], waves: int
+           ) -> tuple[list[Point], list[Row]]:
+    """Each deployment at each concurrency it can hold; above that, requests would only queue
+    (the same tokens/s, a longer TTFT), so those points are skipped, not simulated."""
+    points, skipped = [], []
+    for point, held in kept:
+        for c in concurrencies:
+            one = replace(point, load=c, requests=waves * c if point.method == SERVE else None)
+            if c <= held:
+                points.append(one)
+            else:
+                skipped.append({**one.columns(), "error": f"concurrency {c} exceeds the {held} "
+                                f"requests of {point.isl + point.osl} tokens the memory holds"})
+    return points, skipped
 
 
 def _with_cost(row: Row, point: Point, prices: dict[str, float]) -> Row:
@@ -132,14 +154,14 @@ def pick_best(rows: Sequence[Row], slo: Slo, by_cost: bool) -> Row | None:
 def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
          concurrencies: Sequence[int], isl: int, osl: int, slo: Slo, max_gpus: int = 8,
          tps: Sequence[int] | None = None, prices: dict[str, float] | None = None,
-         engine: str | None = None, method: str | None = None, workers: int | None = None,
-         on_total: Any = None, on_progress: Progress | None = None) -> Plan:
+         engine: str | None = None, method: str | None = None, waves: int = 3,
+         workers: int | None = None, on_total: Any = None, on_progress: Progress | None = None) -> Plan:
     """Search the deployments, evaluate every fitting one at every concurrency, rank them."""
     method = method or (SERVE if serve_available() else PREDICT)
     prices = prices or {}
     kept, skipped, notes = deployments(model, gpus, precisions, max_gpus, isl, osl, method,
                                        engine, tps)
-    points = [replace(p, load=c) for p in kept for c in concurrencies]
+    points, over = _loads(kept, concurrencies, waves)
     if on_total:
         on_total(len(points))
     rows = [_with_cost(row, point, prices)
@@ -153,5 +175,5 @@ def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
     by_cost = bool(prices) and all(g in prices for g in gpus)
     keys = ("cost_per_mtok" if by_cost else "tok_s_per_gpu", "tok_s_per_user")
     front = pareto_front(valid, keys, _value)
-    return Plan(method, tuple(rows), tuple(skipped), tuple(front),
+    return Plan(method, tuple(rows), tuple(skipped + over), tuple(front),
                 pick_best(valid, slo, by_cost), keys, tuple(notes))

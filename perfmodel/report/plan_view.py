@@ -23,29 +23,36 @@ def clean(row: Row) -> Row:
 
 def deployment(row: Row) -> str:
     par = " ".join(f"{k.upper()}{row[k]}" for k in ("tp", "ep", "dp", "pp") if row.get(k, 1) != 1)
-    return f"{row['gpu']} {row['precision']}" + (f" {par}" if par else "")
+    return f"{row['gpus']}×{row['gpu']} {row['precision']}" + (f" {par}" if par else "")
 
 
 def points_table(rows: Sequence[Row], title: str, best: Row | None = None) -> Table:
-    """One line per point: deployment, load, latencies, rates, cost, SLO."""
+    """One line per point: deployment, load, latencies, rates, cost (when priced), SLO."""
     load = "concurrency" if any("concurrency" in r for r in rows) else "batch"
+    priced = any(r.get("cost_per_mtok") for r in rows)
+    slo = any("meets_slo" in r for r in rows)
+    errors = any(r.get("error") for r in rows)
     table = Table(title=title, title_justify="left")
-    for name in ("deployment", "GPUs", load, "TTFT", "TPOT", "tok/s/GPU", "tok/s/user",
-                 "$/Mtok", "SLO"):
+    names = ["deployment", "conc." if load == "concurrency" else "batch", "TTFT",
+             "TPOT", "tok/s/GPU", "tok/s/user"] + ["$/Mtok"] * priced + ["SLO"] * slo
+    for name in names:
         table.add_column(name, justify="left" if name == "deployment" else "right",
-                         no_wrap=name == "deployment")
+                         no_wrap=name != "deployment")
+    if errors:
+        table.add_column("error", style="red", overflow="fold", ratio=1)
     for row in rows:
+        head = [deployment(row), str(row[load])]
+        if row.get("error"):
+            table.add_row(*head, *["—"] * (len(names) - 2), row["error"])
+            continue
         cost = row.get("cost_per_mtok")
         mark = "best" if best is not None and row is best else \
-            ("yes" if row.get("meets_slo") else ("no" if "meets_slo" in row else ""))
-        if row.get("error"):
-            table.add_row(deployment(row), str(row["gpus"]), str(row[load]),
-                          f"[red]{row['error']}[/red]", *[""] * 5)
-            continue
-        table.add_row(deployment(row), str(row["gpus"]), str(row[load]), si(row["ttft_s"], "s"),
-                      si(row["tpot_s"], "s"), f"{row['tok_s_per_gpu']:.4g}",
-                      f"{row['tok_s_per_user']:.4g}" if row["tok_s_per_user"] else "—",
-                      f"{cost:.3g}" if cost else "—", mark)
+            ("yes" if row.get("meets_slo") else "no")
+        table.add_row(*head, si(row["ttft_s"], "s", ""), si(row["tpot_s"], "s", ""),
+                      f"{row['tok_s_per_gpu']:.4g}",
+                      f"{row['tok_s_per_user']:.3g}" if row["tok_s_per_user"] else "—",
+                      *([f"{cost:.3g}" if cost else "—"] * priced), *([mark] * slo),
+                      *[""] * errors)
     return table
 
 
@@ -54,8 +61,10 @@ def print_plan(result: Any, slo: Any, console: Console | None = None) -> None:
     console = console or Console()
     how = ("the serving simulation (perfmodel serve)" if result.method == "serve" else
            "static-batch predictions at batch = concurrency (perfmodel predict)")
-    console.print(f"evaluated {result.searched} points with {how}; "
-                  f"{len(result.skipped)} deployments skipped (do not fit or cannot run)")
+    dropped = sum(not r["error"].startswith("concurrency") for r in result.skipped)
+    console.print(f"evaluated {result.searched} points with {how}; skipped {dropped} "
+                  f"deployments that do not fit or cannot run and "
+                  f"{len(result.skipped) - dropped} concurrencies their memory cannot hold")
     for note in result.notes:
         console.print(f"note: {note}")
     y = "cost per million tokens" if result.keys[0] == "cost_per_mtok" else "tokens/s per GPU"
@@ -67,7 +76,7 @@ def print_plan(result: Any, slo: Any, console: Console | None = None) -> None:
         console.print(f"[yellow]no configuration meets {targets or 'the targets'}[/yellow]")
         return
     b = result.best
-    console.print(f"best meeting {targets or 'no target'}: {deployment(b)} on {b['gpus']} GPU(s) "
+    console.print(f"best meeting {targets or 'no target'}: {deployment(b)} "
                   f"at {'concurrency' if 'concurrency' in b else 'batch'} "
                   f"{b.get('concurrency', b.get('batch'))}: {b['tok_s_per_gpu']:.4g} tok/s/GPU, "
                   f"{b['tok_s_per_user']:.4g} tok/s/user")
