@@ -400,3 +400,31 @@ def test_unknown_quantization_scheme_is_refused():
         quantize(torch.ones(2, 16, dtype=torch.bfloat16), "fp8", "per-block")
     with pytest.raises(RuntimeError, match="Triton on a CUDA GPU"):
         quantize(torch.ones(2, 16, dtype=torch.bfloat16), "fp8", "fused")
+
+
+@pytest.mark.parametrize("scheme", ["static", "dynamic-tensor", "dynamic-token"])
+def test_engine_int8_linear_quantizes_per_scheme(scheme):
+    """The torch engine's W8A8 int8 linear, each activation scheme, against x·Wᵀ in float:
+    within int8's rounding (a few 1/127 of the activation range, relative to the output)."""
+    torch = pytest.importorskip("torch")
+    from perfmodel.validate.linear import Int8Linear
+
+    torch.manual_seed(2)
+    layer = Int8Linear(64, 256, bias=False, dtype=torch.bfloat16, device="cpu", scheme=scheme)
+    x = torch.randn(5, 256, dtype=torch.bfloat16)
+    try:
+        y = layer(x).float()
+    except (RuntimeError, NotImplementedError) as exc:  # no CPU _int_mm in this torch
+        pytest.skip(str(exc))
+    want = x.float() @ (layer.weight.float() * layer.scale[:, None]).t()
+    assert (y - want).norm() / want.norm() < 0.03
+
+
+@pytest.mark.parametrize("kind", ["fp8/per-block", "bf16/static", "int4/dynamic-token"])
+def test_engine_refuses_an_unknown_activation_scheme(kind):
+    torch = pytest.importorskip("torch")
+    from perfmodel.errors import WorkloadError
+    from perfmodel.validate.linear import make_linear
+
+    with pytest.raises(WorkloadError, match="activation scheme"):
+        make_linear(kind, 64, 64, bias=False, dtype=torch.bfloat16, device="cpu")

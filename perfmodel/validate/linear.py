@@ -1,10 +1,14 @@
 """The engine's matmuls at each precision, on random weights: y = x·Wᵀ with W of shape (N, K).
 
 - bf16/fp16 (and fp32, for CPU tests): cuBLAS through `F.linear`.
-- fp8 W8A8: dynamic per-tensor activation scale (amax, scale, cast to e4m3), `torch._scaled_mm`
-  with per-tensor scales, bf16 out.
-- int8 W8A8: dynamic per-token activation scale (amax, scale, round, cast), `torch._int_mm`
-  (rows padded to 32 when M ≤ 16), then rescale by the token and channel scales.
+- fp8 W8A8: the activation quantized per scheme (`perfmodel.calibrate.quant.quantize`; default
+  dynamic per-tensor: amax, scale, cast to e4m3), `torch._scaled_mm` with per-tensor scales, or
+  per-row activation scales where the scheme is per token, bf16 out.
+- int8 W8A8: the activation quantized per scheme (default dynamic per token: amax, scale, round,
+  cast), `torch._int_mm` (rows padded to 32 when M ≤ 16), then rescale by both scales.
+- A weight kind "fp8/static" (dtype/scheme, as the act_quant tables name them) picks the
+  scheme: static (one kernel: x / s, clamp, cast, with a fixed scale s = 8 / max, so |x| > 8
+  saturates), dynamic-tensor, dynamic-token, or fused (one Triton per-token kernel).
 - int4 W4A16: tinygemm `aten._weight_int4pack_mm`, group 128, bf16 activations.
 Routed experts: tokens sorted by expert run through `torch._grouped_mm` (bf16) or
 `torch._scaled_grouped_mm` (fp8, the per-tensor activation scale repeated per row); a per-expert
@@ -20,11 +24,14 @@ import math
 import torch
 import torch.nn.functional as F
 
+from perfmodel.calibrate.quant import quantize
 from perfmodel.errors import WorkloadError
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 FP8 = torch.float8_e4m3fn
 FP8_MAX = 448.0
+STATIC_RANGE = 8.0  # |x| a static scale covers: activations here are RMS-normed or O(1) products
+SCHEMES = ("static", "dynamic-tensor", "dynamic-token", "fused")
 INT4_GROUP = 128
 INT4_INNER_K_TILES = 8
 
@@ -52,39 +59,42 @@ class DenseLinear:
 
 
 class Fp8Linear:
-    """W8A8 fp8: dynamic per-tensor activation scale, torch._scaled_mm, bf16 out."""
+    """W8A8 fp8: x quantized per scheme, torch._scaled_mm, bf16 out."""
 
-    def __init__(self, n: int, k: int, *, bias: bool, dtype: torch.dtype, device: str):
+    def __init__(self, n: int, k: int, *, bias: bool, dtype: torch.dtype, device: str,
+                 scheme: str = "dynamic-tensor"):
         _require(k % 16 == 0 and n % 16 == 0, f"fp8 needs K and N divisible by 16, got {k}x{n}")
         self.weight = torch.randn((n, k), dtype=dtype, device=device).to(FP8)
         self.scale = torch.tensor(1.0 / math.sqrt(k), dtype=torch.float32, device=device)
+        self.row_scale = self.scale.expand(1, n).contiguous()  # for per-token x scales
         self.bias = randn((n,), n, dtype, device) if bias else None
-        self.k = k
+        self.k, self.scheme = k, scheme
+        self.static = torch.tensor(STATIC_RANGE / FP8_MAX, device=device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x2 = x.reshape(-1, self.k)
-        x_scale = (x2.abs().amax().float() / FP8_MAX).clamp(min=1e-12)
-        xq = (x2 / x_scale).to(FP8)
-        y = torch._scaled_mm(xq, self.weight.t(), scale_a=x_scale, scale_b=self.scale,
+        xq, x_scale = quantize(x.reshape(-1, self.k), "fp8", self.scheme, self.static)
+        w_scale = self.row_scale if x_scale.dim() else self.scale
+        y = torch._scaled_mm(xq, self.weight.t(), scale_a=x_scale, scale_b=w_scale,
                              bias=self.bias, out_dtype=x.dtype)
         return y.reshape(*x.shape[:-1], -1)
 
 
 class Int8Linear:
-    """W8A8 int8: dynamic per-token activation scale, torch._int_mm (M padded to 32 when ≤ 16)."""
+    """W8A8 int8: x quantized per scheme, torch._int_mm (M padded to 32 when ≤ 16), rescale."""
 
-    def __init__(self, n: int, k: int, *, bias: bool, dtype: torch.dtype, device: str):
+    def __init__(self, n: int, k: int, *, bias: bool, dtype: torch.dtype, device: str,
+                 scheme: str = "dynamic-token"):
         _require(k % 8 == 0 and n % 8 == 0, f"int8 needs K and N divisible by 8, got {k}x{n}")
         self.weight = torch.randint(-127, 128, (n, k), dtype=torch.int8, device=device)
         self.scale = torch.rand(n, device=device).add_(0.5).mul_(1.0 / (73.0 * math.sqrt(k)))
         self.bias = randn((n,), n, dtype, device) if bias else None
-        self.k = k
+        self.k, self.scheme = k, scheme
+        self.static = torch.tensor(STATIC_RANGE / 127.0, device=device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.k)
         m = x2.shape[0]
-        x_scale = (x2.abs().amax(-1, keepdim=True).float() / 127.0).clamp(min=1e-12)
-        xq = (x2 / x_scale).round().to(torch.int8)
+        xq, x_scale = quantize(x2, "int8", self.scheme, self.static)
         if m <= 16:
             xq = F.pad(xq, (0, 0, 0, 32 - m))
         y = torch._int_mm(xq, self.weight.t())[:m]
@@ -122,11 +132,18 @@ LINEARS = {"bf16": DenseLinear, "fp16": DenseLinear, "fp32": DenseLinear, "fp8":
 
 def make_linear(weight_dtype: str, n: int, k: int, *, bias: bool, dtype: torch.dtype,
                 device: str):
-    """The linear layer for weights stored as weight_dtype (checked to run on device first)."""
-    if weight_dtype not in LINEARS:
+    """The linear layer for weights stored as weight_dtype, "fp8/static"-style kinds naming
+    the activation quantization scheme of fp8/int8 (checked to run on device first)."""
+    weight_dtype, _, scheme = weight_dtype.partition("/")
+    if weight_dtype not in LINEARS or (scheme and weight_dtype not in ("fp8", "int8")) \
+            or (scheme and scheme not in SCHEMES):
         raise WorkloadError(f"the torch-cudagraph engine runs bf16, fp16, fp8, int8 and int4 "
-                            f"linears, not {weight_dtype!r}; pass --precision")
+                            f"linears (fp8 and int8 with an activation scheme of "
+                            f"{', '.join(SCHEMES)}), not {weight_dtype!r}; pass --precision")
     probe(weight_dtype, device)
+    if scheme:
+        probe(f"{weight_dtype}/{scheme}", device)
+        return LINEARS[weight_dtype](n, k, bias=bias, dtype=dtype, device=device, scheme=scheme)
     return LINEARS[weight_dtype](n, k, bias=bias, dtype=dtype, device=device)
 
 
@@ -139,6 +156,7 @@ class GroupedExperts:
 
     def __init__(self, weight_dtype: str, experts: int, n: int, k: int, *, dtype: torch.dtype,
                  device: str):
+        weight_dtype = weight_dtype.partition("/")[0]  # experts quantize per tensor, dynamic
         self.fp8 = weight_dtype == "fp8"
         if self.fp8:
             probe("fp8_grouped", device)
@@ -202,8 +220,10 @@ def probe(kind: str, device: str) -> None:
     if not str(device).startswith("cuda"):
         raise WorkloadError(f"{kind} matmuls need a CUDA GPU; on {device} use bf16 or fp32")
     try:
-        if kind in ("fp8", "int8", "int4"):
-            LINEARS[kind](128, 128, bias=False, dtype=torch.bfloat16, device=device)(
+        if kind.partition("/")[0] in ("fp8", "int8", "int4"):
+            dtype, _, scheme = kind.partition("/")
+            extra = {"scheme": scheme} if scheme else {}
+            LINEARS[dtype](128, 128, bias=False, dtype=torch.bfloat16, device=device, **extra)(
                 torch.randn(3, 128, dtype=torch.bfloat16, device=device))
         elif kind == "fp8_grouped":
             experts = GroupedExperts.__new__(GroupedExperts)
