@@ -194,6 +194,11 @@ from perfmodel import cli_plan  # noqa: E402 (thin commands; they import what th
 app.command()(cli_plan.sweep)
 app.command()(cli_plan.plan)
 
+from perfmodel import cli_serve  # noqa: E402 (serve simulation; no torch)
+
+app.command()(cli_serve.serve)
+app.command("validate-serving")(cli_serve.validate_serving)
+
 
 def main() -> None:
     """Console-script entry point."""

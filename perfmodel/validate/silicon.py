@@ -1,13 +1,16 @@
 """Real serving measurements (../shared/external/aiconfigurator-silicon) beside our predictions.
 
-Single-GPU, aggregated-serving rows of the models perfmodel bundles. At concurrency c an engine
-decodes at most min(c, what fits in memory) sequences per step; TTFT (which includes queueing)
-cannot beat one sequence's prefill.
+Single-GPU, aggregated-serving rows of the models perfmodel bundles. `served` compares a row with
+the static-batch prediction (at concurrency c an engine decodes at most min(c, what fits)
+sequences per step; TTFT, which includes queueing, cannot beat one sequence's prefill).
+`simulate_row` runs the serving simulation (perfmodel.serve) on the row's workload instead; the
+rows are split into a training and a test half by sha1 of their id (`is_training`).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,3 +62,142 @@ def served(row: dict[str, str], gpus: dict[str, str], engine: str | None = None)
                   float(row["silicon_tpot_ms"]) / 1e3, float(row["silicon_ttft_ms"]) / 1e3,
                   pred.limit["itl_s"], first.limit["ttft_s"],
                   pred.estimate["itl_s"] if pred.estimate else None)
+
+
+# --- serving simulation against the rows (perfmodel validate-serving) ------------------------
+
+MEASURED_GPUS = {"h100_sxm": "h100-sxm-measured", "h200_sxm": "h200-measured"}
+
+
+def is_training(row: dict[str, str]) -> bool:
+    """The fixed split: a row trains (may fit a constant) iff sha1 of its id is even."""
+    return int(hashlib.sha1(row["id"].encode()).hexdigest(), 16) % 2 == 0
+
+
+def serving_rows() -> list[dict[str, str]]:
+    """Single-GPU aggregated rows: tp = pp = 1, no attention DP, no expert parallelism."""
+    return [r for r in rows() if r["attention_dp_size"] in ("", "1")
+            and r["moe_ep_size"] in ("", "0", "1")]
+
+
+def num_requests_for(concurrency: int) -> int:
+    """Requests simulated per row: max(4·C, 40), a few rounds of the closed loop."""
+    return max(4 * concurrency, 40)
+
+
+@dataclass(frozen=True)
+class SimulatedRow:
+    """One serving row, measured, and the simulation's estimate and limit (seconds)."""
+
+    id: str
+    engine: str
+    version: str
+    model: str
+    quant: str
+    system: str
+    isl: int
+    osl: int
+    concurrency: int
+    training: bool
+    ttft_s: float
+    tpot_s: float
+    ttft_est_s: float
+    tpot_est_s: float
+    ttft_lim_s: float
+    tpot_lim_s: float
+    preemptions: int
+
+    @property
+    def tpot_error(self) -> float:
+        return self.tpot_est_s / self.tpot_s - 1
+
+    @property
+    def ttft_error(self) -> float:
+        return self.ttft_est_s / self.ttft_s - 1
+
+
+def serve_kwargs(row: dict[str, str], gpus: dict[str, str] = MEASURED_GPUS) -> dict:
+    """run_serve arguments for one row (docs/serving.md). fp8 rows run fp8 weights, activations
+    and KV cache. TensorRT-LLM without chunked context must fit a whole prompt beside the
+    decoders in max_num_tokens; the rows do not say what the benchmark set, so a row whose
+    prompt + concurrency exceeds the 8192 default gets exactly that budget."""
+    prec = PRECISION[row["gemm_quant_mode"]]
+    conc, isl = int(row["batch_size"]), int(row["isl"])
+    kw = dict(gpu=gpus[row["system"]], engine=row["backend"], concurrency=conc, isl=isl,
+              osl=int(row["osl"]), num_requests=num_requests_for(conc), precision=prec,
+              kv_dtype="fp8" if prec == "fp8" else None)
+    if row["backend"] == "trtllm" and isl + conc > 8192:
+        kw["max_num_batched_tokens"] = isl + conc  # a whole context beside every decoder
+    return kw
+
+
+def simulate_row(row: dict[str, str], host_overhead_s: float | None = None,
+                 gpus: dict[str, str] = MEASURED_GPUS) -> SimulatedRow:
+    """Serve one row's workload with its engine and compare with its measurement."""
+    from perfmodel.serve import run_serve
+
+    knobs = {} if host_overhead_s is None else {"host_overhead_s": host_overhead_s}
+    m = run_serve(MODELS[row["model_path"]], **serve_kwargs(row, gpus), **knobs).metrics
+    return SimulatedRow(row["id"], row["backend"], row["backend_version"] or "?",
+                        MODELS[row["model_path"]], row["gemm_quant_mode"] or "bf16",
+                        row["system"], int(row["isl"]), int(row["osl"]), int(row["batch_size"]),
+                        is_training(row), float(row["silicon_ttft_ms"]) / 1e3,
+                        float(row["silicon_tpot_ms"]) / 1e3, m["ttft_s"]["mean"],
+                        m["tpot_s"]["mean"], m["limit"]["ttft_s"]["mean"],
+                        m["limit"]["tpot_s"]["mean"], m["preemptions"])
+
+
+def _q(values: list[float], q: float) -> float:
+    xs = sorted(values)
+    pos = q * (len(xs) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo) if xs else float("nan")
+
+
+def error_summary(results: list[SimulatedRow]) -> dict[tuple[str, str], dict]:
+    """Median and p90 |error| of TPOT and TTFT per (engine, half), and over all engines; how
+    many rows have a limit above their measurement."""
+    groups: dict[tuple[str, str], list[SimulatedRow]] = {}
+    for r in results:
+        half = "train" if r.training else "test"
+        for engine in (r.engine, "all"):
+            groups.setdefault((engine, half), []).append(r)
+    out = {}
+    for key in sorted(groups, key=lambda k: (k[0] == "all", k[0], k[1] != "test")):
+        rs = groups[key]
+        tpot, ttft = [abs(r.tpot_error) for r in rs], [abs(r.ttft_error) for r in rs]
+        out[key] = {"rows": len(rs), "tpot_median": _q(tpot, 0.5), "tpot_p90": _q(tpot, 0.9),
+                    "ttft_median": _q(ttft, 0.5), "ttft_p90": _q(ttft, 0.9),
+                    "limit_above": sum(r.tpot_lim_s > r.tpot_s or r.ttft_lim_s > r.ttft_s
+                                       for r in rs)}
+    return out
+
+
+def fit_host_overhead(train: list[dict[str, str]], probe_s: float = 1e-3) -> dict[str, float]:
+    """Per engine, the host overhead per step that makes the median training row's TPOT match:
+    each row's TPOT residual at zero overhead over d TPOT / d overhead (from a probe run),
+    median over the engine's training rows, floored at 0. Training rows only."""
+    per_engine: dict[str, list[float]] = {}
+    for row in train:
+        zero, probe = simulate_row(row, 0.0), simulate_row(row, probe_s)
+        slope = (probe.tpot_est_s - zero.tpot_est_s) / probe_s
+        if slope > 0:
+            per_engine.setdefault(row["backend"], []).append(
+                (zero.tpot_s - zero.tpot_est_s) / slope)
+    return {engine: max(0.0, _q(values, 0.5)) for engine, values in per_engine.items()}
+
+
+def validate_serving(on_row=None) -> tuple[list[SimulatedRow], int]:
+    """Simulate every single-GPU aggregated row; (results, rows skipped as unsupported)."""
+    from perfmodel.errors import PerfmodelError
+
+    results, skipped = [], 0
+    for row in serving_rows():
+        try:
+            results.append(simulate_row(row))
+        except PerfmodelError:
+            skipped += 1
+        if on_row is not None:
+            on_row(len(results) + skipped)
+    return results, skipped

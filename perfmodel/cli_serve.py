@@ -1,0 +1,123 @@
+"""`perfmodel serve` and `perfmodel validate-serving`: thin typer commands over perfmodel.serve
+and perfmodel.validate.silicon (registered on the app in cli.py). No torch here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from perfmodel.cli import (ActQuantOpt, GpuOpt, JsonOpt, KvOpt, ModelArg, PrecisionOpt,
+                           friendly_errors)
+
+IntOpt = Optional[int]
+
+
+def _opt(flag: str, text: str):
+    return typer.Option(flag, help=text)
+
+
+def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
+          engine: Annotated[str, _opt("--engine", "vllm | sglang | trtllm: whose scheduler, "
+                                      "defaults and kernels (docs/serving.md).")] = "vllm",
+          concurrency: Annotated[IntOpt, _opt("--concurrency", "Closed loop: C requests in "
+                                              "flight, the next sent as one ends.")] = None,
+          request_rate: Annotated[Optional[float], _opt("--request-rate", "Open loop: Poisson "
+                                                        "arrivals per second; inf sends all "
+                                                        "at once.")] = None,
+          isl: Annotated[int, _opt("--isl", "Prompt tokens per request (I).")] = 1024,
+          osl: Annotated[int, _opt("--osl", "Output tokens per request (O).")] = 128,
+          lengths: Annotated[Optional[str], _opt("--lengths", "JSONL of {\"input_len\", "
+                                                 "\"output_len\"} per request.")] = None,
+          num_requests: Annotated[IntOpt, _opt("--num-requests", "Requests to run (default "
+                                               "max(10·C, 100), or 1000).")] = None,
+          max_num_seqs: Annotated[IntOpt, _opt("--max-num-seqs", "Engine: most requests "
+                                               "running at once.")] = None,
+          max_num_batched_tokens: Annotated[IntOpt, _opt("--max-num-batched-tokens",
+                                                         "Engine: token budget per step.")] = None,
+          gpu_memory_utilization: Annotated[Optional[float], _opt(
+              "--gpu-memory-utilization", "Engine: memory fraction (SGLang: "
+              "mem_fraction_static; TensorRT-LLM: free_gpu_memory_fraction).")] = None,
+          block_size: Annotated[IntOpt, _opt("--block-size", "Engine: KV block (page) size "
+                                             "in tokens.")] = None,
+          chunked_prefill: Annotated[Optional[bool], typer.Option(
+              "--chunked-prefill/--no-chunked-prefill", help="Engine: chunk long prefills "
+              "(default: the engine's).")] = None,
+          precision: PrecisionOpt = None, kv_dtype: KvOpt = None, act_quant: ActQuantOpt = None,
+          tp: Annotated[int, _opt("--tp", "Tensor parallelism.")] = 1,
+          ep: Annotated[int, _opt("--ep", "Expert parallelism.")] = 1,
+          dp: Annotated[int, _opt("--dp", "Attention data parallelism.")] = 1,
+          pp: Annotated[int, _opt("--pp", "Pipeline parallelism.")] = 1,
+          seed: Annotated[int, _opt("--seed", "Seed of the Poisson arrivals.")] = 0,
+          json_out: JsonOpt = False,
+          trace: Annotated[Optional[Path], _opt("--trace", "Write one CSV line per engine "
+                                                "step here.")] = None) -> None:
+    """Simulate an engine serving MODEL under load: TTFT, TPOT, ITL, E2E and throughput."""
+    from perfmodel.serve import run_serve
+    from perfmodel.serve.summary import LazyProgress, print_serve, write_trace
+
+    progress = LazyProgress("simulating")
+    try:
+        with friendly_errors():
+            report = run_serve(
+                model, gpu=gpu, engine=engine, concurrency=concurrency,
+                request_rate=request_rate, isl=isl, osl=osl, num_requests=num_requests,
+                lengths=lengths, precision=precision, kv_dtype=kv_dtype, act_quant=act_quant,
+                tp=tp, ep=ep, dp=dp, pp=pp, seed=seed, on_progress=progress,
+                max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
+                gpu_memory_utilization=gpu_memory_utilization, block_size=block_size,
+                chunked_prefill=chunked_prefill)
+    finally:
+        progress.close()
+    if trace is not None:
+        write_trace(trace, report.outcome.trace)
+    if json_out:
+        typer.echo(json.dumps({**report.metrics, "warnings": list(report.warnings)}, indent=1,
+                              allow_nan=False))
+        return
+    print_serve(report.metrics, report.warnings)
+
+
+def validate_serving(
+        json_out: JsonOpt = False,
+        csv_path: Annotated[Optional[Path], _opt("--csv", "Write every row, measured and "
+                                                 "predicted, to this CSV.")] = None,
+        markdown: Annotated[bool, _opt("--markdown", "Print only the error table as Markdown "
+                                       "(docs/serving.md).")] = False,
+        fit: Annotated[bool, _opt("--fit", "Print the host overhead per step fitted on the "
+                                  "training half (sha1(id) even).")] = False) -> None:
+    """Simulate every single-GPU aggregated serving row of ../shared/external/aiconfigurator-
+    silicon and compare TTFT and TPOT with the measurements, per engine, train/test halves."""
+    import csv
+    import dataclasses
+
+    from perfmodel.serve.summary import markdown_table, print_validation
+    from perfmodel.validate import silicon
+
+    with friendly_errors():
+        if not silicon.CSV.exists():
+            from perfmodel.errors import PerfmodelError
+
+            raise PerfmodelError(f"{silicon.CSV} not found; put ../shared/external/"
+                                 "aiconfigurator-silicon beside this checkout")
+        if fit:
+            train = [r for r in silicon.serving_rows() if silicon.is_training(r)]
+            typer.echo(json.dumps(silicon.fit_host_overhead(train), indent=1))
+            return
+        results, skipped = silicon.validate_serving()
+    summary = silicon.error_summary(results)
+    if csv_path is not None:
+        with csv_path.open("w", newline="") as f:
+            out = csv.DictWriter(f, fieldnames=[x.name for x in dataclasses.fields(results[0])])
+            out.writeheader()
+            out.writerows(dataclasses.asdict(r) for r in results)
+    if json_out:
+        doc = {"rows": [dataclasses.asdict(r) for r in results], "skipped": skipped,
+               "summary": [{"engine": e, "half": h, **s} for (e, h), s in summary.items()]}
+        typer.echo(json.dumps(doc, indent=1, allow_nan=False))
+    elif markdown:
+        typer.echo("\n".join(markdown_table(summary)))
+    else:
+        print_validation(results, summary, skipped)

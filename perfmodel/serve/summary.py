@@ -1,0 +1,107 @@
+"""Rendering of `perfmodel serve` and `perfmodel validate-serving`: rich summary, trace CSV,
+progress bar, validation tables. Imported by the CLI only (rich is imported here, not in the
+simulation)."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+
+class LazyProgress:
+    """A rich progress bar on stderr that appears only once a run has taken over a second."""
+
+    def __init__(self, label: str):
+        self.label, self.start, self.bar, self.task = label, time.monotonic(), None, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if time.monotonic() - self.start < 1.0:
+                return
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self.bar = Progress(console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=total)
+        self.bar.update(self.task, completed=done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def write_trace(path: Path, trace: Sequence[tuple[float, int, int, int]]) -> None:
+    """One CSV line per engine step: end time (s), decoders, prefill tokens, KV blocks used."""
+    with Path(path).open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["time_s", "decode_seqs", "prefill_tokens", "kv_blocks_used"])
+        out.writerows((f"{t:.6f}", d, p, b) for t, d, p, b in trace)
+
+
+def _ms(x: float | None) -> str:
+    return "—" if x is None else f"{x * 1e3:.1f}"
+
+
+def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
+    """The rich summary of one serve run."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    w = doc["workload"]
+    load = f"concurrency {w['concurrency']}" if w["concurrency"] else \
+        f"request rate {w['request_rate'] or 'inf'}/s"
+    lengths = f"{w['isl']} in / {w['osl']} out" if w["isl"] else "lengths from file"
+    console.print(f"[bold]{doc['model']}[/] on {doc['gpu']}, {doc['engine']}, {doc['precision']}")
+    console.print(f"{w['num_requests']} requests, {load}, {lengths}; {doc['steps']} engine steps")
+    table = Table("ms", "mean", "median", "p90", "p99", "limit (mean)")
+    for key, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("itl_s", "ITL"), ("e2e_s", "E2E")):
+        s = doc[key]
+        lim = doc["limit"].get(key, {}).get("mean")
+        table.add_row(name, _ms(s["mean"]), _ms(s["median"]), _ms(s["p90"]), _ms(s["p99"]),
+                      _ms(lim))
+    console.print(table)
+    t, kv = doc["throughput"], doc["kv_cache"]
+    console.print(f"throughput {t['requests_s']:.2f} req/s, {t['output_tok_s']:.0f} output tok/s "
+                  f"({t['output_tok_s_per_gpu']:.0f} per GPU, "
+                  f"{t['output_tok_s_per_user'] or 0:.1f} per user)")
+    console.print(f"KV cache {kv['tokens']} tokens ({kv['blocks']} blocks of {kv['block_size']}),"
+                  f" peak use {kv['peak_fraction']:.0%}; preemptions {doc['preemptions']}; "
+                  f"host overhead {doc['host_overhead_s'] * 1e3:.2f} ms/step")
+    console.print(f"[dim]{doc['estimate_note']}[/]")
+    for line in warnings:
+        console.print(f"[yellow]warning:[/] {line}")
+
+
+def markdown_table(summary: dict[str, Any]) -> list[str]:
+    """The validate-serving error table as Markdown (docs/serving.md)."""
+    lines = ["| engine | half | rows | TPOT median abs err | TPOT p90 | TTFT median | TTFT p90 | "
+             "limit above measured |", "|---|---|---|---|---|---|---|---|"]
+    for (engine, half), s in summary.items():
+        lines.append(f"| {engine} | {half} | {s['rows']} | {s['tpot_median']:.0%} | "
+                     f"{s['tpot_p90']:.0%} | {s['ttft_median']:.0%} | {s['ttft_p90']:.0%} | "
+                     f"{s['limit_above']} |")
+    return lines
+
+
+def print_validation(results, summary: dict[str, Any], skipped: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table("engine", "model", "quant", "GPU", "I/O", "C", "half", "TTFT ms meas/est/lim",
+                  "TPOT ms meas/est/lim")
+    for r in results:
+        table.add_row(r.engine, r.model.split("/")[-1], r.quant, r.system, f"{r.isl}/{r.osl}",
+                      str(r.concurrency), "train" if r.training else "test",
+                      f"{r.ttft_s * 1e3:.0f} / {r.ttft_est_s * 1e3:.0f} / {r.ttft_lim_s * 1e3:.0f}",
+                      f"{r.tpot_s * 1e3:.1f} / {r.tpot_est_s * 1e3:.1f} / "
+                      f"{r.tpot_lim_s * 1e3:.1f}")
+    console.print(table)
+    for line in markdown_table(summary):
+        console.print(line, markup=False)
+    if skipped:
+        console.print(f"skipped {skipped} rows (model or precision not supported)")
