@@ -278,3 +278,18 @@ def test_fp4_peaks_are_blackwells_alone():
             assert spec.peak("fp4") == pytest.approx(2 * spec.peak("fp8"), rel=1e-12)
         else:
             assert spec.peak("fp4") is None, name
+
+
+@pytest.mark.parametrize(("quant", "message"), [
+    ({"quant_method": "fp8", "weight_block_size": [128]}, "weight_block_size"),
+    ({"quant_method": "fp8", "activation_scheme": "sometimes"}, "activation_scheme"),
+    ({"quant_method": "awq", "bits": 3}, "3 bits"),
+    ({"quant_method": "compressed-tensors", "config_groups": {}}, "config_groups"),
+    ({"quant_method": "modelopt", "quant_algo": "NVFP4", "group_size": 32}, "group_size 32"),
+    ({"quant_method": "modelopt", "quant_algo": "INT4_AWQ"}, "INT4_AWQ"),
+    ({"quant_method": "bitsandbytes"}, "bitsandbytes"),
+])
+def test_unsupported_quantization_configs_name_the_fix(quant, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        from_quantization_config(with_quant(quant))
+    assert "--precision" in str(err.value)
