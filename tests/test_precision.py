@@ -70,7 +70,8 @@ CT_NVFP4 = {
 # RedHatAI/...-NVFP4A16: the same weights, activations left in bf16.
 CT_NVFP4A16 = {**CT_NVFP4, "config_groups": {"group_0": {
     **CT_NVFP4["config_groups"]["group_0"], "input_activations": None}}}
-# nvidia/Llama-3.1-70B-Instruct-FP4 hf_quant_config.json (ModelOpt): nested "quantization".
+# ModelOpt hf_quant_config.json layout (nvidia/Llama-3.3-70B-Instruct-FP4,
+# nvidia/Llama-3.1-8B-Instruct-NVFP4, served by `vllm serve ... --quantization modelopt`).
 MODELOPT_NVFP4 = {"quant_method": "modelopt", "producer": {"name": "modelopt"},
                   "quantization": {"quant_algo": "NVFP4", "kv_cache_quant_algo": "FP8",
                                    "group_size": 16, "exclude_modules": ["lm_head"]}}
