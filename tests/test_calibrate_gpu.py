@@ -1,4 +1,6 @@
-"""calibrate-gpu on a real GPU (the lent H100): quick run, profile loads, peaks match reference.
+"""calibrate-gpu on a real GPU (the lent H100): quick run, profile loads, peaks match reference,
+and the method v2 tables against physics: no kernel beats the datasheet's bandwidth or peak
+for the bytes it must move and the FLOPs it must do.
 
 Ground truth: an independent run of the same method on the lent H100
 (../shared/validation/h100-peaks.json): bf16 772-775 TFLOP/s, int8 955-959 TOP/s, copy
@@ -39,7 +41,7 @@ def quick(tmp_path_factory):
 def test_quick_run_is_quick_and_complete(quick):
     spec, seconds = quick
     print(f"quick calibration: {seconds:.1f} s on {spec.extra['environment']['device_name']}")
-    assert seconds < 90
+    assert seconds < 150  # 42-52 s with the v1 tables (2026-11-21); v2 adds its series
     assert spec.kind == "measured" and spec.peak("bf16") > 1e13 and spec.mem_bandwidth > 1e11
     tables = spec.tables
     assert tables.graph_launch_s and tables.eager_launch_s
@@ -50,8 +52,8 @@ def test_quick_run_is_quick_and_complete(quick):
 
 def test_h100_peaks_match_the_reference(quick):
     spec, _ = quick
-    if "H100" not in spec.extra["environment"]["device_name"]:
-        pytest.skip("reference figures are for the H100")
+    if spec.datasheet != "h100-sxm":  # not an H100 PCIe or NVL: other clocks and memory
+        pytest.skip("reference figures are for the H100 SXM")
     assert spec.peak("bf16") == pytest.approx(H100["bf16"], rel=TOLERANCE)
     assert spec.peak("int8") == pytest.approx(H100["int8"], rel=TOLERANCE)
     assert spec.mem_bandwidth == pytest.approx(H100["mem_bandwidth"], rel=TOLERANCE)
@@ -82,5 +84,129 @@ def test_linear_small_m_is_near_the_weight_read_time(quick):
 def test_decode_attention_grows_with_context(quick):
     spec, _ = quick
     points = {(b, c): s for b, c, s in spec.tables.attention_decode.points}
-    if (1, 1024) in points and (1, 131072) in points:
-        assert points[(1, 131072)] > 10 * points[(1, 1024)]
+    assert points[(1, 131072)] > 10 * points[(1, 1024)]  # 128x the KV bytes
+
+
+def sheet(spec):
+    """The datasheet profile of the measured card: its bandwidth and peaks are ceilings no kernel
+    passes (the measured copy rate is not: a read-only stream can run a little above it)."""
+    if spec.datasheet is None:
+        pytest.skip("no datasheet profile for this card")
+    return load_gpu(spec.datasheet)
+
+
+def test_v2_tables_are_all_there(quick):
+    spec, _ = quick
+    tables = spec.tables
+    assert spec.extra["method_version"] == 2 and tables.quant_in_linear is False
+    assert set(tables.act_quant) == {f"{d}/{s}" for d in ("fp8", "int8") for s in
+                                     ("static", "dynamic-tensor", "dynamic-token", "fused")}
+    assert len(tables.attention) == 2 + 16 and tables.moe_block
+    assert max(m for m, *_ in tables.grouped["bf16"]) >= 16384
+
+
+def test_decode_attention_reads_its_kv_cache_no_faster_than_hbm(quick):
+    """Every decode point, MLA and windowed ones included, reads its K/V (the latent once for
+    MLA; min(C, W) tokens under a window) from HBM: time >= bytes / datasheet bandwidth."""
+    from perfmodel.calibrate.attention import read_length
+    from perfmodel.calibrate.plan import AttentionCase
+
+    spec, _ = quick
+    bandwidth = sheet(spec).mem_bandwidth
+    checked = 0
+    for table in spec.tables.attention:
+        if table.phase != "decode":
+            continue
+        case = AttentionCase("decode", table.heads, table.kv_heads, table.head_dim, (),
+                             kind=table.kind, window=table.window)
+        for b, c, seconds in table.points:
+            width = table.head_dim if table.kind == "mla" else \
+                table.kv_heads * (table.head_dim + table.v_head_dim)
+            kv_bytes = 2 * b * read_length(case, c) * width
+            assert seconds >= kv_bytes / bandwidth, (table, b, c, seconds)
+            checked += 1
+    assert checked >= 20
+
+
+def test_prefill_attention_does_no_better_than_the_tensor_cores(quick):
+    """Causal prefill does at least half of 4·b·T²·N·H FLOPs (QKᵀ and PV); a window cuts no work
+    from SDPA's masked kernel, but count only the band to stay a floor: time >= FLOPs / peak."""
+    spec, _ = quick
+    peak = sheet(spec).peak("bf16")
+    for table in spec.tables.attention:
+        if table.phase != "prefill":
+            continue
+        for b, t, seconds in table.points:
+            keys = min(t, table.window) if table.window else t / 2
+            flops = 2 * b * t * keys * table.heads * (table.head_dim + table.v_head_dim)
+            assert seconds >= flops / peak, (table, b, t, seconds)
+
+
+def test_fused_quantization_beats_the_unfused_chain_at_large_sizes(quick):
+    """At 4096 x 4096 (32 MiB of bf16, past L2) the per-token PyTorch chain makes several passes
+    over x (abs, amax, divide, round, cast); the fused kernel reads x once from HBM and writes q
+    once. Each is slower than its minimal bytes (2 read + 1 written per element) allow."""
+    spec, _ = quick
+    bandwidth = sheet(spec).mem_bandwidth
+    for dtype in ("fp8", "int8"):
+        at = {key.split("/")[1]: {(r, w): s for r, w, s in points}
+              for key, points in spec.tables.act_quant.items() if key.startswith(dtype)}
+        big = (4096, 4096)
+        assert at["fused"][big] < at["dynamic-token"][big], at
+        assert at["static"][big] < at["dynamic-tensor"][big], at
+        for scheme in ("static", "fused"):
+            assert at[scheme][big] >= 3 * big[0] * big[1] / bandwidth, (dtype, scheme, at)
+
+
+def test_moe_block_reads_the_experts_it_routes_to(quick):
+    """One token routes to exactly k experts: the block reads at least their gate/up/down
+    weights (3·D·F bf16 each) from HBM."""
+    spec, _ = quick
+    bandwidth = sheet(spec).mem_bandwidth
+    ones = [p for p in spec.tables.moe_block if p[0] == 1]
+    assert ones
+    for _, experts, top_k, hidden, intermediate, seconds in ones:
+        assert seconds >= top_k * 3 * hidden * intermediate * 2 / bandwidth
+
+
+def test_triton_quantization_matches_pytorch():
+    """The fused per-token kernel gives PyTorch's dynamic-token result (scales equal; codes
+    within one step where rounding ties differ), the static kernel PyTorch's static one."""
+    torch = pytest.importorskip("torch")
+    from perfmodel.calibrate.quant import qmax, quantize
+
+    torch.manual_seed(3)
+    x = torch.randn(37, 5000, dtype=torch.bfloat16, device="cuda") * 3
+    for dtype in ("fp8", "int8"):
+        fused, fused_scale = quantize(x, dtype, "fused")
+        torch_q, torch_scale = quantize(x, dtype, "dynamic-token")
+        assert torch.allclose(fused_scale, torch_scale, rtol=1e-6)
+        step = (fused.float() - torch_q.float()).abs() / (x.float().abs() / torch_scale + 1)
+        assert step.max() <= (1 / 8 if dtype == "fp8" else 1.0)
+        scale = torch.tensor(4.0 / qmax(dtype), device="cuda")
+        static, _ = quantize(x, dtype, "static", scale)
+        ref = (x.cpu() / scale.cpu()).clamp(-qmax(dtype), qmax(dtype))
+        ref = (ref.round() if dtype == "int8" else ref).to(static.dtype)
+        assert (static.cpu().float() - ref.float()).abs().max() <= (1 if dtype == "int8" else
+                                                                    qmax(dtype) / 8)
+
+
+@pytest.mark.parametrize("dtype", ["fp8", "int8"])
+@pytest.mark.parametrize("scheme", ["static", "dynamic-tensor", "dynamic-token", "fused"])
+@pytest.mark.parametrize("rows", [3, 40])
+def test_engine_linear_per_scheme_matches_its_dequantized_weight(dtype, scheme, rows):
+    """The torch engine's W8A8 linear with each activation scheme against x·W_dequantizedᵀ in
+    float64: only the activation's rounding separates them (a few % for e4m3's 3-bit mantissa,
+    under 1% for int8 at this range)."""
+    torch = pytest.importorskip("torch")
+    from perfmodel.validate.linear import make_linear
+
+    torch.manual_seed(4)
+    lin = make_linear(f"{dtype}/{scheme}", 384, 256, bias=False, dtype=torch.bfloat16,
+                      device="cuda")
+    scale = lin.scale.double() if dtype == "fp8" else lin.scale.double()[:, None]
+    weight = lin.weight.double() * scale
+    x = torch.randn(rows, 256, dtype=torch.bfloat16, device="cuda")
+    got, want = lin(x).double(), x.double() @ weight.t()
+    assert got.shape == (rows, 384)
+    assert ((got - want).norm() / want.norm()).item() < (0.05 if dtype == "fp8" else 0.02)
