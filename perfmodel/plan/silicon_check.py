@@ -1,0 +1,118 @@
+"""Does plan pick what the measurements would? The check against real serving data.
+
+For each (model, GPU, engine, ISL/OSL) group of the single-GPU aggregated serving rows in
+../shared/external/aiconfigurator-silicon (perfmodel.validate.silicon), the candidates are the
+group's measured configurations (precision × concurrency). Measured output tokens/s per GPU of a
+row is C·O / (TTFT + (O−1)·TPOT) / GPUs (a closed loop of C requests, each taking its TTFT plus
+O−1 inter-token gaps). The target is the TPOT of the row with the best measured tokens/s per
+GPU; plan, given that TPOT as its SLO, picks the candidate with the most simulated tokens/s per
+GPU among those whose simulated TPOT meets it. The group passes when the pick's *measured*
+tokens/s per GPU is within 10% of the best measured. Only test-half rows count (the serving
+simulation's one fitted constant saw the training half only); `python -m
+perfmodel.plan.silicon_check [--all]` prints the table.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from perfmodel.plan.grid import SERVE, Point
+from perfmodel.plan.sweep import run_points
+
+Row = dict[str, str]
+TOLERANCE = 0.10
+
+
+@dataclass(frozen=True)
+class GroupCheck:
+    """One group: its best measured row, plan's pick, and the pick's measured share of it."""
+
+    key: tuple[str, str, str, int, int]  # model, system, engine, ISL, OSL
+    rows: int
+    target_tpot_s: float
+    best_id: str
+    best_tok_s_per_gpu: float
+    pick_id: str | None  # None: no candidate was simulated to meet the target
+    pick_tok_s_per_gpu: float | None
+
+    @property
+    def ratio(self) -> float | None:
+        return None if self.pick_tok_s_per_gpu is None else \
+            self.pick_tok_s_per_gpu / self.best_tok_s_per_gpu
+
+    @property
+    def passed(self) -> bool:
+        return self.ratio is not None and self.ratio >= 1 - TOLERANCE
+
+
+def measured_tok_s_per_gpu(row: Row) -> float:
+    """C·O / (TTFT + (O−1)·TPOT) / GPUs, from the row's mean TTFT and TPOT."""
+    c, osl = int(row["batch_size"]), int(row["osl"])
+    e2e = float(row["silicon_ttft_ms"]) / 1e3 + (osl - 1) * float(row["silicon_tpot_ms"]) / 1e3
+    return c * osl / e2e / (int(row["tp_size"]) * int(row["pp_size"]))
+
+
+def groups(rows: Sequence[Row]) -> dict[tuple, list[Row]]:
+    out: dict[tuple, list[Row]] = defaultdict(list)
+    for row in rows:
+        out[(row["model_path"], row["system"], row["backend"], int(row["isl"]),
+             int(row["osl"]))].append(row)
+    return dict(out)
+
+
+def _point(row: Row) -> Point:
+    from perfmodel.validate.silicon import MODELS, serve_kwargs
+
+    kw = serve_kwargs(row)
+    return Point(MODELS[row["model_path"]], kw["gpu"], SERVE, kw["precision"], kw["kv_dtype"],
+                 kw["engine"], load=kw["concurrency"], isl=kw["isl"], osl=kw["osl"],
+                 requests=kw["num_requests"])
+
+
+def pick(rows: Sequence[Row], simulated: Sequence[dict[str, Any]], target: float) -> Row | None:
+    """plan's choice: the most simulated tokens/s per GPU among rows simulated to meet target."""
+    ok = [(sim["tok_s_per_gpu"], i) for i, sim in enumerate(simulated)
+          if sim["error"] is None and sim["tpot_s"] <= target]
+    return rows[max(ok)[1]] if ok else None
+
+
+def check(rows: Sequence[Row], simulated: dict[str, dict[str, Any]]) -> list[GroupCheck]:
+    """Every group of two or more rows; simulated maps row id -> its serve row."""
+    out = []
+    for key, members in sorted(groups(rows).items()):
+        if len(members) < 2:
+            continue
+        best = max(members, key=measured_tok_s_per_gpu)
+        target = float(best["silicon_tpot_ms"]) / 1e3
+        chosen = pick(members, [simulated[r["id"]] for r in members], target)
+        out.append(GroupCheck(key, len(members), target, best["id"],
+                              measured_tok_s_per_gpu(best), chosen and chosen["id"],
+                              measured_tok_s_per_gpu(chosen) if chosen else None))
+    return out
+
+
+def run(test_half_only: bool = True, workers: int | None = None) -> list[GroupCheck]:
+    """Simulate every row once (on all cores) and check each group."""
+    from perfmodel.validate.silicon import is_training, serving_rows
+
+    rows = [r for r in serving_rows() if not (test_half_only and is_training(r))]
+    sims = run_points([_point(r) for r in rows], workers=workers)
+    return check(rows, {r["id"]: sim for r, sim in zip(rows, sims)})
+
+
+def main(argv: Sequence[str]) -> None:
+    results = run(test_half_only="--all" not in argv)
+    for g in results:
+        ratio = "no pick" if g.ratio is None else f"{100 * g.ratio:5.1f}%"
+        print(f"{'pass' if g.passed else 'FAIL'}  {ratio:>7}  {g.rows:3d} rows  TPOT ≤ "
+              f"{g.target_tpot_s * 1e3:6.2f} ms  {' '.join(map(str, g.key))}")
+    passed = sum(g.passed for g in results)
+    print(f"{passed} of {len(results)} groups: plan's pick within {TOLERANCE:.0%} of the best "
+          "measured tokens/s per GPU")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,68 @@
+"""The serving-data check of plan (perfmodel/plan/silicon_check.py): its arithmetic by hand, and
+one real group when ../shared holds the measurements."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import SHARED
+from perfmodel.plan.silicon_check import GroupCheck, check, measured_tok_s_per_gpu, pick
+
+
+def row(rid, c, ttft_ms, tpot_ms, osl=100, tp=1, backend="vllm"):
+    return {"id": rid, "batch_size": str(c), "osl": str(osl), "isl": "1000", "tp_size": str(tp),
+            "pp_size": "1", "silicon_ttft_ms": str(ttft_ms), "silicon_tpot_ms": str(tpot_ms),
+            "model_path": "m", "system": "h200_sxm", "backend": backend}
+
+
+def sim(tpot_s, per_gpu, error=None):
+    return {"tpot_s": tpot_s, "tok_s_per_gpu": per_gpu, "error": error}
+
+
+def test_measured_throughput_by_hand():
+    # 8 requests of 100 tokens, each 100 ms + 99 × 10 ms = 1.09 s: 800 / 1.09 tok/s on 2 GPUs
+    assert measured_tok_s_per_gpu(row("a", 8, 100, 10, tp=2)) == pytest.approx(800 / 1.09 / 2)
+
+
+def test_pick_is_the_fastest_simulated_row_meeting_the_target():
+    rows = [row("a", 1, 50, 8), row("b", 8, 80, 12), row("c", 64, 400, 30)]
+    sims = [sim(0.008, 100.0), sim(0.011, 700.0), sim(0.031, 3000.0)]
+    assert pick(rows, sims, 0.030)["id"] == "b"  # c is simulated above the target
+    assert pick(rows, sims, 0.031)["id"] == "c"
+    assert pick(rows, sims, 0.001) is None
+    assert pick(rows, [sim(0.008, 100.0), sim(0.011, 700.0, "does not fit"),
+                       sim(0.5, 1.0)], 0.030)["id"] == "a"
+
+
+def test_groups_pass_within_ten_percent_of_the_best_measured():
+    rows = [row("a", 1, 50, 8), row("b", 8, 80, 12), row("c", 64, 400, 30),
+            row("d", 4, 60, 9, backend="sglang")]  # alone in its group: not checked
+    sims = {"a": sim(0.008, 100.0), "b": sim(0.011, 700.0), "c": sim(0.031, 3000.0),
+            "d": sim(0.009, 1.0)}
+    (group,) = check(rows, sims)
+    assert group.best_id == "c" and group.target_tpot_s == pytest.approx(0.030)
+    assert group.pick_id == "b" and not group.passed  # b measures a third of c
+    assert group.ratio == pytest.approx(measured_tok_s_per_gpu(rows[1]) /
+                                        measured_tok_s_per_gpu(rows[2]))
+    sims["c"] = sim(0.029, 3000.0)
+    (group,) = check(rows, sims)
+    assert group.pick_id == "c" and group.ratio == 1 and group.passed
+    assert not GroupCheck(("m", "s", "e", 1, 1), 2, 0.01, "x", 10.0, None, None).passed
+
+
+@pytest.mark.skipif(not (SHARED / "external" / "aiconfigurator-silicon").exists(),
+                    reason="no ../shared/external/aiconfigurator-silicon")
+def test_one_real_group_runs_end_to_end():
+    from perfmodel.plan.silicon_check import _point, groups
+    from perfmodel.plan.sweep import run_points
+    from perfmodel.validate.silicon import is_training, serving_rows
+
+    test_half = [r for r in serving_rows() if not is_training(r)]
+    key = ("meta-llama/Llama-3.1-8B-Instruct", "h100_sxm", "trtllm", 1024, 128)
+    members = groups(test_half)[key]
+    sims = run_points([_point(r) for r in members], workers=1)
+    assert all(s["error"] is None and s["basis"] == "serve" for s in sims)
+    (group,) = check(members, {r["id"]: s for r, s in zip(members, sims)})
+    best = max(measured_tok_s_per_gpu(r) for r in members)
+    assert group.best_tok_s_per_gpu == best
+    assert group.pick_id is None or group.pick_tok_s_per_gpu <= best
