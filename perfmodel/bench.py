@@ -1,7 +1,10 @@
-"""Benchmark: how long predictions take (`python -m perfmodel.bench [N]`, default 10,000).
+"""Benchmark: how long predictions take (`python -m perfmodel.bench [N]`, default 10,000), and
+the estimate's grid check (`python -m perfmodel.bench --grid`).
 
 Inputs are resolved once (config, GPU profile, estimator), as a sweep would; each prediction
-then costs every op of the prefill and of the mean decode step, limit and estimate.
+then costs every op of the prefill and of the mean decode step, limit and estimate. The grid
+check runs every bundled model × profile × engine preset × precision × batch × length once,
+prefill and decode, and lists where the estimate falls below the limit or falls as load grows.
 """
 
 from __future__ import annotations
@@ -9,14 +12,21 @@ from __future__ import annotations
 import itertools
 import sys
 import time
+from dataclasses import dataclass, field
 
+from perfmodel.cost.engines import PRESETS
+from perfmodel.cost.estimate import estimator_for
+from perfmodel.cost.ops import forward_ops
+from perfmodel.cost.precision import PRECISIONS, on_gpu, preset
+from perfmodel.cost.predict import predict
+from perfmodel.cost.roofline import cost
+from perfmodel.cost.workload import Workload
+from perfmodel.hardware.gpu import bundled_names, load_gpu
 from perfmodel.model.architectures import model_spec
 from perfmodel.model.source import bundled_models, load_model_config
-from perfmodel.cost.estimate import estimator_for
-from perfmodel.hardware.gpu import bundled_names, load_gpu
-from perfmodel.cost.precision import preset
-from perfmodel.cost.predict import predict
-from perfmodel.cost.workload import Workload
+
+GRID_BATCHES = (1, 2, 8, 32, 128, 512)
+GRID_LENGTHS = (128, 1024, 8192, 32768, 131072)
 
 
 def run(count: int = 10_000) -> tuple[float, int]:
@@ -41,8 +51,100 @@ def run(count: int = 10_000) -> tuple[float, int]:
     return time.perf_counter() - start, estimated
 
 
-if __name__ == "__main__":
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+def engine_names() -> list[str]:
+    """Every engine preset: the kernel presets and the serving engines' (where present)."""
+    try:
+        from perfmodel.cost.serving_engines import SERVING_PRESETS
+    except ImportError:
+        SERVING_PRESETS = {}
+    return list({**PRESETS, **SERVING_PRESETS})
+
+
+@dataclass
+class GridCheck:
+    """What the grid check found: points checked, and each failure as a readable line."""
+
+    points: int = 0
+    below_limit: list[str] = field(default_factory=list)
+    falls: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _phase_steps(spec, prec, phase, batches, lengths):
+    """forward_ops of one step at every (batch, length) of the grid."""
+    return {(b, n): forward_ops(spec, prec, phase, b, n if phase == "prefill" else 1, n)
+            for b in batches for n in lengths}
+
+
+def check_grid(models=None, gpus=None, engines=None, precisions=PRECISIONS,
+               batches=GRID_BATCHES, lengths=GRID_LENGTHS) -> GridCheck:
+    """Prefill (B, T) and decode (B, C) steps over the grid, each computed once: the estimate
+    must never fall below the limit, nor fall as B or the length grows. The mean decode step
+    of a prediction averages such steps, so it inherits both properties."""
+    found, start = GridCheck(), time.perf_counter()
+    specs = {m: model_spec(load_model_config(m).config) for m in models or bundled_models()}
+    profiles = [load_gpu(n) for n in gpus or bundled_names()]
+    steps: dict = {}
+    for gpu, name in itertools.product(profiles, precisions):
+        prec = on_gpu(preset(name), gpu.peak_flops, gpu.name)
+        if gpu.peak(prec.compute_dtype) is None:
+            continue
+        estimators = [(e, estimator_for(gpu, prec, e).estimator) for e in engines or engine_names()]
+        limits: dict = {}
+        for (model, spec), phase in itertools.product(specs.items(), ("prefill", "decode")):
+            key = (model, prec, phase)
+            if key not in steps:
+                steps[key] = _phase_steps(spec, prec, phase, batches, lengths)
+            for engine, est in estimators:
+                if est is not None:
+                    where = f"{model} {gpu.name} {name} {engine} {phase}"
+                    _check(steps[key], gpu, est, limits, where, found, (batches, lengths))
+    found.seconds = time.perf_counter() - start
+    return found
+
+
+def _check(grid, gpu, est, limits, where, found: GridCheck, axes) -> None:
+    values, memo = {}, {}
+    for point, ops in grid.items():
+        limit = estimate = 0.0
+        for op in ops:
+            if op not in limits:
+                limits[op] = cost(op, gpu).limit_s
+            if op not in memo:
+                memo[op] = est(op)
+            estimate += memo[op]
+            limit += 0.0 if op.fusable else limits[op]
+        values[point] = estimate
+        found.points += 1
+        if estimate < limit * (1 - 1e-9):
+            found.below_limit.append(f"{where} B={point[0]} len={point[1]}: estimate "
+                                     f"{estimate:.4g} s < limit {limit:.4g} s")
+    for (b, n), value in values.items():
+        for nxt in ((_next(axes[0], b), n), (b, _next(axes[1], n))):
+            if nxt in values and values[nxt] < value * (1 - 1e-9):
+                found.falls.append(f"{where} B={b} len={n} -> B={nxt[0]} len={nxt[1]}: "
+                                   f"{value:.4g} s -> {values[nxt]:.4g} s")
+
+
+def _next(axis: tuple[int, ...], value: int) -> int | None:
+    i = axis.index(value)
+    return axis[i + 1] if i + 1 < len(axis) else None
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--grid"]:
+        found = check_grid()
+        print(f"{found.points} grid points in {found.seconds:.1f} s: "
+              f"{len(found.below_limit)} below the limit, {len(found.falls)} falling")
+        for line in (found.below_limit + found.falls)[:20]:
+            print(" ", line)
+        return 1 if found.below_limit or found.falls else 0
+    n = int(argv[0]) if argv else 10_000
     seconds, estimated = run(n)
     print(f"{n} predictions in {seconds:.2f} s ({1e3 * seconds / n:.3f} ms each; "
           f"{estimated} with an estimate)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,9 +1,13 @@
 """Properties over random valid configs and workloads (hypothesis): no crash, monotone limits,
-lower precisions never slower on memory-bound decode."""
+lower precisions never slower on memory-bound decode; and the estimate over every bundled
+profile and engine preset: never below the limit, never falling as batch or length grow."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+import functools
+
+import pytest
+from hypothesis import assume, given, settings, strategies as st
 
 from perfmodel.model.architectures import model_spec
 from perfmodel.hardware.gpu import parse_gpu
@@ -67,3 +71,64 @@ def test_fp8_and_int4_never_slower_on_memory_bound_decode(cfg, batch, input_len)
         other = predict(spec, preset(name), H100, w)
         assert other.limit["itl_s"] <= bf16.limit["itl_s"] * (1 + 1e-12)
         assert other.memory.weights_bytes <= bf16.memory.weights_bytes
+
+
+# ---- the estimate over every bundled profile and preset ----
+
+from perfmodel.bench import check_grid, engine_names  # noqa: E402
+from perfmodel.cost.estimate import estimator_for  # noqa: E402
+from perfmodel.cost.precision import PRECISIONS, on_gpu  # noqa: E402
+from perfmodel.cost.predict import step  # noqa: E402
+from perfmodel.hardware.gpu import bundled_names, load_gpu  # noqa: E402
+from perfmodel.model.source import bundled_models, load_model_config  # noqa: E402
+
+CI_BATCHES, CI_LENGTHS = (1, 8, 64, 512), (128, 2048, 32768, 131072)
+
+
+@pytest.fixture(scope="module")
+def grid():
+    """Every bundled model × profile × preset × precision × B in 1-512 × length 128-128k,
+    prefill and decode, each step computed once (the full 6 × 5 grid: bench --grid)."""
+    return check_grid(batches=CI_BATCHES, lengths=CI_LENGTHS)
+
+
+def test_grid_covers_every_bundled_input(grid):
+    per_step = len(CI_BATCHES) * len(CI_LENGTHS) * 2 * len(bundled_models())
+    assert grid.points >= per_step * len(bundled_names()) * len(engine_names()) * 3
+    assert grid.points % per_step == 0
+
+
+def test_estimate_never_below_the_limit_on_the_grid(grid):
+    assert not grid.below_limit, "\n".join(grid.below_limit[:10])
+
+
+def test_estimate_never_falls_as_batch_or_length_grow_on_the_grid(grid):
+    assert not grid.falls, "\n".join(grid.falls[:10])
+
+
+@functools.cache
+def _resolved(gpu_name, precision, engine, model):
+    gpu = load_gpu(gpu_name)
+    prec = on_gpu(preset(precision), gpu.peak_flops, gpu.name)
+    if gpu.peak(prec.compute_dtype) is None:
+        return None
+    est = estimator_for(gpu, prec, engine).estimator
+    return (model_spec(load_model_config(model).config), prec, gpu, est) if est else None
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.sampled_from(bundled_names()), st.sampled_from(PRECISIONS),
+       st.sampled_from(engine_names()), st.sampled_from(bundled_models()),
+       st.sampled_from(["prefill", "decode"]), st.integers(1, 512), st.integers(1, 64),
+       st.integers(16, 131072), st.integers(1, 8192))
+def test_estimate_is_a_monotone_upper_bound_of_the_limit(gpu, precision, engine, model, phase,
+                                                         batch, more_batch, length, more):
+    resolved = _resolved(gpu, precision, engine, model)
+    assume(resolved is not None)
+    spec, prec, profile, est = resolved
+    base = step(spec, prec, profile, phase, batch, length, est)
+    assert base.estimate_s >= base.limit_s * (1 - 1e-9)
+    for b, n in ((batch + more_batch, length), (batch, length + more)):
+        bigger = step(spec, prec, profile, phase, b, n, est)
+        assert bigger.estimate_s >= base.estimate_s * (1 - 1e-9), (b, n)
+        assert bigger.estimate_s >= bigger.limit_s * (1 - 1e-9)
