@@ -197,7 +197,7 @@ def test_attention_set_bytes_count_what_a_kernel_reads():
     gqa = AttentionCase("decode", 32, 8, 128, ((1, 4096),))
     assert set_bytes(gqa, 2, 4096) == 2 * 2 * (32 * 128 + 8 * 4096 * 256)
     mla = AttentionCase("decode", 128, 1, 576, ((1, 4096),), kind="mla", v_head_dim=512)
-    assert set_bytes(mla, 1, 4096) == 2 * (128 * 576 + 4096 * 576)  # the latent once
+    assert set_bytes(mla, 1, 4096) == 2 * (128 * 576 + 4096 * 576) + 8 * 128 * 4096
     window = AttentionCase("decode", 64, 8, 64, ((1, 4096),), window=128, sinks=True)
     assert read_length(window, 4096) == 128 and read_length(window, 100) == 100
     assert set_bytes(window, 1, 4096) == set_bytes(window, 1, 128)
@@ -428,3 +428,18 @@ def test_engine_refuses_an_unknown_activation_scheme(kind):
 
     with pytest.raises(WorkloadError, match="activation scheme"):
         make_linear(kind, 64, 64, bias=False, dtype=torch.bfloat16, device="cpu")
+
+
+def test_absorbed_mla_is_attention_of_every_head_over_one_latent():
+    """The MLA decode kernel equals SDPA with N query heads sharing one KV head whose key is the
+    whole latent and whose value is its first v_head_dim columns."""
+    torch = pytest.importorskip("torch")
+    from perfmodel.calibrate.attention import _absorbed_mla
+
+    torch.manual_seed(5)
+    q, latent = torch.randn(2, 16, 96), torch.randn(2, 40, 96)
+    got = _absorbed_mla(q, latent, 64)
+    want = torch.nn.functional.scaled_dot_product_attention(
+        q[:, :, None], latent[:, None].expand(2, 16, 40, 96),
+        latent[:, None, :, :64].expand(2, 16, 40, 64))[:, :, 0]
+    assert torch.allclose(got, want, atol=1e-5)
