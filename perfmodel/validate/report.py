@@ -22,12 +22,14 @@ from perfmodel.validate.compare import Point, compare, default_gpu_profile, read
 ROOT = Path(__file__).resolve().parent.parent.parent
 DATA = ROOT / "docs" / "data"
 SHARED_LEAN = ROOT.parent / "shared" / "validation" / "h100-lean-engine-llama-3.1-8b-bf16.jsonl"
-def shared_lean_records() -> list[dict]:
+
+
+def shared_lean_records(path: Path = SHARED_LEAN) -> list[dict]:
     """The independent lean engine's Llama-3.1-8B measurements, as validate records."""
-    if not SHARED_LEAN.exists():
+    if not path.exists():
         return []
     records = []
-    for line in SHARED_LEAN.read_text().splitlines():
+    for line in path.read_text().splitlines():
         r = json.loads(line)
         records.append({"model": "meta-llama/Llama-3.1-8B", "precision": r["prec"],
                         "kv_dtype": "bf16", "device_name": "NVIDIA H100 80GB HBM3",

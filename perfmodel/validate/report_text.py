@@ -34,14 +34,23 @@ def serving_rows() -> list[str]:
     return table
 
 
+def _moe(point: Point) -> bool:
+    return "A3B" in point.model or "Mixtral" in point.model
+
+
 def write_report(by_device: dict[str, list[Point]], lean: list[Point], points_table,
                  summary_rows) -> None:
-    groups = {}
+    groups = {"H100 and H200, all": [p for points in by_device.values() for p in points]}
+    for precision in ("fp8", "int8", "int4"):
+        chosen = [p for p in groups["H100 and H200, all"] if p.precision == precision]
+        if chosen:
+            groups[f"H100 and H200, {precision}"] = chosen
+    groups["H100 and H200, MoE"] = [p for p in groups["H100 and H200, all"] if _moe(p)]
     for name, points in by_device.items():
         groups[f"{name}, all"] = points
         for phase in ("prefill", "decode"):
             groups[f"{name}, {phase}"] = [p for p in points if p.phase == phase]
-        moe = [p for p in points if "A3B" in p.model or "Mixtral" in p.model]
+        moe = [p for p in points if _moe(p)]
         if moe:
             groups[f"{name}, MoE"] = moe
             groups[f"{name}, dense"] = [p for p in points if p not in moe]
