@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -109,9 +110,19 @@ def test_bad_config_and_profile_files(tmp_path):
 
 
 def test_debug_env_shows_the_traceback():
-    result = runner.invoke(app, ["predict", "meta-llama/Llama-3.1-8B", "--batch", "0"],
-                           env={"PERFMODEL_DEBUG": "1"})
-    assert result.exception is not None and result.exit_code != 2
+    """A user error: one line and exit 2 by default; the traceback only with PERFMODEL_DEBUG=1."""
+    command = [sys.executable, "-c", "from perfmodel.cli import main; main()", "predict",
+               "meta-llama/Llama-3.1-8B", "--batch", "0"]
+    for debug in ("0", "1"):
+        env = {**os.environ, "PERFMODEL_DEBUG": debug}
+        run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+        output = run.stdout + run.stderr
+        assert ("Traceback (most recent call last)" in output) == (debug == "1"), output
+        assert "--batch must be a whole number" in output
+        if debug == "0":
+            assert run.returncode == 2 and len(output.strip().splitlines()) == 1, output
+        else:
+            assert run.returncode != 0
 
 
 def test_models_and_gpus_list_what_is_bundled():
@@ -156,6 +167,25 @@ def test_measured_profile_peaks_in_json():
 
 
 def test_datasheet_gpu_gets_a_flagged_estimate():
-    doc = predict_json("meta-llama/Llama-3.1-8B", "--gpu", "rtx-4090")
+    """A borrowed estimate keeps the source's efficiencies on the target's own rates: a
+    memory-bound op takes the source's time × source bandwidth / target bandwidth, and no
+    op of the limit comes out below its limit."""
+    from perfmodel.cost.estimate import _source_for, _target_rates
+    from perfmodel.hardware.gpu import load_gpu
+
+    doc = predict_json("meta-llama/Llama-3.1-8B", "--gpu", "rtx-4090", "-b", "8")
     assert doc["estimate"] is not None
     assert any("derived from" in w for w in doc["warnings"])
+    gpu = load_gpu("rtx-4090")
+    source, _ = _source_for(gpu)
+    there = {(op["phase"], op["name"]): op for op in doc["ops"]}
+    here = {(op["phase"], op["name"]): op for op in predict_json(
+        "meta-llama/Llama-3.1-8B", "--gpu", source.name, "-b", "8")["ops"]}
+    ratio = source.mem_bandwidth / _target_rates(gpu, source).bandwidth
+    residual = ("prefill", "attn_residual")  # 8 × 1024 rows: far above any latency floor
+    assert there[residual]["estimate_s"] == pytest.approx(here[residual]["estimate_s"] * ratio,
+                                                          rel=1e-9)
+    for op in doc["ops"]:
+        if op["kind"] != "elementwise":
+            assert op["estimate_s"] >= op["limit_s"] * (1 - 1e-9), op["name"]
+    assert doc["estimate"]["itl_s"] >= doc["limit"]["itl_s"]
