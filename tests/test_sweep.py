@@ -52,6 +52,25 @@ def test_rows_equal_predict(gpu, precision, batch):
     assert row["output_tok_s"] == pred.estimate["throughput_tok_s"] == row["tok_s_per_gpu"]
 
 
+def test_parallel_rows_equal_predict():
+    from perfmodel.plan.evaluate import parallel_predict_supported
+
+    if not parallel_predict_supported():
+        row = evaluate(Point(MODEL, "h100-sxm-measured", PREDICT, tp=2, load=4))
+        assert "--tp" in row["error"] and row["tpot_s"] is None
+        return
+    for tp, ep in ((2, 1), (4, 1), (8, 1)):
+        row = evaluate(Point("meta-llama/Llama-3.1-70B", "h100-sxm-measured", PREDICT, "bf16",
+                             tp=tp, ep=ep, load=16, isl=2048, osl=300))
+        pred = run_predict("meta-llama/Llama-3.1-70B", gpu="h100-sxm-measured",
+                           precision="bf16", batch=16, input_len=2048, output_len=300, tp=tp,
+                           ep=ep).prediction
+        assert row["error"] is None and row["gpus"] == tp
+        for key, value in pred.limit.items():
+            assert row[f"limit_{key}"] == value
+        assert row["tok_s_per_gpu"] == pytest.approx(row["output_tok_s"] / tp)
+
+
 def test_invalid_points_are_rows_with_an_error():
     rows = run_points([Point(MODEL, "h100-sxm-measured", load=100_000),
                        Point(MODEL, "a100-sxm-80gb", precision="fp8", load=1),

@@ -74,6 +74,12 @@ def prediction(point: Point, engine: str | None = None) -> Prediction:
     if not parallel_predict_supported():
         raise PerfmodelError("--tp/--ep/--dp/--pp need a perfmodel whose predict shards over "
                              "GPUs; sweep one GPU (--tp 1) with this version")
+    if "parallel" in inspect.signature(predict).parameters:  # the cached path, as for one GPU
+        from perfmodel.cost.parallel import Parallel
+
+        r = resolve(point.model, point.gpu, point.precision, point.kv_dtype, engine)
+        par = Parallel(tp=point.tp, pp=point.pp, ep=point.ep, dp=point.dp)
+        return predict(r.spec, r.precision, r.gpu, workload, r.estimate.estimator, parallel=par)
     from perfmodel.api import run_predict
 
     return run_predict(point.model, gpu=point.gpu, precision=point.precision,
