@@ -67,6 +67,11 @@ def print_plan(result: Any, slo: Any, console: Console | None = None) -> None:
                   f"{len(result.skipped) - dropped} concurrencies their memory cannot hold")
     for note in result.notes:
         console.print(f"note: {note}")
+    if not result.pareto:
+        reasons = dict.fromkeys(f"{deployment(r)}: {r['error']}" for r in
+                                [*result.skipped, *result.rows] if r.get("error"))
+        for reason in list(reasons)[:6]:
+            console.print(f"  {reason}", highlight=False)
     y = "cost per million tokens" if result.keys[0] == "cost_per_mtok" else "tokens/s per GPU"
     console.print(points_table(result.pareto, f"Pareto front: {y} against tokens/s per user",
                                result.best))
