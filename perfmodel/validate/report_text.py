@@ -34,6 +34,21 @@ def serving_rows() -> list[str]:
     return table
 
 
+def both_engines(by_device: dict[str, list[Point]], lean: list[Point]) -> list[str]:
+    """Where our engine and the lean engine measured the same point: both times."""
+    ours = {(p.model, p.precision, p.phase, p.batch, p.tokens): p
+            for p in by_device.get("h100-sxm-measured", [])}
+    rows = ["| model | prec | phase | B | tokens | our engine | lean engine | lean / ours |",
+            "|---|---|---|---|---|---|---|---|"]
+    for p in lean:
+        mine = ours.get((p.model, p.precision, p.phase, p.batch, p.tokens))
+        if mine is not None:
+            rows.append(f"| {p.model} | {p.precision} | {p.phase} | {p.batch} | {p.tokens} | "
+                        f"{1e3 * mine.measured_s:.2f} ms | {1e3 * p.measured_s:.2f} ms | "
+                        f"{p.measured_s / mine.measured_s:.2f} |")
+    return rows if len(rows) > 2 else []
+
+
 def _moe(point: Point) -> bool:
     return "A3B" in point.model or "Mixtral" in point.model
 
@@ -56,10 +71,14 @@ def write_report(by_device: dict[str, list[Point]], lean: list[Point], points_ta
             groups[f"{name}, dense"] = [p for p in points if p not in moe]
     if lean:
         groups["independent lean engine, Llama-3.1-8B, H100"] = lean
+    everything = [p for points in by_device.values() for p in points]
+    worst = sorted((p for p in everything if p.estimate_error is not None),
+                   key=lambda p: -abs(p.estimate_error))[:12]
     body = ["## Summary (estimate of the `torch-cudagraph` engine against measured)", "",
             *summary_rows(groups), "",
+            "## The largest errors", "", *points_table(worst), "",
             "## The independent lean engine (`../shared/validation/`)", "",
-            *points_table(lean), "",
+            *both_engines(by_device, lean), "", *points_table(lean), "",
             "## Real serving engines (`../shared/external/aiconfigurator-silicon/`)", "",
             "Single-GPU aggregated serving; the batch is the concurrency, capped at what fits "
             "in memory. TPOT includes any prefill the engine mixed into decode steps.", "",
