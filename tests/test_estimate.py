@@ -253,3 +253,24 @@ def test_missing_quantization_table_falls_back_to_elementwise_passes():
     assert tuned == pytest.approx(gemm + one_pass, rel=1e-12)
     assert torch_dyn == pytest.approx(gemm + 2 * one_pass, rel=1e-12)
     assert math.isclose(estimator(new, scheme="static")(op), tuned, rel_tol=1e-12)
+
+
+def test_mla_decode_is_timed_from_the_mla_table():
+    """An absorbed-MLA decode op (128 heads over a 576-wide latent) takes the MLA table's time
+    at a measured point, not the 32/8/128 GQA table's."""
+    from perfmodel.model.spec import Attention
+
+    mla_seconds = 123e-6
+    mla = AttentionTable(128, 1, 576, ((8, 4096, mla_seconds), (8, 16384, 4 * mla_seconds)),
+                         phase="decode", kind="mla", v_head_dim=512)
+    tables = synthetic_tables()
+    tables = replace(tables, attention=(tables.attention_prefill, tables.attention_decode, mla))
+    attn = Attention("mla", 128, 128, 192, 128, kv_lora_rank=512, qk_rope_head_dim=64,
+                     qk_nope_head_dim=128)
+    flops = 2.0 * 8 * 128 * 4096 * (576 + 512)
+    nbytes = (8 * 4096 * 576 + 8 * 128 * (576 + 512)) * 2
+    op = Op("decode", "attention", "attention", 1, flops, nbytes, "bf16", (8, 4096, 128, 1, 576),
+            attention=attn)
+    assert estimator(tables)(op) == pytest.approx(mla_seconds, rel=1e-12)
+    gqa = replace(op, attention=None, shape=(8, 4096, 32, 8, 128))
+    assert estimator(tables)(gqa) != pytest.approx(mla_seconds, rel=1e-3)

@@ -43,10 +43,14 @@ def variant(table: AttentionTable, phase: str | None = None) -> Variant:
 
 
 def all_tables(tables: Tables) -> list[tuple[Variant, AttentionTable]]:
-    found = [(variant(t), t) for t in getattr(tables, "attention", ()) or ()]
+    """Every attention table with its variant; attention_prefill and attention_decode name
+    their phase where the table itself does not."""
+    legacy = {id(t): phase for phase, t in (("prefill", tables.attention_prefill),
+                                            ("decode", tables.attention_decode)) if t}
+    found = [(variant(t, legacy.get(id(t))), t) for t in getattr(tables, "attention", ()) or ()]
     for phase, table in (("prefill", tables.attention_prefill),
                          ("decode", tables.attention_decode)):
-        if table is not None and table.points and all(t is not table for _, t in found):
+        if table is not None and all(t is not table for _, t in found):
             found.append((variant(table, phase), table))
     return [(v, t) for v, t in found if v.phase in ("prefill", "decode") and t.points]
 
