@@ -274,3 +274,30 @@ def test_mla_decode_is_timed_from_the_mla_table():
     assert estimator(tables)(op) == pytest.approx(mla_seconds, rel=1e-12)
     gqa = replace(op, attention=None, shape=(8, 4096, 32, 8, 128))
     assert estimator(tables)(gqa) != pytest.approx(mla_seconds, rel=1e-3)
+
+
+def test_fp8_static_decode_is_faster_than_bf16_on_h100():
+    """W8A8 with a static activation scale (one cast kernel) reads half the weight bytes: its
+    decode estimate is below bf16's for every bundled dense model at batch ≤ 32 on the
+    measured H100. Needs a profile whose fp8 table times the GEMM alone (method v2)."""
+    from perfmodel.cost.precision import with_act_scheme
+    from perfmodel.hardware.gpu import load_gpu
+    from perfmodel.model.architectures import model_spec
+    from perfmodel.model.source import bundled_models, load_model_config
+
+    gpu = load_gpu("h100-sxm-measured")
+    if gpu.tables.quant_in_linear:
+        pytest.skip("h100-sxm-measured is a method-v1 profile: its fp8 table holds the "
+                    "torch engine's dynamic quantization")
+    bf16, fp8 = preset("bf16"), with_act_scheme(preset("fp8"), "static")
+    est_bf16 = estimator_for(gpu, bf16, None).estimator
+    est_fp8 = estimator_for(gpu, fp8, None).estimator
+    for model in bundled_models():
+        spec = model_spec(load_model_config(model).config)
+        if spec.is_moe:
+            continue
+        for batch in (1, 2, 8, 32):
+            w = Workload(batch, 1024, 256)
+            slow = predict(spec, bf16, gpu, w, est_bf16).estimate["itl_s"]
+            fast = predict(spec, fp8, gpu, w, est_fp8).estimate["itl_s"]
+            assert fast < slow, (model, batch, fast, slow)
