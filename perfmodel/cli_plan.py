@@ -59,9 +59,14 @@ def sweep(model: ModelArg,
           ] = None,
           isl: Annotated[str, typer.Option("--isl", help="Input tokens per request.")] = "1024",
           osl: Annotated[str, typer.Option("--osl", help="Output tokens per request.")] = "128",
+          num_requests: Annotated[Optional[int], typer.Option(
+              "--num-requests", min=1, help="serve: requests simulated per point (default: "
+                                            "serve's).")] = None,
           out: OutOpt = None, plot: PlotOpt = None, workers: WorkersOpt = None) -> None:
     """Evaluate a grid (every combination of the lists given) with predict, or with serve when
     --concurrency is given; one row per point, with an `error` column where a point cannot run."""
+    from dataclasses import replace
+
     from perfmodel.cli import friendly_errors
     from perfmodel.errors import PerfmodelError
     from perfmodel.plan.grid import PREDICT, SERVE, expand
@@ -82,6 +87,8 @@ def sweep(model: ModelArg,
             engines=parse_strs(engine) or [None], tps=parse_ints(tp, "--tp"),
             eps=parse_ints(ep, "--ep"), dps=parse_ints(dp, "--dp"), pps=parse_ints(pp, "--pp"),
             isls=parse_ints(isl, "--isl"), osls=parse_ints(osl, "--osl"))
+        if num_requests and method == SERVE:
+            points = [replace(p, requests=num_requests) for p in points]
         with _progress() as (set_total, advance):
             set_total(len(points))
             rows = run_points(points, workers=workers, on_progress=advance)

@@ -119,6 +119,22 @@ def test_sweep_cli_writes_every_point(tmp_path):
     assert all(r["error"] is None and r["osl"] == 64 for r in rows)
 
 
+def test_sweep_cli_serves_with_concurrency(tmp_path):
+    out = tmp_path / "serve.csv"
+    result = runner.invoke(app, ["sweep", MODEL, "--gpu", "h100-sxm-measured", "--concurrency",
+                                 "2,8", "--osl", "16", "--num-requests", "16", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = read_rows(out)
+    assert [r["concurrency"] for r in rows] == [2, 8]
+    assert all(r["basis"] == "serve" and r["requests"] == 16 and r["error"] is None
+               for r in rows)
+    # a closed loop at higher concurrency never has a shorter TPOT, never fewer tokens/s
+    assert rows[1]["tpot_s"] >= rows[0]["tpot_s"]
+    assert rows[1]["tok_s_per_gpu"] >= rows[0]["tok_s_per_gpu"]
+    for r in rows:
+        assert r["tpot_s_p99"] >= r["tpot_s_median"] and r["ttft_s_p99"] >= r["ttft_s_median"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--batch", "1", "--concurrency", "2"], "not both"),
     (["--out", "x.xlsx"], ".csv"),
