@@ -114,12 +114,15 @@ def pareto_plot(rows: Sequence[Row], front: Sequence[Row], path: Path, *,
     the front as a line, the best point starred, the TPOT target as a vertical line."""
     plt, fig, axes = _figure()
     ax, y_key = axes[0][0], keys[0]
-    groups: dict[str, list[Row]] = {}
-    for row in rows:
-        groups.setdefault(_config(row), []).append(row)
-    for name, members in sorted(groups.items()):
+    groups: dict[tuple[str, int], list[Row]] = {}
+    for row in rows:  # colour: GPU and precision; marker: how many GPUs (and how split)
+        groups.setdefault((f"{row['gpu']} {row['precision']}", row["gpus"]), []).append(row)
+    colours = {name: f"C{i % 10}" for i, name in enumerate(sorted({n for n, _ in groups}))}
+    markers = {g: m for g, m in zip(sorted({g for _, g in groups}), "o^sDvP*Xh")}
+    for (name, gpus), members in sorted(groups.items()):
         ax.scatter([r["tok_s_per_user"] for r in members], [r[y_key] for r in members],
-                   s=14, alpha=0.6, label=name)
+                   s=16, alpha=0.65, color=colours[name], marker=markers.get(gpus, "o"),
+                   label=f"{name} ×{gpus}" if len(markers) > 1 else name)
     line = sorted(front, key=lambda r: r["tok_s_per_user"])
     ax.plot([r["tok_s_per_user"] for r in line], [r[y_key] for r in line], "k-", lw=1.2,
             drawstyle="steps-post" if y_key != "cost_per_mtok" else "default",
