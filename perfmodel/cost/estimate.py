@@ -130,10 +130,25 @@ def bundled_measured() -> tuple[GpuSpec, ...]:
     return tuple(p for p in profiles if p.tables is not None and p.tables.linear)
 
 
+@functools.cache
+def _own_measured(name: str) -> GpuSpec | None:
+    """The bundled `<name>-measured` profile, where it exists, has tables and says it measured
+    this datasheet GPU: read alone, so a prediction need not parse every measured profile."""
+    if f"{name}-measured" not in bundled_names():
+        return None
+    profile = load_gpu(f"{name}-measured")
+    ok = profile.datasheet == name and profile.tables is not None and profile.tables.linear
+    return profile if ok else None
+
+
 def _source_for(gpu: GpuSpec) -> tuple[GpuSpec | None, str | None]:
     """The profile whose tables the estimate uses: gpu itself, else the nearest measured one."""
     if gpu.tables is not None and gpu.tables.linear:
         return gpu, None
+    own = _own_measured(gpu.name)
+    if own is not None:
+        return own, (f"estimate derived from {own.name} (its own measured profile), scaled to "
+                     f"{gpu.name}'s datasheet by the fraction of its datasheet that GPU measured")
     measured = bundled_measured()
     if not measured:
         return None, None
