@@ -43,7 +43,7 @@ def run_predict(model: str, *, gpu: str = DEFAULT_GPU, precision: str | None = N
     workload = Workload(batch, input_len, output_len)
     gpu_spec: GpuSpec = load_gpu(gpu)
     cfg = load_model_config(model, revision=revision)
-    spec = model_spec(cfg.config)
+    spec = model_spec(cfg.config, cfg.where)
     prec = resolve_precision(cfg.config, precision, kv_dtype, act_quant, gpu_spec)
     est = estimator_for(gpu_spec, prec, engine)
     pred = predict(spec, prec, gpu_spec, workload, est.estimator)
@@ -54,7 +54,10 @@ def run_predict(model: str, *, gpu: str = DEFAULT_GPU, precision: str | None = N
             f"does not fit: weights {mem.weights_bytes / 1e9:.1f} GB + KV cache "
             f"{mem.kv_bytes / 1e9:.1f} GB > {mem.gpu_bytes / 1e9:.0f} GB on one {gpu_spec.name}"
             + (f"; at most batch {mem.max_batch} at these lengths" if mem.max_batch else
-               "; the weights alone exceed it (shard over GPUs or quantize)"))
+               "; the weights alone exceed it (shard over GPUs or quantize)"
+               if mem.weights_bytes >= mem.gpu_bytes else
+               f"; one sequence's KV cache ({mem.kv_bytes_per_sequence / 1e9:.1f} GB) does not "
+               "fit beside the weights (shorten --input-len/--output-len or use --kv-dtype fp8)"))
     if spec.max_position_embeddings and workload.final_context > spec.max_position_embeddings:
         warnings.append(f"input + output = {workload.final_context} tokens exceeds the model's "
                         f"max_position_embeddings ({spec.max_position_embeddings})")

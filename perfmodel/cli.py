@@ -153,6 +153,23 @@ def _ints(text: str, flag: str) -> list[int]:
     return values
 
 
+def _check_validate_args(model: str, precision: str, gpu: str | None) -> None:
+    """validate's model, precision and --gpu, checked before it looks for a CUDA GPU."""
+    from perfmodel.cost.precision import preset
+    from perfmodel.errors import WorkloadError
+    from perfmodel.hardware.gpu import load_gpu
+    from perfmodel.model.architectures import model_spec
+    from perfmodel.model.source import load_model_config
+
+    cfg = load_model_config(model)
+    model_spec(cfg.config, cfg.where)
+    if preset(precision).weight_dtype not in ("bf16", "fp16", "fp8", "int8", "int4"):
+        raise WorkloadError(f"validate's torch engine runs bf16, fp16, fp8, int8 or int4 "
+                            f"(validate/engine.py), not {precision!r}; pass one of those")
+    if gpu is not None:
+        load_gpu(gpu)
+
+
 @app.command()
 def validate(model: ModelArg, precision: Annotated[str, typer.Option(
                  "--precision", help="bf16 | fp16 | fp8 | int8 | int4")] = "bf16",
@@ -178,6 +195,7 @@ def validate(model: ModelArg, precision: Annotated[str, typer.Option(
         from perfmodel.validate.compare import compare, default_gpu_profile, measure
 
         batches, lengths = _ints(batch, "--batch"), _ints(input_len, "--input-len")
+        _check_validate_args(model, precision, gpu)
         records = measure(model, precision, batches, lengths, out=out,
                           max_prefill_tokens=max_prefill_tokens,
                           on_note=lambda note: typer.echo(note, err=True))

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -96,13 +97,21 @@ def test_folder_without_config(tmp_path):
         load_model_config(str(tmp_path))
 
 
-def test_folder_without_config_named_like_a_repo_goes_to_the_hub(tmp_path, monkeypatch):
-    (tmp_path / "org" / "name").mkdir(parents=True)
+def test_folder_without_config_named_like_a_repo_stays_local(tmp_path, monkeypatch):
+    """An existing folder is what the user meant: say it holds no config.json (no_hub refuses
+    any Hub call), and how to reach the repo of that name instead."""
+    (tmp_path / "fx" / "nodir").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
-    asked = []
-    monkeypatch.setattr(config_source, "_from_hub", lambda *args: asked.append(args))
-    load_model_config("org/name")
-    assert asked == [("org/name", None)]
+    with pytest.raises(ConfigError) as caught:
+        load_model_config("fx/nodir")
+    message = str(caught.value)
+    assert f"folder {tmp_path / 'fx' / 'nodir'} holds no config.json" in message
+    assert "another folder" in message and "\n" not in message
+
+
+def test_device_as_model_is_not_a_file():
+    with pytest.raises(ConfigError, match="/dev/null is not a regular file"):
+        load_model_config("/dev/null")
 
 
 def test_malformed_json_names_file_and_line(tmp_path):
@@ -227,14 +236,16 @@ def hub_env(tmp_path: Path, endpoint: str, offline: bool = False) -> dict:
     return env
 
 
-def load_in_subprocess(model: str, env: dict, revision: str | None = None) -> dict:
+def load_in_subprocess(model: str, env: dict, revision: str | None = None,
+                       stub_sleep: bool = True) -> dict:
     """Run load_model_config in a fresh interpreter; return its record or its error.
 
-    time.sleep is stubbed so that huggingface_hub's retries on a refused connection do not wait.
+    time.sleep is stubbed (unless stub_sleep is False) so that any retry would not wait.
     """
     code = f"""
 import json, time
-time.sleep = lambda seconds: None
+if {stub_sleep!r}:
+    time.sleep = lambda seconds: None
 from perfmodel.model.source import load_model_config
 from perfmodel.errors import PerfmodelError
 try:
@@ -259,12 +270,12 @@ def test_hub_download_then_offline_cache(hub, tmp_path):
                    "source": f"Hugging Face Hub (download) org/tiny@{COMMIT}"}
     calls = resolve_calls("org/tiny")
     assert {path for _, path in calls} == {"/org/tiny/resolve/main/config.json"}  # config.json only
-    assert [method for method, _ in calls] == ["HEAD", "GET"]
+    assert [method for method, _ in calls] == ["HEAD", "HEAD", "GET"]  # one probe, no retry
 
     again = load_in_subprocess("org/tiny", hub_env(tmp_path, hub, offline=True))
     assert again["config"] == got["config"]
     assert again["source"] == f"Hugging Face Hub (cache) org/tiny@{COMMIT}"
-    assert len(resolve_calls("org/tiny")) == 2  # offline: no request at all
+    assert len(resolve_calls("org/tiny")) == 3  # offline: no request at all
 
 
 def test_hub_revision_is_passed_through(hub, tmp_path):
@@ -323,3 +334,49 @@ def test_hub_unreachable_with_empty_cache(tmp_path):
     got = load_in_subprocess("org/tiny", hub_env(tmp_path, f"http://127.0.0.1:{port}"))
     assert_one_line_error(got, "ModelNotFoundError", "cannot reach", "HF_ENDPOINT", "local config.json")
 
+
+
+def test_hub_refusing_connections_fails_at_once(tmp_path):
+    """A closed port: one try, no backoff (huggingface_hub alone waits 23 s). Real sleeps here."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    got = load_in_subprocess("org/tiny", hub_env(tmp_path, f"http://127.0.0.1:{port}"),
+                             stub_sleep=False)
+    assert_one_line_error(got, "ModelNotFoundError", "cannot reach", f"127.0.0.1:{port}",
+                          "HF_ENDPOINT", "local config.json")
+    assert time.monotonic() - started < 10
+
+
+def test_hub_that_never_answers_times_out_after_one_try(tmp_path):
+    """A server that accepts connections and never answers: one connection, the timeout
+    (HF_HUB_ETAG_TIMEOUT=1 here; 5 s by default), one line; no 60 s retry with backoff."""
+    accepted = []
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        server.settimeout(0.2)
+        stop = threading.Event()
+
+        def accept():
+            while not stop.is_set():
+                try:
+                    accepted.append(server.accept()[0])  # held open, never read, never answered
+                except OSError:
+                    pass
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        env = {**hub_env(tmp_path, f"http://127.0.0.1:{server.getsockname()[1]}"),
+               "HF_HUB_ETAG_TIMEOUT": "1"}
+        started = time.monotonic()
+        got = load_in_subprocess("org/tiny", env, stub_sleep=False)
+        elapsed = time.monotonic() - started
+        stop.set()
+        thread.join()
+    for connection in accepted:
+        connection.close()
+    assert_one_line_error(got, "ModelNotFoundError", "did not answer within 1 s", "HF_ENDPOINT",
+                          "local config.json")
+    assert len(accepted) == 1 and elapsed < 10

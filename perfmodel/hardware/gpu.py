@@ -66,11 +66,19 @@ def load_gpu(name_or_path: str) -> GpuSpec:
         if not path.exists():
             raise GpuProfileError(f"unknown GPU {name_or_path!r}; use one of "
                                   f"{', '.join(bundled_names())}, or a profile .yaml path")
+    if path.exists() and not path.is_file():
+        what = "a folder" if path.is_dir() else "a device or other special file"
+        raise GpuProfileError(f"{path} is not a profile YAML file ({what}); pass a .yaml "
+                              "written by `perfmodel calibrate-gpu`, or a bundled GPU (`perfmodel "
+                              "gpus`)")
     if not path.is_file():
         raise GpuProfileError(f"GPU profile {path} does not exist; run `perfmodel calibrate-gpu "
                               "--out` to write one, or name a bundled GPU")
     try:
         data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GpuProfileError(f"cannot read GPU profile {path} ({exc}); pass a readable UTF-8 "
+                              "profile YAML") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

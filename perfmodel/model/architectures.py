@@ -6,6 +6,8 @@ architecture means adding a reader here and naming it in READERS.
 
 from __future__ import annotations
 
+import json
+import math
 from collections import Counter
 from dataclasses import replace
 from typing import Any, Callable
@@ -17,48 +19,114 @@ Config = dict[str, Any]
 _MISSING = object()
 
 
-def _field(cfg: Config, *names: str, default: Any = _MISSING) -> Any:
-    """The first of `names` present in cfg (and not null), else default, else a ConfigError."""
+def _found(cfg: Config, names: tuple[str, ...]) -> tuple[str, Any]:
+    """(name, value) of the first of `names` present in cfg and not null; (names[0], None) if none."""
     for name in names:
         if cfg.get(name) is not None:
-            return cfg[name]
+            return name, cfg[name]
+    return names[0], None
+
+
+def _show(value: Any) -> str:
+    """A value as the config file spells it: NaN, Infinity, "yes", 0."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _field(cfg: Config, *names: str, default: Any = _MISSING) -> Any:
+    """The first of `names` present in cfg (and not null), else default, else a ConfigError."""
+    name, value = _found(cfg, names)
+    if value is not None:
+        return value
     if default is _MISSING:
         kind = cfg.get("model_type", "this")
-        raise ConfigError(
-            f"config.json lacks '{names[0]}', which {kind} models need; "
-            "pass the model's complete config.json")
+        raise ConfigError(f"no '{name}', which {kind} models need; pass the model's complete "
+                          "config.json")
     return default
 
 
-def _int(cfg: Config, *names: str, default: Any = _MISSING) -> int:
-    value = _field(cfg, *names, default=default)
+def _int(cfg: Config, *names: str, default: Any = _MISSING, minimum: int = 1,
+         maximum: int = 2**53) -> int:
+    """A whole number in [minimum, maximum] (JSON's NaN, Infinity, 1.5, "8", true are refused)."""
+    name, value = _found(cfg, names)
     if value is None:
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
-            or value < 0:
-        raise ConfigError(f"config.json field '{names[0]}' is {value!r}; it must be a "
-                          "non-negative whole number")
+        return _field(cfg, *names, default=default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value != int(value) or value < minimum:
+        raise ConfigError(f"'{name}' is {_show(value)}, not a whole number ≥ {minimum}; "
+                          "fix it in the config")
+    if value > maximum:
+        raise ConfigError(f"'{name}' is {_show(value)}, above {maximum:,}; fix it in the config")
     return int(value)
 
 
+def _bool(cfg: Config, name: str, default: bool) -> bool:
+    """A true/false field; "yes", 1 and the like are refused rather than guessed."""
+    value = cfg.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ConfigError(f"'{name}' is {_show(value)}, not true or false; fix it in the config")
+    return value
+
+
+def _layers(cfg: Config) -> int:
+    """L, num_hidden_layers; 100,000 layers is no model (and would not fit in memory here)."""
+    return _int(cfg, "num_hidden_layers", maximum=100_000)
+
+
+def _window(cfg: Config) -> int | None:
+    """sliding_window in tokens, or None; checked even where the architecture then ignores it."""
+    return _int(cfg, "sliding_window", default=None)
+
+
 def _gqa(cfg: Config, window: int | None, **extra: Any) -> Attention:
+    """GQA attention: N heads, K KV heads dividing N, head dim H (head_dim, else D / N)."""
     heads = _int(cfg, "num_attention_heads")
     hidden = _int(cfg, "hidden_size")
-    head_dim = _int(cfg, "head_dim", default=0) or hidden // heads
-    bias = bool(cfg.get("attention_bias", False))
+    kv_heads = _int(cfg, "num_key_value_heads", default=heads)
+    if kv_heads > heads:
+        raise ConfigError(f"'num_key_value_heads' {kv_heads} exceeds 'num_attention_heads' "
+                          f"{heads}; fix one of them in the config")
+    if heads % kv_heads:
+        raise ConfigError(f"'num_attention_heads' {heads} is not a multiple of "
+                          f"'num_key_value_heads' {kv_heads}; fix one of them in the config")
+    head_dim = _int(cfg, "head_dim", default=None)
+    if head_dim is None:
+        if hidden % heads:
+            raise ConfigError(f"'hidden_size' {hidden} is not a multiple of 'num_attention_heads' "
+                              f"{heads} and there is no 'head_dim'; add head_dim to the config")
+        head_dim = hidden // heads
+    bias = _bool(cfg, "attention_bias", False)
     fields = {"qkv_bias": bias, "o_bias": bias, **extra}
-    return Attention(kind="gqa", num_heads=heads,
-                     num_kv_heads=_int(cfg, "num_key_value_heads", default=heads),
-                     head_dim=head_dim, v_head_dim=head_dim, window=window, **fields)
+    return Attention(kind="gqa", num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim,
+                     v_head_dim=head_dim, window=window, **fields)
+
+
+def _moe(cfg: Config, f_name: str, experts_names: tuple[str, ...],
+         top_k_names: tuple[str, ...] = ("num_experts_per_tok",), **extra: Any) -> Mlp:
+    """A routed-expert MLP: E experts of width F, k of them per token, 1 ≤ k ≤ E."""
+    experts = _int(cfg, *experts_names)
+    top_k = _int(cfg, *top_k_names)
+    if top_k > experts:
+        raise ConfigError(f"'{_found(cfg, top_k_names)[0]}' is {top_k}, more than the {experts} "
+                          f"experts of '{_found(cfg, experts_names)[0]}'; fix it in the config")
+    return Mlp(kind="moe", intermediate_size=_int(cfg, f_name), num_experts=experts,
+               top_k=top_k, **extra)
 
 
 def _window_flags(cfg: Config, layers: int, default_sliding: Callable[[int], bool]) -> list[bool]:
     """Which layers use the sliding window: `layer_types` when the config has it, else the rule."""
     types = cfg.get("layer_types")
     if types is not None:
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            raise ConfigError(f"'layer_types' is {_show(types)}, not a list of layer names; "
+                              "fix it in the config")
         if len(types) != layers:
-            raise ConfigError(f"config.json has {len(types)} layer_types for {layers} layers; "
-                              "fix the config so that they agree")
+            raise ConfigError(f"'layer_types' names {len(types)} layers, 'num_hidden_layers' "
+                              f"{layers}; fix the config so that they agree")
         return [t == "sliding_attention" for t in types]
     return [default_sliding(i) for i in range(layers)]
 
@@ -69,7 +137,7 @@ def _assemble(cfg: Config, per_layer: list[LayerSpec]) -> ModelSpec:
     return ModelSpec(
         model_type=cfg["model_type"], hidden_size=_int(cfg, "hidden_size"),
         vocab_size=_int(cfg, "vocab_size"),
-        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)), layers=ordered,
+        tie_word_embeddings=_bool(cfg, "tie_word_embeddings", False), layers=ordered,
         max_position_embeddings=_int(cfg, "max_position_embeddings", default=None))
 
 
@@ -84,8 +152,8 @@ def read_dense(cfg: Config, *, sliding: Callable[[int], bool] | None = None,
     The sliding window applies to the layers `sliding` selects (all layers when None and the
     config sets `sliding_window`); `layer_types` in the config overrides both.
     """
-    layers = _int(cfg, "num_hidden_layers")
-    window = _int(cfg, "sliding_window", default=None)
+    layers = _layers(cfg)
+    window = _window(cfg)
     rule = sliding or (lambda _: True)
     flags = _window_flags(cfg, layers, rule) if window else [False] * layers
     mlp = _dense_mlp(cfg)
@@ -97,19 +165,23 @@ def read_dense(cfg: Config, *, sliding: Callable[[int], bool] | None = None,
     return _assemble(cfg, per_layer)
 
 
+def _qwen_window(cfg: Config) -> Config:
+    """Qwen's sliding_window counts only with use_sliding_window (checked either way)."""
+    _window(cfg)
+    return cfg if _bool(cfg, "use_sliding_window", False) else {**cfg, "sliding_window": None}
+
+
 def _qwen2(cfg: Config) -> ModelSpec:
     """Qwen2 has Q/K/V biases; its window applies only with use_sliding_window, from layer
     max_window_layers on."""
-    if not cfg.get("use_sliding_window", False):
-        cfg = {**cfg, "sliding_window": None}
-    first = _int(cfg, "max_window_layers", default=0)
+    cfg = _qwen_window(cfg)
+    first = _int(cfg, "max_window_layers", default=0, minimum=0)
     return read_dense(cfg, sliding=lambda i: i >= first, qkv_bias=True)
 
 
 def _qwen3(cfg: Config) -> ModelSpec:
-    if not cfg.get("use_sliding_window", False):
-        cfg = {**cfg, "sliding_window": None}
-    first = _int(cfg, "max_window_layers", default=0)
+    cfg = _qwen_window(cfg)
+    first = _int(cfg, "max_window_layers", default=0, minimum=0)
     return read_dense(cfg, sliding=lambda i: i >= first, qk_norm=True)
 
 
@@ -132,29 +204,30 @@ def _gemma3(cfg: Config) -> ModelSpec:
 
 def _moe_layers(cfg: Config, attention_for: Callable[[int], Attention],
                 is_moe: Callable[[int], bool], moe: Mlp) -> ModelSpec:
-    dense = _dense_mlp(cfg) if not all(is_moe(i) for i in range(_int(cfg, "num_hidden_layers"))) \
+    dense = _dense_mlp(cfg) if not all(is_moe(i) for i in range(_layers(cfg))) \
         else None
     per_layer = [LayerSpec(attention_for(i), moe if is_moe(i) else dense)
-                 for i in range(_int(cfg, "num_hidden_layers"))]
+                 for i in range(_layers(cfg))]
     return _assemble(cfg, per_layer)
 
 
 def _mixtral(cfg: Config) -> ModelSpec:
-    moe = Mlp(kind="moe", intermediate_size=_int(cfg, "intermediate_size"),
-              num_experts=_int(cfg, "num_local_experts"), top_k=_int(cfg, "num_experts_per_tok"))
-    attn = _gqa(cfg, _int(cfg, "sliding_window", default=None))
+    moe = _moe(cfg, "intermediate_size", ("num_local_experts",))
+    attn = _gqa(cfg, _window(cfg))
     return _moe_layers(cfg, lambda i: attn, lambda i: True, moe)
 
 
 def _qwen_moe(cfg: Config) -> ModelSpec:
     """qwen2_moe / qwen3_moe: layer i is sparse unless listed in mlp_only_layers or off the
     decoder_sparse_step; qwen2_moe adds a gated shared expert."""
-    shared = _int(cfg, "shared_expert_intermediate_size", default=0)
-    moe = Mlp(kind="moe", intermediate_size=_int(cfg, "moe_intermediate_size"),
-              num_experts=_int(cfg, "num_experts"), top_k=_int(cfg, "num_experts_per_tok"),
-              shared_intermediate_size=shared, shared_gate=shared > 0)
-    step = _int(cfg, "decoder_sparse_step", default=1) or 1
-    dense_only = set(cfg.get("mlp_only_layers") or [])
+    shared = _int(cfg, "shared_expert_intermediate_size", default=0, minimum=0)
+    moe = _moe(cfg, "moe_intermediate_size", ("num_experts",),
+               shared_intermediate_size=shared, shared_gate=shared > 0)
+    step = _int(cfg, "decoder_sparse_step", default=1)
+    dense_only = cfg.get("mlp_only_layers") or []
+    if not isinstance(dense_only, list) or not all(isinstance(i, int) for i in dense_only):
+        raise ConfigError(f"'mlp_only_layers' is {_show(dense_only)}, not a list of layer "
+                          "numbers; fix it in the config")
     qwen3 = cfg["model_type"] == "qwen3_moe"
     attn = _gqa(cfg, None, qk_norm=qwen3, **({} if qwen3 else {"qkv_bias": True}))
     return _moe_layers(cfg, lambda i: attn,
@@ -171,25 +244,23 @@ def _deepseek(cfg: Config) -> ModelSpec:
                      kv_lora_rank=_int(cfg, "kv_lora_rank"), qk_rope_head_dim=rope,
                      qk_nope_head_dim=nope)
     expert_f = _int(cfg, "moe_intermediate_size")
-    moe = Mlp(kind="moe", intermediate_size=expert_f, num_experts=_int(cfg, "n_routed_experts"),
-              top_k=_int(cfg, "num_experts_per_tok"),
-              shared_intermediate_size=expert_f * _int(cfg, "n_shared_experts", default=0),
-              router_bias=cfg["model_type"] == "deepseek_v3")
-    first_dense = _int(cfg, "first_k_dense_replace", default=0)
-    freq = _int(cfg, "moe_layer_freq", default=1) or 1
+    moe = _moe(cfg, "moe_intermediate_size", ("n_routed_experts",),
+               shared_intermediate_size=expert_f * _int(cfg, "n_shared_experts", default=0,
+                                                         minimum=0),
+               router_bias=cfg["model_type"] == "deepseek_v3")
+    first_dense = _int(cfg, "first_k_dense_replace", default=0, minimum=0)
+    freq = _int(cfg, "moe_layer_freq", default=1)
     return _moe_layers(cfg, lambda i: attn, lambda i: i >= first_dense and i % freq == 0, moe)
 
 
 def _gpt_oss(cfg: Config) -> ModelSpec:
     """gpt-oss: GQA with attention sinks and biases, sliding and full layers alternating as
     layer_types says, every layer a biased MoE."""
-    layers = _int(cfg, "num_hidden_layers")
+    layers = _layers(cfg)
     window = _int(cfg, "sliding_window")
     flags = _window_flags(cfg, layers, lambda i: i % 2 == 0)
-    moe = Mlp(kind="moe", intermediate_size=_int(cfg, "intermediate_size"),
-              num_experts=_int(cfg, "num_local_experts"),
-              top_k=_int(cfg, "num_experts_per_tok", "experts_per_token"),
-              router_bias=True, expert_bias=True)
+    moe = _moe(cfg, "intermediate_size", ("num_local_experts",),
+               ("num_experts_per_tok", "experts_per_token"), router_bias=True, expert_bias=True)
     full = _gqa(cfg, None, sinks=True, qkv_bias=True, o_bias=True)
     sliding = replace(full, window=window)
     return _moe_layers(cfg, lambda i: sliding if flags[i] else full, lambda i: True, moe)
@@ -229,14 +300,18 @@ def text_config(cfg: Config) -> Config:
     return merged
 
 
-def model_spec(cfg: Config) -> ModelSpec:
-    """Read a config.json (already parsed) into a ModelSpec, or raise a ConfigError."""
+def model_spec(cfg: Config, where: str = "config.json") -> ModelSpec:
+    """Read a config.json (already parsed) into a ModelSpec, or raise a ConfigError that names
+    `where` (the file or repo the config came from) and the field at fault."""
     if not isinstance(cfg, dict):
-        raise ConfigError("config.json must hold a JSON object; pass the model's config.json")
+        raise ConfigError(f"{where} must hold a JSON object; pass the model's config.json")
     cfg = text_config(cfg)
     kind = cfg.get("model_type")
-    reader = READERS.get(kind)
+    reader = READERS.get(kind) if isinstance(kind, str) else None
     if reader is None:
-        raise ConfigError(f"model_type {kind!r} is not supported; supported: "
+        raise ConfigError(f"{where}: model_type {_show(kind)} is not supported; supported: "
                           f"{', '.join(sorted(READERS))}")
-    return reader(cfg)
+    try:
+        return reader(cfg)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from error

@@ -14,6 +14,7 @@ on a bundled model or a local file starts fast.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,9 @@ CONFIG_NAME = "config.json"
 _REPO_ID = re.compile(r"^(?:[\w\-.]+/)?[\w\-.]+$")
 _FIX_ID = "check the id, or run `perfmodel models` for the bundled ones"
 _FIX_LOCAL = "or pass the path of a local config.json"
+# One try with a short timeout: an unreachable Hub fails in seconds, not after huggingface_hub's
+# retries (23 s of backoff, then a 60 s timeout). HF_HUB_ETAG_TIMEOUT, when set, overrides it.
+HUB_TIMEOUT_S = 5
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,13 @@ class ModelConfig:
     config: dict  # the parsed config.json
     source: str  # "bundled configs/models/…", "file /abs/…/config.json",
     #              "Hugging Face Hub (cache|download) <repo>@<commit>"
+
+    @property
+    def where(self) -> str:
+        """The file a user would fix: a path, or the Hub repo's config.json."""
+        if self.source.startswith(("bundled ", "file ")):
+            return self.source.split(" ", 1)[1]
+        return f"{self.source.rsplit(' ', 1)[-1]} {CONFIG_NAME}"
 
 
 def bundled_models() -> list[str]:
@@ -68,9 +79,14 @@ def load_model_config(model: str, *, revision: str | None = None) -> ModelConfig
         resolved = path.resolve()
         return ModelConfig(model, _read_json(resolved), f"file {resolved}")
     hub_id = _is_repo_id(model) and not _looks_like_path(model)
-    if path.is_dir() and not hub_id:
-        raise ConfigError(f"folder {path.resolve()} holds no {CONFIG_NAME}; "
-                          f"pass the folder that holds the model's {CONFIG_NAME}, or the file itself")
+    if path.is_dir():  # a local folder is never sent to the Hub, even if named like a repo
+        also = (f" (to fetch the Hub repo {model!r} instead, run perfmodel from another folder)"
+                if hub_id else "")
+        raise ConfigError(f"folder {path.resolve()} holds no {CONFIG_NAME}; pass the folder that "
+                          f"holds the model's {CONFIG_NAME}, or the file itself{also}")
+    if path.exists():
+        raise ConfigError(f"{model} is not a regular file; pass a {CONFIG_NAME} file or the folder "
+                          "that holds one")
     if not hub_id:
         raise ModelNotFoundError(f"{model!r} is neither an existing config.json (or folder holding one) "
                                  f"nor a Hugging Face repo id like 'org/name'; {_FIX_ID}")
@@ -132,13 +148,20 @@ def _read_json(path: Path) -> dict:
 
 def _from_hub(repo_id: str, revision: str | None) -> ModelConfig:
     """Fetch only config.json of a Hub repo through the HF cache, and say whether it was cached."""
-    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+    from huggingface_hub import (constants, get_hf_file_metadata, hf_hub_download, hf_hub_url,
+                                 try_to_load_from_cache)
 
+    timeout = constants.HF_HUB_ETAG_TIMEOUT if "HF_HUB_ETAG_TIMEOUT" in os.environ else HUB_TIMEOUT_S
     try:
         cached_before = try_to_load_from_cache(repo_id, CONFIG_NAME, revision=revision)
-        path = Path(hf_hub_download(repo_id, CONFIG_NAME, revision=revision, tqdm_class=_NoBar))
+        if not isinstance(cached_before, str) and not constants.is_offline_mode():
+            # Nothing to fall back on: ask once (hf_hub_download would retry for a minute).
+            get_hf_file_metadata(hf_hub_url(repo_id, CONFIG_NAME, revision=revision),
+                                 timeout=timeout, retry_on_errors=False)
+        path = Path(hf_hub_download(repo_id, CONFIG_NAME, revision=revision, tqdm_class=_NoBar,
+                                    etag_timeout=timeout))
     except Exception as error:
-        known = _hub_error(error, repo_id, revision, constants.ENDPOINT)
+        known = _hub_error(error, repo_id, revision, constants.ENDPOINT, timeout)
         if known is None:
             raise
         raise known from error
@@ -163,7 +186,8 @@ class _NoBar:
         return lambda *args, **kwargs: None
 
 
-def _hub_error(error: Exception, repo_id: str, revision: str | None, endpoint: str) -> Exception | None:
+def _hub_error(error: Exception, repo_id: str, revision: str | None, endpoint: str,
+               timeout: float = HUB_TIMEOUT_S) -> Exception | None:
     """Our one-line error, naming the fix, for a known huggingface_hub failure; None for others.
 
     GatedRepoError is a RepositoryNotFoundError, and RemoteEntryNotFoundError an HfHubHTTPError,
@@ -198,7 +222,11 @@ def _hub_error(error: Exception, repo_id: str, revision: str | None, endpoint: s
                                   f"try again later {_FIX_LOCAL}")
     if isinstance(error, errors.HFValidationError):
         return ModelNotFoundError(f"{where!r} is not a valid Hugging Face repo id and revision; {_FIX_ID}")
-    if isinstance(error, transport):  # hf_hub_download re-raises some transport errors, e.g. a proxy's
+    if isinstance(error, transport) and "Timeout" in type(error).__name__:
+        return ModelNotFoundError(f"the Hugging Face Hub at {endpoint} did not answer within "
+                                  f"{timeout} s; check your network, proxy and HF_ENDPOINT (or raise "
+                                  f"HF_HUB_ETAG_TIMEOUT) {_FIX_LOCAL}")
+    if isinstance(error, transport):  # the probe's ConnectError, a proxy's error, ...
         return ModelNotFoundError(f"cannot reach the Hugging Face Hub at {endpoint} "
                                   f"({type(error).__name__}); check your network, proxy and HF_ENDPOINT "
                                   f"{_FIX_LOCAL}")
