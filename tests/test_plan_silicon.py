@@ -16,7 +16,8 @@ def row(rid, c, ttft_ms, tpot_ms, osl=100, tp=1, backend="vllm"):
 
 
 def sim(tpot_s, per_gpu, error=None):
-    return {"tpot_s": tpot_s, "tok_s_per_gpu": per_gpu, "error": error}
+    return {"tpot_s": tpot_s, "ttft_s": 0.1, "tok_s_per_gpu": per_gpu,
+            "tok_s_per_user": 1 / tpot_s, "gpus": 1, "error": error}
 
 
 def test_measured_throughput_by_hand():

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from perfmodel.plan.grid import SERVE, Point
+from perfmodel.plan.search import Slo, pick_best
 from perfmodel.plan.sweep import run_points
 
 Row = dict[str, str]
@@ -73,10 +74,12 @@ def _point(row: Row) -> Point:
 
 
 def pick(rows: Sequence[Row], simulated: Sequence[dict[str, Any]], target: float) -> Row | None:
-    """plan's choice: the most simulated tokens/s per GPU among rows simulated to meet target."""
-    ok = [(sim["tok_s_per_gpu"], i) for i, sim in enumerate(simulated)
-          if sim["error"] is None and sim["tpot_s"] <= target]
-    return rows[max(ok)[1]] if ok else None
+    """plan's choice (search.pick_best): the most simulated tokens/s per GPU among the rows
+    simulated to meet the target."""
+    ran = [dict(sim, index=i) for i, sim in enumerate(simulated)
+           if sim["error"] is None and sim["tok_s_per_gpu"]]
+    best = pick_best(ran, Slo(tpot_s=target), by_cost=False)
+    return None if best is None else rows[best["index"]]
 
 
 def check(rows: Sequence[Row], simulated: dict[str, dict[str, Any]]) -> list[GroupCheck]:
