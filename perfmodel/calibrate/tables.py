@@ -236,11 +236,12 @@ def attempt(measure: Callable[[], float], label: str, notes: list[str],
 
 
 def release(timer: Timer) -> None:
-    """Hand freed buffers back, so the next shape starts from an empty cache."""
-    gc.collect()
+    """Hand freed buffers back to the GPU, so the next shape starts from an empty cache. (A CPU
+    needs nothing: reference counting frees the tensors, and gc.collect costs 0.1-0.2 s.)"""
     if timer.is_cuda:
         import torch
 
+        gc.collect()
         torch.cuda.empty_cache()
 
 
