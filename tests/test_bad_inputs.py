@@ -209,3 +209,79 @@ def test_calibrate_out_in_read_only_folder(never_measure, tmp_path):
                        f"cannot create a file in {folder}")
     finally:
         folder.chmod(0o755)
+
+
+# ---------------------------------------------------------------- numbers and widths a reader sees
+
+
+@pytest.mark.parametrize("value, unit, text", [
+    (1990.4, "s", "1,990 s"), (14.44, "s", "14.4 s"), (0.02814, "s", "28.1 ms"),
+    (7.754e-6, "s", "7.75 µs"), (3.49e-7, "s", "349 ns"), (0.99996, "s", "1 s"),
+    (0.000999, "s", "999 µs"), (0, "s", "0 s"),
+    (0.2543, "tok/s", "0.254 tok/s"), (912.3, "tok/s", "912 tok/s"),
+    (2280.4, "tok/s", "2,280 tok/s"), (16.7e6, "tok/s", "16,700,000 tok/s"),
+    (8.59e9, "B", "8.59 GB"), (9.89e14, "FLOP/s", "989 TFLOP/s"), (0.5, "B", "0.5 B"),
+    (999.7e9, "B", "1 TB"), (None, "s", "—"),
+])
+def test_numbers_read_as_people_expect(value, unit, text):
+    from perfmodel.report.render import si
+
+    assert si(value, unit) == text
+
+
+def test_parameter_counts():
+    from perfmodel.report.render import params
+
+    assert [params(n) for n in (8_030_261_248, 671_026_419_200, 135_000_000)] == \
+        ["8.03B", "671B", "135M"]
+
+
+@pytest.mark.parametrize("args", [
+    ("predict", LLAMA, "--gpu", "h100-sxm-measured", "-i", "10000000"),  # TTFT in the ks
+    ("predict", "deepseek-ai/DeepSeek-V3", "--gpu", "h100-sxm", "-b", "512", "-i", "131072"),
+    ("predict", "meta-llama/Llama-3.2-1B", "--gpu", "b200", "-b", "512", "-i", "128", "-o", "2"),
+])
+def test_no_misread_prefixes_in_the_table(args):
+    out = invoke(*args).output
+    for bad in (" ks", "mtok/s", "ktok/s", "Mtok/s", " Ms", " ms/s", "e+0"):
+        assert bad not in out, (bad, out)
+
+
+def lines_within(text: str, columns: int) -> None:
+    long = [line for line in text.splitlines() if len(line) > columns]
+    assert not long, "\n".join(long)
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_gpus_never_cuts_a_profile_name(columns):
+    from perfmodel.hardware.gpu import bundled_names
+
+    result = invoke("gpus", columns=columns)
+    assert result.exit_code == 0
+    lines_within(result.output, columns)
+    names = {line.split()[0] for line in result.output.splitlines() if line.strip()}
+    assert set(bundled_names()) <= names
+    assert "…" not in result.output
+
+
+@pytest.mark.parametrize("model_id", [LLAMA, DEEPSEEK, GPT_OSS, "google/gemma-3-27b-it"])
+def test_predict_and_models_fit_80_columns(model_id):
+    result = invoke("predict", model_id, "--gpu", "h100-sxm-measured", "-b", "64", columns=80)
+    assert result.exit_code == 0, result.output
+    lines_within(result.output, 80)
+    assert "…" not in result.output  # no op name or number cut
+    models = invoke("models", columns=80).output
+    lines_within(models, 80)
+    assert model_id in models
+
+
+def test_repeated_ops_carry_their_layer_group():
+    """gemma-3-27b: 62 layers, every 6th global (10), the other 52 sliding over 1024 tokens."""
+    result = invoke("predict", "google/gemma-3-27b-it", "--json")
+    ops = [op for op in json.loads(result.output)["ops"]
+           if op["phase"] == "decode" and op["name"] == "attn_norm"]
+    assert {(op["group"], op["count"]) for op in ops} == {("sliding 1024", 52), ("global", 10)}
+    table = invoke("predict", "google/gemma-3-27b-it", columns=80).output
+    assert table.count("sliding 1024:") == 2 and table.count("global:") == 2  # both phases
+    deepseek = json.loads(invoke("predict", DEEPSEEK, "--json").output)["ops"]
+    assert {op["group"] for op in deepseek if op["name"] == "attention"} == {"dense", "moe"}

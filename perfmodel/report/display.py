@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from perfmodel.api import Report
-from perfmodel.report.render import op_rows, si, summary_rows
+from perfmodel.report.render import op_rows, params, plain, si, summary_rows
 
 
 def print_report(report: Report, *, matmul_only: bool = False, console: Console | None = None
@@ -20,11 +20,11 @@ def print_report(report: Report, *, matmul_only: bool = False, console: Console 
               f"batch {w.batch}, {w.input_len} tokens in, {w.output_len} out")
     con.print(f"  config: {report.model_source}")
     con.print(f"  model: {spec.model_type}, {spec.num_layers} layers, "
-              f"{si(spec.params.total, '')}params ({si(spec.params.active, '')}active)")
+              f"{params(spec.params.total)} params ({params(spec.params.active)} active)")
     con.print(f"  precision: {prec.label}; from {prec.source}")
     con.print(f"  gpu: {gpu.description}; {gpu.provenance}")
     con.print(f"  estimate: {report.estimate.note}")
-    summary = Table(title="Prediction", title_justify="left", box=box.SIMPLE_HEAD)
+    summary = _table("Prediction")
     for col in ("metric", "limit (roofline)", f"estimate ({report.estimate.engine})"):
         summary.add_column(col, justify="right" if col != "metric" else "left")
     for row in summary_rows(pred):
@@ -35,26 +35,42 @@ def print_report(report: Report, *, matmul_only: bool = False, console: Console 
               f"/token, KV at B·(I+O) {si(mem.kv_bytes, 'B')}: {fit} in {si(mem.gpu_bytes, 'B')}; "
               f"max batch at these lengths {mem.max_batch}")
     for phase in (pred.prefill, pred.decode):
-        if phase is None:
-            continue
-        title = "prefill (TTFT)" if phase.name == "prefill" else \
-            "decode step (ITL, mean over the steps)"
-        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-        for col in ("op", "count", "FLOP", "bytes", "FLOP/B", "bound", "limit", "estimate",
-                    "share"):
-            table.add_column(col, justify="left" if col in ("op", "bound") else "right",
-                             no_wrap=True)
-        for row in op_rows(phase, matmul_only):
-            table.add_row(*row, style="cyan" if row[5] == "compute" else None)
-        con.print(table)
+        if phase is not None:
+            con.print(_op_table(phase, matmul_only))
+    if not matmul_only:
+        con.print("share: of the limit, which sums the matmul and attention ops; +x%: a fusable "
+                  "elementwise op, outside the limit (a fused engine hides it)", style="dim")
     for warning in report.warnings:
         con.print(f"[yellow]warning:[/] {warning}")
 
 
+def _op_table(phase, matmul_only: bool) -> Table:
+    """One phase's ops, 80 columns wide at most; a label row opens each layer group."""
+    title = "prefill (TTFT)" if phase.name == "prefill" else "decode step (ITL, mean over the steps)"
+    table = _table(title)
+    for col in ("op", "count", "FLOP", "bytes", "FLOP/B", "bound", "limit", "estimate", "share"):
+        table.add_column(col, justify="left" if col in ("op", "bound") else "right",
+                         no_wrap=True)
+    group = ""
+    for row_group, row in op_rows(phase, matmul_only):
+        if row_group != group:
+            table.add_section()
+            if row_group:
+                table.add_row(f"[dim italic]{row_group}:[/]")
+            group = row_group
+        table.add_row(*row, style="cyan" if row[5] == "compute" else None)
+    return table
+
+
+def _table(title: str) -> Table:
+    """A borderless table with one rule under the header and 2 spaces between columns."""
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                 padding=(0, 1, 0, 0), pad_edge=False)
+
+
 def _console() -> Console:
-    """A console at least 110 columns wide, so the op table never wraps when piped."""
-    con = Console()
-    return con if con.width >= 110 else Console(width=110)
+    """The terminal's width (COLUMNS, else 80 when piped): every table here fits 80 columns."""
+    return Console()
 
 
 def print_models(console: Console | None = None) -> None:
@@ -62,41 +78,47 @@ def print_models(console: Console | None = None) -> None:
     from perfmodel.model.source import bundled_models, load_model_config
 
     con = console or _console()
-    table = Table(title="Bundled models (configs/models)", title_justify="left")
+    table = _table("Bundled models (configs/models)")
     for col in ("id", "type", "layers", "params", "active"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True, justify="left" if col in ("id", "type") else "right")
     for model_id in bundled_models():
         spec = model_spec(load_model_config(model_id).config)
         table.add_row(model_id, spec.model_type, str(spec.num_layers),
-                      si(spec.params.total, ""), si(spec.params.active, ""))
+                      params(spec.params.total), params(spec.params.active))
     con.print(table)
 
 
 def print_gpus(console: Console | None = None) -> None:
+    """Bundled profiles, names whole (users type them); a measured profile's second line gives
+    each figure in % of its datasheet profile. Fits 80 columns."""
     from perfmodel.hardware.gpu import bundled_names, load_gpu
 
     con = console or _console()
-    table = Table(title="Bundled GPU profiles (configs/gpus)", title_justify="left")
-    for col in ("name", "kind", "bf16", "fp8", "int8", "bandwidth", "memory", "source"):
-        table.add_column(col)
+    table = _table("Bundled GPU profiles (configs/gpus); dense peaks")
+    table.add_column("name", no_wrap=True)
+    for col in ("bf16\nTFLOP/s", "fp8\nTFLOP/s", "int8\nTOP/s", "fp4\nTFLOP/s", "memory\nTB/s",
+                "memory\nGiB"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("source", no_wrap=True)
     specs = {name: load_gpu(name) for name in bundled_names()}
     for name, gpu in specs.items():
         sheet = specs.get(gpu.datasheet or "")
-
-        def cell(value, ref, unit):
-            text = si(value, unit)
-            return f"{text} ({100 * value / ref:.0f}%)" if value and ref else text
-
-        table.add_row(
-            name, gpu.kind,
-            *(cell(gpu.peak(d), sheet.peak(d) if sheet else None, "FLOP/s")
-              for d in ("bf16", "fp8", "int8")),
-            cell(gpu.mem_bandwidth, sheet.mem_bandwidth if sheet else None, "B/s"),
-            si(gpu.mem_bytes, "B"),
-            f"measured {gpu.date}" if gpu.kind == "measured" else "datasheet")
+        pairs = [(gpu.peak(d), sheet.peak(d) if sheet else None, 1e12)
+                 for d in ("bf16", "fp8", "int8", "fp4")]
+        pairs.append((gpu.mem_bandwidth, sheet.mem_bandwidth if sheet else None, 1e12))
+        cells = [_gpu_cell(value, ref, scale) for value, ref, scale in pairs]
+        table.add_row(name, *cells, plain(gpu.mem_bytes / 2**30),
+                      f"measured\n{gpu.date}" if gpu.kind == "measured" else "datasheet")
     con.print(table)
-    con.print("measured profiles show (% of their datasheet profile); sources in each YAML "
-              "and docs/gpus.md.")
+    con.print("A measured profile's second line: % of its datasheet profile. Sources in each "
+              "YAML and docs/gpus.md.")
+
+
+def _gpu_cell(value: float | None, ref: float | None, scale: float) -> str:
+    """A rate in units of `scale`, and below it the share of the datasheet's (if any)."""
+    if not value:
+        return "—"
+    return plain(value / scale) + (f"\n({100 * value / ref:.0f}%)" if ref else "")
 
 
 def print_points(points, *, json_out: bool = False, ops: bool = False,

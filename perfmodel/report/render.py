@@ -22,7 +22,7 @@ def op_record(c: OpCost) -> dict[str, Any]:
             "flops": op.count * op.flops, "bytes": op.count * op.bytes,
             "intensity": _num(op.intensity), "dtype": op.dtype, "bound": c.bound,
             "compute_s": c.compute_s, "memory_s": c.memory_s, "limit_s": c.limit_s,
-            "estimate_s": c.estimate_s}
+            "estimate_s": c.estimate_s, "group": op.group, "fusable": op.fusable}
 
 
 def to_json(pred: Prediction, *, model_id: str, model_source: str,
@@ -60,18 +60,61 @@ def to_json(pred: Prediction, *, model_id: str, model_source: str,
     }
 
 
-def si(value: float | None, unit: str, sep: str = " ") -> str:
-    """3 significant digits with an SI prefix: 4.52 ms, 1.05 GB, 989 TFLOP/s."""
+# How numbers are printed (README, docs/json.md): 3 significant digits; seconds as s, ms, µs, ns
+# (never ks: 1,990 s); rates such as tok/s as plain numbers with thousands separators
+# (0.254 tok/s, 2,280 tok/s, 16,700,000 tok/s: never mtok/s, ktok/s); bytes, FLOP, FLOP/s and
+# B/s with k, M, G, T, P only (never m for milli); parameter counts as 8.03B, 135M.
+_BIG = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+_SMALL = ((1, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"))
+_PREFIXED = ("B", "FLOP", "FLOP/s", "B/s", "")
+
+
+def _round3(value: float) -> float:
+    """value rounded to 3 significant digits (so 999.7 becomes 1000 before a prefix is chosen)."""
+    return float(f"{value:.3g}")
+
+
+def plain(value: float) -> str:
+    """At most 3 significant digits written out, thousands separated: 16,700,000; 912; 0.25."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    value = _round3(value)
+    decimals = max(0, 2 - math.floor(math.log10(abs(value))))
+    text = f"{value:,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def seconds(value: float | None, sep: str = " ") -> str:
+    """A duration: 1,990 s; 14.4 s; 28.1 ms; 7.75 µs; 349 ns."""
     if value is None:
         return "—"
-    if value == 0:
-        return f"0{sep}{unit}"
-    prefixes = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""),
-                (1e-3, "m"), (1e-6, "µ"), (1e-9, "n")]
-    for scale, prefix in prefixes:
-        if abs(value) >= scale:
-            return f"{value / scale:.3g}{sep}{prefix}{unit}"
-    return f"{value:.3g}{sep}{unit}"
+    rounded = _round3(value)
+    for scale, prefix in _SMALL:
+        if abs(rounded) >= scale:
+            return f"{plain(rounded / scale)}{sep}{prefix}s"
+    return f"{plain(rounded / 1e-9)}{sep}ns" if rounded else f"0{sep}s"
+
+
+def si(value: float | None, unit: str, sep: str = " ") -> str:
+    """A number with its unit, by the convention above: 4.52 ms, 1.05 GB, 989 TFLOP/s, 912 tok/s."""
+    if value is None:
+        return "—"
+    if unit == "s":
+        return seconds(value, sep)
+    if unit not in _PREFIXED:
+        return f"{plain(value)}{sep}{unit}"
+    rounded = _round3(value)
+    for scale, prefix in _BIG:
+        if abs(rounded) >= scale:
+            return f"{plain(rounded / scale)}{sep}{prefix}{unit}"
+    return f"{plain(rounded)}{sep}{unit}"
+
+
+def params(count: int) -> str:
+    """A parameter count as models are named: 8.03B, 671B, 135M."""
+    if count >= 1e9:
+        return f"{plain(count / 1e9)}B"
+    return f"{plain(count / 1e6)}M" if count >= 1e6 else plain(count)
 
 
 def summary_rows(pred: Prediction) -> list[tuple[str, str, str]]:
@@ -83,15 +126,18 @@ def summary_rows(pred: Prediction) -> list[tuple[str, str, str]]:
     return [(label, si(lim.get(key), unit), si(est.get(key), unit)) for label, key, unit in rows]
 
 
-def op_rows(phase: Phase, matmul_only: bool) -> list[tuple[str, ...]]:
-    """One row per op: name, count, FLOPs, bytes, intensity, bound, limit, estimate, share."""
+def op_rows(phase: Phase, matmul_only: bool) -> list[tuple[str, tuple[str, ...]]]:
+    """(group, cells) per op; cells: name, count, FLOPs, bytes, intensity, bound, limit,
+    estimate, share. share is of the phase's limit, which sums the matmul and attention ops; a
+    fusable (elementwise) op is outside it and shows what it would add, as "+0.8%"."""
     total = phase.limit_s or 1.0
     rows = []
     for c in phase.costs:
         op = c.op
         if matmul_only and op.kind not in MATMUL_KINDS:
             continue
-        rows.append((op.name, str(op.count), si(op.count * op.flops, "", ""),
-                     si(op.count * op.bytes, "", ""), f"{op.intensity:.3g}", c.bound,
-                     si(c.limit_s, "s"), si(c.estimate_s, "s"), f"{100 * c.limit_s / total:.1f}%"))
+        share = f"{'+' if op.fusable else ''}{100 * c.limit_s / total:.1f}%"
+        rows.append((op.group, (op.name, str(op.count), si(op.count * op.flops, "", ""),
+                                si(op.count * op.bytes, "", ""), plain(op.intensity), c.bound,
+                                si(c.limit_s, "s"), si(c.estimate_s, "s"), share)))
     return rows
