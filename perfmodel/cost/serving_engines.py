@@ -28,8 +28,11 @@ TensorRT-LLM (v1.0, tensorrt_llm/_torch/): modules/rms_norm.py fused residual + 
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Callable
+
 from perfmodel.cost.engines import EnginePreset, Kernel, one, qk_norms, rmsnorm
-from perfmodel.cost.ops import Op
+from perfmodel.cost.ops import MATMUL, Op
 
 
 def _none(op: Op) -> tuple[Kernel, ...]:
@@ -77,3 +80,27 @@ TRTLLM = _preset("trtllm", "TensorRT-LLM (PyTorch backend): fused add+RMSNorm, R
                  "fp8", {"rope": _none, "kv_write": _none}, {})
 
 SERVING_PRESETS = {p.name: p for p in (VLLM, SGLANG, TRTLLM)}
+
+
+def fp8_at_bf16_efficiency(estimator: Callable[[Op], float | None],
+                           limit: Callable[[Op], float]) -> Callable[[Op], float | None]:
+    """The serving engines' fp8 GEMMs (CUTLASS cutlass_scaled_mm in vLLM and SGLang, TensorRT-LLM's
+    own fp8 GEMMs) are tuned per shape; at small M, where the profile's fp8 table (timed through
+    torch._scaled_mm) reaches about half the bandwidth, they stream weights as efficiently as
+    cuBLAS streams bf16. Assumption (docs/serving.md): an fp8 GEMM takes the better of its own
+    table's time and its fp8 roofline at the bf16 table's efficiency on the same (M, K, N); the
+    quantization kernel before it is added either way."""
+    def seconds(op: Op) -> float | None:
+        est = estimator(op)
+        if est is None or op.kind != MATMUL or op.dtype != "fp8":
+            return est
+        bare = replace(op, name="gemm")  # the same GEMM without the engine's extra kernels
+        extra = est - (estimator(bare) or 0.0)
+        bf16 = replace(bare, dtype="bf16", weight_dtype="bf16",
+                       bytes=op.bytes + op.shape[1] * op.shape[2] + op.shape[0] * op.shape[2])
+        base = estimator(bf16)
+        if not base:
+            return est
+        return min(est, limit(bare) * base / limit(bf16) + extra)
+
+    return seconds

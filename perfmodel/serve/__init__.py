@@ -10,7 +10,7 @@ policy), simulate (the event loop), metrics (TTFT, TPOT, ITL, E2E, throughput).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from perfmodel.errors import WorkloadError
@@ -36,6 +36,7 @@ class ServeReport:
     kv: KvPlan
     outcome: Outcome = field(repr=False)
     warnings: tuple[str, ...] = ()
+    step_cost: StepCost | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> str:
         return json.dumps(self.metrics, indent=1, allow_nan=False)
@@ -65,6 +66,7 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
               precision: str | None = None, kv_dtype: str | None = None,
               act_quant: str | None = None, tp: int = 1, ep: int = 1, dp: int = 1, pp: int = 1,
               seed: int = 0, on_progress: Callable[[int, int], None] | None = None,
+              stagger: bool = True,
               **engine_knobs: Any) -> ServeReport:
     """Simulate `engine` serving `model` on `gpu`; raises PerfmodelError on bad input.
 
@@ -101,6 +103,8 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     cost, est = step_cost_for(spec, prec, gpu_spec, facts, host,
                               (cfg.model_id, cfg.source, gpu_spec.name), longest)
     out = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress)
+    if arrivals.concurrency and stagger and len(arrivals.requests) > arrivals.concurrency:
+        out = _cold_wave_then_steady(arrivals, facts, kv, cost, out, on_progress)
     doc = metrics(out, tp * dp * pp)
     doc = {"model": cfg.model_id, "gpu": gpu_spec.name, "engine": facts.name,
            "precision": prec.label, "workload": {"concurrency": concurrency,
@@ -112,7 +116,32 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                                "tokens": kv.tokens, "bytes_per_token": kv.bytes_per_token},
            "host_overhead_s": host, "estimate_note": est.note}
     warnings = tuple(w for w in (est.flag,) if w)
-    return ServeReport(doc, facts, kv, out, warnings)
+    return ServeReport(doc, facts, kv, out, warnings, cost)
+
+
+def _cold_wave_then_steady(arrivals, facts, kv, cost, cold: Outcome, on_progress) -> Outcome:
+    """A closed-loop benchmark: its first C requests are sent at once (`cold`, as simulated);
+    the clients then drift out of step (jitter the simulation lacks), so the later requests
+    come from a steady-state run whose clients' first sends are spread over one request
+    lifetime (steady_e2e). Requests 0..C−1 are the cold wave's, the rest the steady run's."""
+    c = arrivals.concurrency
+    steady = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress,
+                      steady_e2e(cost, arrivals))
+    done = tuple(d for d in cold.done if d.index < c) + \
+        tuple(d for d in steady.done if d.index >= c)
+    return replace(steady, done=done, preemptions=cold.preemptions + steady.preemptions,
+                   peak_blocks=max(cold.peak_blocks, steady.peak_blocks))
+
+
+def steady_e2e(cost: StepCost, arrivals) -> float:
+    """A closed loop's request lifetime in steady state, for spreading the clients' first sends
+    over it: one prefill alone plus O − 1 decode steps of all C sequences at mid context."""
+    c = arrivals.concurrency
+    isl = sum(r.isl for r in arrivals.requests) / len(arrivals.requests)
+    osl = sum(r.osl for r in arrivals.requests) / len(arrivals.requests)
+    prefill = cost.step(0, 0, [(0, round(isl))], 1)[0]
+    decode = cost.step(c, c * (isl + osl / 2), [], c)[0]
+    return prefill + (osl - 1) * decode
 
 
 def _finite(value: float | None) -> float | None:

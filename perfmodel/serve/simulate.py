@@ -31,6 +31,8 @@ class Done:
     ttft_lim: float
     e2e_lim: float
     preemptions: int
+    recomputed: int = 0  # completed recompute prefills, each of which made one output token
+    index: int = 0  # the request's place in the run
 
     @property
     def tpot(self) -> float | None:
@@ -58,7 +60,7 @@ class Outcome:
 
 class _Run:
     def __init__(self, arrivals: Arrivals, facts: EngineFacts, total_blocks: int,
-                 block_size: int, cost: StepCost):
+                 block_size: int, cost: StepCost, ramp_s: float = 0.0):
         self.specs, self.facts, self.cost = arrivals.requests, facts, cost
         if block_size < PAGE:  # SGLang's 1-token pages, tracked in PAGE-token pages
             total_blocks, block_size = total_blocks * block_size // PAGE, PAGE
@@ -72,9 +74,15 @@ class _Run:
         self.itl: list[tuple[float, int]] = []
         self.trace: list[tuple[float, int, int, int]] = []
         self.ratio = [0.7]
-        if self.closed:
-            for _ in range(min(arrivals.concurrency, len(self.specs))):
-                self._arrive()
+        first = min(arrivals.concurrency, len(self.specs)) if self.closed else 0
+        self.ramp = [k * ramp_s / first for k in range(first)]  # clients' first sends
+        self.ramp.reverse()
+        self._ramp_arrivals()
+
+    def _ramp_arrivals(self) -> None:
+        while self.ramp and self.ramp[-1] <= self.t:
+            self.ramp.pop()
+            self._arrive()
 
     def _arrive(self) -> None:
         spec = self.specs[self.next]
@@ -92,12 +100,14 @@ class _Run:
 
     def step(self) -> bool:
         """Run one engine step (or wait for the next arrival); False when all are done."""
-        if not self.closed:
+        if self.closed:
+            self._ramp_arrivals()
+        else:
             self._open_arrivals()
         n_dec, chunks = self.policy(self.state, self.facts, self.ratio)
         if not n_dec and not chunks:
-            if not self.closed and self.next < len(self.specs):
-                gap = self.specs[self.next].arrival - self.t
+            if self.ramp or not self.closed and self.next < len(self.specs):
+                gap = (self.ramp[-1] if self.ramp else self.specs[self.next].arrival) - self.t
                 self.t, self.t_lim = self.t + gap, self.t_lim + gap
                 return True
             if self.state.running or self.state.waiting:
@@ -124,6 +134,8 @@ class _Run:
         self.state.prefilling.remove(seq)
         if seq.first is None:
             seq.first, seq.first_lim = self.t, self.t_lim
+        else:
+            seq.recomputed += 1
         if seq.base + 1 >= seq.osl:
             self._finish(seq)
         else:
@@ -133,15 +145,17 @@ class _Run:
         self.state.stop(seq)
         self.done.append(Done(seq.isl, seq.osl, seq.first - seq.arrival, self.t - seq.arrival,
                               seq.first_lim - seq.arrival_lim, self.t_lim - seq.arrival_lim,
-                              seq.preemptions))
-        if self.closed and self.next < len(self.specs):
-            self._arrive()
+                              seq.preemptions, seq.recomputed, seq.i))
+        if self.closed and self.next + len(self.ramp) < len(self.specs):
+            self._arrive()  # the client sends its next request (ramp sends stay reserved)
 
 
 def simulate(arrivals: Arrivals, facts: EngineFacts, total_blocks: int, block_size: int,
-             cost: StepCost, on_progress: Callable[[int, int], None] | None = None) -> Outcome:
-    """Run every request of `arrivals` through the engine; see the module docstring."""
-    run = _Run(arrivals, facts, total_blocks, block_size, cost)
+             cost: StepCost, on_progress: Callable[[int, int], None] | None = None,
+             ramp_s: float = 0.0) -> Outcome:
+    """Run every request of `arrivals` through the engine; see the module docstring. Closed
+    loop: client k of C sends its first request at k·ramp_s/C (0: all at once)."""
+    run = _Run(arrivals, facts, total_blocks, block_size, cost, ramp_s)
     steps = 0
     while run.step():
         steps += 1

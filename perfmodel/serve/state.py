@@ -21,7 +21,7 @@ class Seq:
 
     __slots__ = ("i", "isl", "osl", "arrival", "done", "target", "base", "blocks", "first",
                  "finish", "g0", "epoch", "arrival_lim", "first_lim", "finish_lim", "decoding",
-                 "preemptions")
+                 "preemptions", "recomputed")
 
     def __init__(self, i: int, spec: RequestSpec, arrival: float, arrival_lim: float):
         self.i, self.isl, self.osl = i, spec.isl, spec.osl
@@ -29,6 +29,7 @@ class Seq:
         self.done, self.target, self.base, self.blocks = 0, spec.isl, 0, 0
         self.first = self.finish = self.first_lim = self.finish_lim = None
         self.g0, self.epoch, self.decoding, self.preemptions = 0, 0, False, 0
+        self.recomputed = 0  # recompute prefills that completed (each samples one token)
 
     @property
     def remaining(self) -> int:

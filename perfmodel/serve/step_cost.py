@@ -23,6 +23,7 @@ from typing import Callable
 from perfmodel.cost.ops import ATTENTION, Op, causal_pairs, forward_ops
 from perfmodel.cost.precision import Precision
 from perfmodel.cost.roofline import cost
+from perfmodel.cost.serving_engines import fp8_at_bf16_efficiency
 from perfmodel.hardware.gpu import GpuSpec
 from perfmodel.model.spec import ModelSpec
 
@@ -58,7 +59,8 @@ class StepCost:
     def __init__(self, spec: ModelSpec, precision: Precision, gpu: GpuSpec,
                  estimator: Estimator | None, *, max_tokens: int, max_seqs: int,
                  capture_sizes: tuple[int, ...], pad_mixed: bool, host_overhead_s: float):
-        self.gpu, self.estimator = gpu, estimator
+        self.gpu = gpu
+        self.estimator = fp8_at_bf16_efficiency(estimator, self._limit) if estimator else None
         self.capture = sorted(capture_sizes)
         self.pad_mixed, self.host_overhead_s = pad_mixed, host_overhead_s
         self.ms = m_grid(max(max_tokens, max(self.capture, default=1), 2))
@@ -70,6 +72,9 @@ class StepCost:
             lambda b: forward_ops(spec, precision, "decode", b, 1, 1),
             lambda op: op.name in SAMPLE_OPS, self.bs)
         self.groups = self._attention_groups(spec, precision)
+
+    def _limit(self, op: Op) -> float:
+        return cost(op, self.gpu).limit_s
 
     def _costs(self, op: Op) -> tuple[float, float]:
         limit = cost(op, self.gpu).limit_s
