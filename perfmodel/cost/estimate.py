@@ -100,6 +100,19 @@ def make_estimator(model: KernelModel, target: Rates, engine: EnginePreset,
     Every op takes at least its roofline at the target's rates (no efficiency above 1)."""
     if target != model.target:
         model = KernelModel(model.tables, model.rates, target)
+    memo: dict[Op, float | None] = {}
+
+    def remembered(op: Op) -> float | None:
+        """seconds(op), remembered: sweeps and the decode average meet the same ops again."""
+        try:
+            return memo[op]
+        except KeyError:
+            if len(memo) > 200_000:
+                memo.clear()
+            result = memo[op] = seconds(op)
+            return result
+        except TypeError:  # an op with an unhashable field
+            return seconds(op)
 
     def seconds(op: Op) -> float | None:
         roof = target.roofline(op.flops, op.bytes, op.dtype)
@@ -120,7 +133,7 @@ def make_estimator(model: KernelModel, target: Rates, engine: EnginePreset,
         t += sum(model.kernel_seconds(kernel) for kernel in engine.extra_for(op))
         return op.count * t
 
-    return seconds
+    return remembered
 
 
 @functools.cache

@@ -149,10 +149,13 @@ class TimeGrid:
         xc = min(max(x, self.xs[0]), self.xs[-1])
         yc = min(max(y, self.ys[0]), self.ys[-1])
         i0, i1, tx = _bracket(self.lx, math.log(xc))
-        j0, j1, ty = _bracket(self.ly, math.log(yc))
         g = self.logs
-        low = g[i0][j0] + ty * (g[i0][j1] - g[i0][j0])
-        high = g[i1][j0] + ty * (g[i1][j1] - g[i1][j0])
+        if len(self.ys) == 1:  # one column (a matmul's M axis)
+            low, high = g[i0][0], g[i1][0]
+        else:
+            j0, j1, ty = _bracket(self.ly, math.log(yc))
+            low = g[i0][j0] + ty * (g[i0][j1] - g[i0][j0])
+            high = g[i1][j0] + ty * (g[i1][j1] - g[i1][j0])
         t = math.exp(low + tx * (high - low))
         if (xc, yc) != (x, y):
             t *= self.roof(x, y) / self.roof(xc, yc)

@@ -66,6 +66,7 @@ class KernelModel:
         self.sort = self._count_curve(tables.sort)
         self._matmuls: dict[tuple, TimeGrid] = {}
         self._groups: dict[tuple, TimeGrid] = {}
+        self._kernels: dict[Kernel, float] = {}
 
     # ---- tables -> efficiencies (source) ----
 
@@ -184,9 +185,18 @@ class KernelModel:
 
     def kernel_seconds(self, kernel: Kernel | float) -> float:
         """One kernel of the engine, timed from the table of its kind (a bare number: bytes of
-        a contiguous elementwise kernel). Missing tables fall back to the elementwise one."""
+        a contiguous elementwise kernel). Missing tables fall back to the elementwise one.
+        Results are remembered: a forward launches the same kernels layer after layer."""
         if not isinstance(kernel, Kernel):
             return self._by_bytes(self.elementwise, kernel)
+        found = self._kernels.get(kernel)
+        if found is None:
+            if len(self._kernels) > 100_000:
+                self._kernels.clear()
+            found = self._kernels[kernel] = self._kernel_seconds(kernel)
+        return found
+
+    def _kernel_seconds(self, kernel: Kernel) -> float:
         kind = kernel.kind
         if kind == "strided":
             return self._by_bytes(self.strided, kernel.nbytes)

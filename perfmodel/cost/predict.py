@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
 from perfmodel.hardware.gpu import GpuSpec
@@ -156,7 +156,7 @@ def _mean_decode(spec: ModelSpec, precision: Precision, gpu: GpuSpec, workload: 
     steps = workload.decode_steps
     costs = []
     for op, (flops, nbytes, comp, mem, lim, est) in zip(first, totals):
-        mean_op = replace(op, flops=flops / steps, bytes=nbytes / steps)
+        mean_op = op.with_work(flops / steps, nbytes / steps)
         costs.append(OpCost(mean_op, comp / steps, mem / steps, lim / steps,
                             None if est is None else est / steps))
     return Phase("decode", tuple(costs))
