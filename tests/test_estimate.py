@@ -301,3 +301,27 @@ def test_fp8_static_decode_is_faster_than_bf16_on_h100():
             slow = predict(spec, bf16, gpu, w, est_bf16).estimate["itl_s"]
             fast = predict(spec, fp8, gpu, w, est_fp8).estimate["itl_s"]
             assert fast < slow, (model, batch, fast, slow)
+
+
+def test_composed_moe_block_against_the_measured_block():
+    """The MoE ops the estimate composes (router + routing, dispatch, grouped GEMMs, SiLU·mul,
+    combine) against whole bf16 MoE blocks the torch engine ran at decode batch sizes
+    (tables.moe_block of the method-v2 H100 profile): each within 30%, median within 10%."""
+    from perfmodel.cost.ops import _Ctx, mlp_block
+    from perfmodel.hardware.gpu import load_gpu
+    from perfmodel.model.spec import Mlp
+
+    gpu = load_gpu("h100-sxm-measured")
+    blocks = gpu.tables.moe_block
+    if not blocks:
+        pytest.skip("h100-sxm-measured is a method-v1 profile: no MoE block table")
+    est = estimator_for(gpu, preset("bf16"), "torch-cudagraph").estimator
+    ratios = []
+    for tokens, experts, top_k, hidden, inter, seconds in blocks:
+        ctx = _Ctx("decode", preset("bf16"), tokens, 1, hidden)
+        ops = [op for op in mlp_block(ctx, Mlp("moe", inter, experts, top_k))
+               if op.name not in ("mlp_norm", "mlp_residual")]
+        ratios.append(sum(est(op) for op in ops) / seconds)
+    assert len(ratios) >= 20
+    assert all(0.7 <= r <= 1.3 for r in ratios), ratios
+    assert abs(sorted(ratios)[len(ratios) // 2] - 1) <= 0.10
