@@ -380,3 +380,17 @@ def test_hub_that_never_answers_times_out_after_one_try(tmp_path):
     assert_one_line_error(got, "ModelNotFoundError", "did not answer within 1 s", "HF_ENDPOINT",
                           "local config.json")
     assert len(accepted) == 1 and elapsed < 10
+
+
+@pytest.mark.parametrize("given, hint", [("Llama-3.1-8B", "meta-llama/Llama-3.1-8B"),
+                                         ("meta-lama/llama-3.1-8b", "meta-llama/Llama-3.1-8B"),
+                                         ("Qwen/Qwen3-4B", None)])
+def test_hub_failure_names_the_bundled_model_of_that_name(models_dir, monkeypatch, given, hint):
+    def unreachable(repo_id, revision):
+        raise ModelNotFoundError("cannot reach the Hugging Face Hub")
+    monkeypatch.setattr(config_source, "_from_hub", unreachable)
+    with pytest.raises(ModelNotFoundError) as caught:
+        load_model_config(given)
+    message = str(caught.value)
+    assert message.startswith("cannot reach the Hugging Face Hub")
+    assert (f"did you mean the bundled {hint}?" in message) if hint else "did you mean" not in message

@@ -90,7 +90,13 @@ def load_model_config(model: str, *, revision: str | None = None) -> ModelConfig
     if not hub_id:
         raise ModelNotFoundError(f"{model!r} is neither an existing config.json (or folder holding one) "
                                  f"nor a Hugging Face repo id like 'org/name'; {_FIX_ID}")
-    return _from_hub(model, revision)
+    try:
+        return _from_hub(model, revision)
+    except ModelNotFoundError as error:
+        near = _near_bundled(model)
+        if near is None:
+            raise
+        raise ModelNotFoundError(f"{error} (did you mean the bundled {near}?)") from error
 
 
 def _bundled_paths() -> dict[Path, str]:
@@ -107,6 +113,14 @@ def _find_bundled(model: str) -> tuple[str, Path] | None:
         if model_id.casefold() == wanted:
             return model_id, path
     return None
+
+
+def _near_bundled(model: str) -> str | None:
+    """The bundled id of the same name as MODEL under another org (or none): Llama-3.1-8B and
+    meta-lama/Llama-3.1-8B mean meta-llama/Llama-3.1-8B. Near spellings are not guessed: one
+    digit apart is another model (Qwen3-8B, Qwen3-32B)."""
+    name = model.strip().split("/")[-1].casefold()
+    return next((i for i in bundled_models() if i.split("/")[-1].casefold() == name), None)
 
 
 def _display(path: Path) -> str:
