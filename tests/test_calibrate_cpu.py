@@ -443,3 +443,12 @@ def test_absorbed_mla_is_attention_of_every_head_over_one_latent():
         q[:, :, None], latent[:, None].expand(2, 16, 40, 96),
         latent[:, None, :, :64].expand(2, 16, 40, 64))[:, :, 0]
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_weight_kind_names_the_scheme_of_w8a8_only():
+    pytest.importorskip("torch")
+    from perfmodel.validate.linear import weight_kind
+
+    assert weight_kind("fp8", "static") == "fp8/static"
+    assert weight_kind("int8", "dynamic-tensor") == "int8/dynamic-tensor"
+    assert weight_kind("fp8", None) == "fp8" and weight_kind("int4", "static") == "int4"

@@ -130,6 +130,14 @@ LINEARS = {"bf16": DenseLinear, "fp16": DenseLinear, "fp32": DenseLinear, "fp8":
            "int8": Int8Linear, "int4": Int4Linear}
 
 
+def weight_kind(weight_dtype: str, act_scheme: str | None) -> str:
+    """The kind make_linear takes for a precision: "fp8/static" where a W8A8 precision names
+    its activation scheme, the plain dtype otherwise."""
+    if weight_dtype in ("fp8", "int8") and act_scheme:
+        return f"{weight_dtype}/{act_scheme}"
+    return weight_dtype
+
+
 def make_linear(weight_dtype: str, n: int, k: int, *, bias: bool, dtype: torch.dtype,
                 device: str):
     """The linear layer for weights stored as weight_dtype, "fp8/static"-style kinds naming
