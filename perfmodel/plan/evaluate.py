@@ -41,18 +41,27 @@ class Resolved:
     estimate: Estimate
 
 
-@functools.lru_cache(maxsize=256)
 def resolve(model: str, gpu: str, precision: str | None, kv_dtype: str | None,
             engine: str | None) -> Resolved:
-    """Config, GPU profile, precision and estimator, read once per process and reused.
+    """Config, GPU profile, precision and estimator, read once per process and reused (a
+    failure too: an fp8 point on a GPU without an fp8 rate fails as fast as it can)."""
+    got = _resolve(model, gpu, precision, kv_dtype, engine)
+    if isinstance(got, PerfmodelError):
+        raise got
+    return got
 
-    They are taken from one run_predict, so a sweep resolves its inputs exactly as `perfmodel
-    predict` does.
-    """
+
+@functools.lru_cache(maxsize=256)
+def _resolve(model: str, gpu: str, precision: str | None, kv_dtype: str | None,
+             engine: str | None) -> Resolved | PerfmodelError:
+    """Taken from one run_predict, so a sweep resolves its inputs as `perfmodel predict` does."""
     from perfmodel.api import run_predict
 
-    report = run_predict(model, gpu=gpu, precision=precision, kv_dtype=kv_dtype, batch=1,
-                         input_len=1, output_len=1, engine=engine)
+    try:
+        report = run_predict(model, gpu=gpu, precision=precision, kv_dtype=kv_dtype, batch=1,
+                             input_len=1, output_len=1, engine=engine)
+    except PerfmodelError as exc:
+        return exc
     pred = report.prediction
     return Resolved(pred.spec, pred.precision, pred.gpu, report.estimate)
 
