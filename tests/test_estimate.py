@@ -345,3 +345,23 @@ def test_tuned_is_never_slower_than_torch_for_bundled_models(precision):
             slow = predict(spec, prec, gpu, w, torch_est).estimate
             fast = predict(spec, prec, gpu, w, tuned_est).estimate
             assert fast["itl_s"] <= slow["itl_s"] and fast["ttft_s"] <= slow["ttft_s"], model
+
+
+def test_small_kernels_of_bundled_models_keep_a_latency_floor():
+    """gpt-oss-120b at batch 1: its 128-token sliding layers' decode attention and its router
+    GEMV each cost at least the smallest kernel of their kind the profile measured."""
+    from perfmodel.hardware.gpu import load_gpu
+    from perfmodel.model.architectures import model_spec
+    from perfmodel.model.source import load_model_config
+
+    gpu = load_gpu("h100-sxm-measured")
+    spec = model_spec(load_model_config("openai/gpt-oss-120b").config)
+    est = estimator_for(gpu, preset("bf16"), None).estimator
+    ops = {(op.name, op.group): op for op in forward_ops(spec, preset("bf16"), "decode", 1, 1,
+                                                         4096)}
+    attention = ops[("attention", "sliding 128")]
+    smallest = min(s for t in gpu.tables.attention if t.phase == "decode" for _, _, s in t.points)
+    assert est(attention) / attention.count >= smallest
+    router = ops[("router", "sliding 128")]
+    smallest = min(s for row in gpu.tables.linear["bf16"].seconds for s in row if s)
+    assert est(router) / router.count >= smallest
