@@ -17,6 +17,7 @@ from perfmodel.errors import WorkloadError
 from perfmodel.serve.engines import HOST_OVERHEAD_S, EngineFacts, engine_facts
 from perfmodel.serve.kv import KvPlan, kv_plan
 from perfmodel.serve.metrics import metrics
+from perfmodel.serve.metrics import summary as distribution
 from perfmodel.serve.requests import make_arrivals
 from perfmodel.serve.simulate import Outcome, simulate
 from perfmodel.serve.step_cost import StepCost
@@ -102,10 +103,12 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     longest = max(r.isl for r in arrivals.requests)
     cost, est = step_cost_for(spec, prec, gpu_spec, facts, host,
                               (cfg.model_id, cfg.source, gpu_spec.name), longest)
-    out = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress)
     if arrivals.concurrency and stagger and len(arrivals.requests) > arrivals.concurrency:
-        out = _cold_wave_then_steady(arrivals, facts, kv, cost, out, on_progress)
+        out = _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress)
+    else:
+        out = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress)
     doc = metrics(out, tp * dp * pp)
+    doc["limit"] = limit_bounds(out, cost)
     doc = {"model": cfg.model_id, "gpu": gpu_spec.name, "engine": facts.name,
            "precision": prec.label, "workload": {"concurrency": concurrency,
                                                   "request_rate": _finite(request_rate),
@@ -119,18 +122,41 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     return ServeReport(doc, facts, kv, out, warnings, cost)
 
 
-def _cold_wave_then_steady(arrivals, facts, kv, cost, cold: Outcome, on_progress) -> Outcome:
-    """A closed-loop benchmark: its first C requests are sent at once (`cold`, as simulated);
-    the clients then drift out of step (jitter the simulation lacks), so the later requests
-    come from a steady-state run whose clients' first sends are spread over one request
-    lifetime (steady_e2e). Requests 0..C−1 are the cold wave's, the rest the steady run's."""
+def _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress) -> Outcome:
+    """A closed-loop benchmark: its first C requests are sent at once (the cold wave, simulated
+    on their own); the clients then drift out of step (jitter the simulation lacks), so the
+    later requests come from a steady-state run whose clients' first sends are spread over one
+    request lifetime (steady_e2e). Requests 0..C−1 are the cold wave's, the rest the steady
+    run's; throughput and ITL are the steady run's."""
     c = arrivals.concurrency
+    cold = simulate(replace(arrivals, requests=arrivals.requests[:c]), facts, kv.blocks,
+                    kv.block_size, cost)
     steady = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress,
                       steady_e2e(cost, arrivals))
     done = tuple(d for d in cold.done if d.index < c) + \
         tuple(d for d in steady.done if d.index >= c)
     return replace(steady, done=done, preemptions=cold.preemptions + steady.preemptions,
                    peak_blocks=max(cold.peak_blocks, steady.peak_blocks))
+
+
+def limit_bounds(out: Outcome, cost: StepCost) -> dict[str, dict]:
+    """The limit: what no engine on this GPU can beat for these requests (docs/serving.md).
+    TTFT ≥ the request's own prompt prefilled alone at the roofline; TPOT ≥ one decode step of
+    the B sequences the run decoded on average, at mean context I + O/2, at the roofline (an
+    engine may keep prefill work out of a request's decode window, as a cold first wave or a
+    disaggregated deployment does, so none is counted); E2E ≥ TTFT + (O − 1)·TPOT."""
+    steps = len(out.itl)
+    b = max(1, round(sum(n for _, n in out.itl) / steps)) if steps else 1
+    done = out.done
+    isl = sum(d.isl for d in done) / len(done)
+    osl = sum(d.osl for d in done) / len(done)
+    tpot = cost.step(b, b * (isl + osl / 2), [], b)[1] if osl > 1 else None
+    alone = {n: cost.step(0, 0, [(0, n)], 1)[1] for n in {d.isl for d in done}}
+    ttft = [alone[d.isl] for d in done]
+    e2e = [alone[d.isl] + (d.osl - 1) * (tpot or 0.0) for d in done]
+    return {"ttft_s": distribution(ttft),
+            "tpot_s": distribution([tpot] * len(done) if tpot else []),
+            "e2e_s": distribution(e2e)}
 
 
 def steady_e2e(cost: StepCost, arrivals) -> float:

@@ -35,6 +35,7 @@ class KvPlan:
     weights_bytes: float
     workspace_bytes: float
     pool_bytes: float
+    memory_bytes: float = 0.0  # the GPU's whole memory
 
     @property
     def tokens(self) -> int:
@@ -81,7 +82,7 @@ def kv_plan(spec: ModelSpec, precision: Precision, gpu: GpuSpec, facts: EngineFa
             f"{work / 1e9:.1f} GB leave nothing of {total * facts.memory_fraction / 1e9:.1f} GB "
             f"on one {gpu.name}; quantize (--precision), raise --gpu-memory-utilization or "
             "shard (--tp)")
-    return KvPlan(blocks, facts.block_size, per_token, weights, work, pool)
+    return KvPlan(blocks, facts.block_size, per_token, weights, work, pool, total)
 
 
 def blocks_for(tokens: int, block_size: int) -> int:

@@ -53,7 +53,8 @@ def itl_summary(pairs: Sequence[tuple[float, int]]) -> dict[str, float | None]:
 
 
 def metrics(out: Outcome, gpus: int) -> dict[str, Any]:
-    """The JSON-ready metrics of one run (docs/json.md, `perfmodel serve --json`)."""
+    """The JSON-ready metrics of one run (docs/json.md, `perfmodel serve --json`); "limit" holds
+    the roofline clock of the same schedule until run_serve replaces it with the bounds."""
     done = out.done
     tpot = [d.tpot for d in done if d.tpot is not None]
     tokens = sum(d.osl for d in done)

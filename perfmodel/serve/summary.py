@@ -103,5 +103,8 @@ def print_validation(results, summary: dict[str, Any], skipped: int) -> None:
     console.print(table)
     for line in markdown_table(summary):
         console.print(line, markup=False)
+    cached = sum(r.prefix_cached for r in results)
+    console.print(f"left out of the errors: {cached} rows whose measured request rate needs more "
+                  "than the GPU's roofline to prefill from scratch (a cached prefix)")
     if skipped:
         console.print(f"skipped {skipped} rows (model or precision not supported)")

@@ -40,10 +40,10 @@ class Served:
     itl_estimate_s: float | None
 
 
-def rows() -> list[dict[str, str]]:
-    if not CSV.exists():
+def rows(path: Path = CSV) -> list[dict[str, str]]:
+    if not path.exists():
         return []
-    return [r for r in csv.DictReader(CSV.open())
+    return [r for r in csv.DictReader(path.open())
             if (r["mode"], r["tp_size"], r["pp_size"]) == ("agg", "1", "1")
             and r["model_path"] in MODELS and r["gemm_quant_mode"] in PRECISION]
 
@@ -74,9 +74,9 @@ def is_training(row: dict[str, str]) -> bool:
     return int(hashlib.sha1(row["id"].encode()).hexdigest(), 16) % 2 == 0
 
 
-def serving_rows() -> list[dict[str, str]]:
+def serving_rows(path: Path = CSV) -> list[dict[str, str]]:
     """Single-GPU aggregated rows: tp = pp = 1, no attention DP, no expert parallelism."""
-    return [r for r in rows() if r["attention_dp_size"] in ("", "1")
+    return [r for r in rows(path) if r["attention_dp_size"] in ("", "1")
             and r["moe_ep_size"] in ("", "0", "1")]
 
 
@@ -109,6 +109,13 @@ class SimulatedRow:
     ttft_lim_s: float
     tpot_lim_s: float
     preemptions: int
+    prefill_load: float  # GPU share the measured request rate's cold prefills need at roofline
+
+    @property
+    def prefix_cached(self) -> bool:
+        """The measured rate of requests needs more than the whole GPU at its roofline just to
+        prefill their prompts from scratch: the benchmark reused a cached prefix."""
+        return self.prefill_load > 1
 
     @property
     def tpot_error(self) -> float:
@@ -141,14 +148,18 @@ def simulate_row(row: dict[str, str], host_overhead_s: float | None = None,
     from perfmodel.serve import run_serve
 
     knobs = {} if host_overhead_s is None else {"host_overhead_s": host_overhead_s}
-    m = run_serve(MODELS[row["model_path"]], **serve_kwargs(row, gpus), **knobs).metrics
+    report = run_serve(MODELS[row["model_path"]], **serve_kwargs(row, gpus), **knobs)
+    m, isl, osl = report.metrics, int(row["isl"]), int(row["osl"])
+    ttft, tpot = float(row["silicon_ttft_ms"]) / 1e3, float(row["silicon_tpot_ms"]) / 1e3
+    rate = int(row["batch_size"]) / (ttft + (osl - 1) * tpot)
+    load = rate * report.step_cost.step(0, 0, [(0, isl)], 1)[1]
     return SimulatedRow(row["id"], row["backend"], row["backend_version"] or "?",
                         MODELS[row["model_path"]], row["gemm_quant_mode"] or "bf16",
                         row["system"], int(row["isl"]), int(row["osl"]), int(row["batch_size"]),
                         is_training(row), float(row["silicon_ttft_ms"]) / 1e3,
                         float(row["silicon_tpot_ms"]) / 1e3, m["ttft_s"]["mean"],
                         m["tpot_s"]["mean"], m["limit"]["ttft_s"]["mean"],
-                        m["limit"]["tpot_s"]["mean"], m["preemptions"])
+                        m["limit"]["tpot_s"]["mean"], m["preemptions"], load)
 
 
 def _q(values: list[float], q: float) -> float:
@@ -161,9 +172,9 @@ def _q(values: list[float], q: float) -> float:
 
 def error_summary(results: list[SimulatedRow]) -> dict[tuple[str, str], dict]:
     """Median and p90 |error| of TPOT and TTFT per (engine, half), and over all engines; how
-    many rows have a limit above their measurement."""
+    many rows have a limit above their measurement. Prefix-cached rows are left out."""
     groups: dict[tuple[str, str], list[SimulatedRow]] = {}
-    for r in results:
+    for r in (r for r in results if not r.prefix_cached):
         half = "train" if r.training else "test"
         for engine in (r.engine, "all"):
             groups.setdefault((engine, half), []).append(r)
