@@ -35,6 +35,15 @@ class Step:
         return self.start + self.length
 
 
+def reduced(block, y: torch.Tensor, name: str) -> torch.Tensor:
+    """y summed over the tensor-parallel ranks where the block is sharded (block.reduce is set by
+    validate/distributed.py), in its own region `name`; y unchanged on one GPU."""
+    if block.reduce is None:
+        return y
+    with record_function(name):
+        return block.reduce(y)
+
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)
@@ -57,6 +66,8 @@ class AttentionBlock:
 
     Attention sinks (gpt-oss) are ignored; MLA is not implemented.
     """
+
+    reduce = None  # the tensor-parallel all-reduce after o_proj (validate/distributed.py)
 
     def __init__(self, spec: Attention, hidden: int, weight_dtype: str, dtype: torch.dtype,
                  device: str):
@@ -99,6 +110,7 @@ class AttentionBlock:
             out = out.transpose(1, 2).reshape(b, t, -1)
         with record_function("o_proj"):
             out = self.o(out)
+        out = reduced(self, out, "attn_all_reduce")
         with record_function("attn_residual"):
             return x + out
 
@@ -136,6 +148,8 @@ def gated_mlp(y: torch.Tensor, gate_up, down, prefix: str = "") -> torch.Tensor:
 class DenseMlp:
     """Gated MLP: fused gate/up, SiLU(gate)·up, down."""
 
+    reduce = None  # the tensor-parallel all-reduce after down (validate/distributed.py)
+
     def __init__(self, spec: Mlp, hidden: int, weight_dtype: str, dtype: torch.dtype,
                  device: str):
         self.norm = torch.ones(hidden, dtype=dtype, device=device)
@@ -147,7 +161,7 @@ class DenseMlp:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with record_function("mlp_norm"):
             y = F.rms_norm(x, (x.shape[-1],), self.norm, EPS)
-        y = gated_mlp(y, self.gate_up, self.down)
+        y = reduced(self, gated_mlp(y, self.gate_up, self.down), "mlp_all_reduce")
         with record_function("mlp_residual"):
             return x + y
 
@@ -178,6 +192,8 @@ class MoeMlp:
     shared_down includes the shared gate's sigmoid and multiply. Expert biases (gpt-oss) and
     its clamped SwiGLU are not modelled: SiLU(gate)·up.
     """
+
+    reduce = None  # the tensor-parallel all-reduce after the combine (validate/distributed.py)
 
     def __init__(self, spec: Mlp, hidden: int, weight_dtype: str, family: str,
                  dtype: torch.dtype, device: str):
@@ -229,6 +245,7 @@ class MoeMlp:
             routed = routed.sum(dim=1)
             if shared is not None:
                 routed = routed + shared
+        routed = reduced(self, routed, "moe_all_reduce")
         with record_function("mlp_residual"):
             return x + routed.view(x.shape)
 

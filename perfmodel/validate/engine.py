@@ -15,7 +15,8 @@ from torch.profiler import record_function
 from perfmodel.errors import WorkloadError
 from perfmodel.model.spec import ModelSpec
 from perfmodel.cost.precision import Precision
-from perfmodel.validate.blocks import EPS, Step, banded_causal_mask, build_layer, rope_tables
+from perfmodel.validate.blocks import (EPS, Step, banded_causal_mask, build_layer, reduced,
+                                       rope_tables)
 from perfmodel.validate.linear import dtype_of
 
 Cache = list[tuple[torch.Tensor, torch.Tensor]]
@@ -54,6 +55,7 @@ class Engine:
         self.rope = {h: rope_tables(h, max_context, dtype, self.device)
                      for h in {layer.attention.head_dim for layer, _ in spec.layers}}
         self._masks: dict[tuple[int, int], torch.Tensor] = {}
+        self.reduce = self.gather = None  # tensor-parallel hooks (validate/distributed.py)
 
     @property
     def graphable(self) -> bool:
@@ -91,12 +93,17 @@ class Engine:
         steps = self._steps(prefill, start, length)
         with record_function("embed"):
             x = F.embedding(tokens, self.embed)
+        x = reduced(self, x, "embed_all_reduce")
         for (layer, attention, mlp), kv in zip(self.layers, cache):
             x = mlp(attention(x, kv, steps[layer.attention.head_dim]))
         with record_function("final_norm"):
             x = F.rms_norm(x[:, -1], (x.shape[-1],), self.final_norm, EPS)
         with record_function("lm_head"):
-            return F.linear(x, self.lm_head)
+            logits = F.linear(x, self.lm_head)
+        if self.gather is None:
+            return logits
+        with record_function("lm_head_all_gather"):
+            return self.gather(logits)
 
     def _steps(self, prefill: bool, start: int, length: int) -> dict[int, Step]:
         masks = {}
