@@ -9,10 +9,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from typer.testing import CliRunner
 
 from perfmodel.cli import app
-from conftest import ROOT
 
 runner = CliRunner()
 MODELS = ROOT / "configs" / "models"

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from perfmodel.errors import ConfigError, ModelNotFoundError
 from perfmodel.model import source as config_source
 from perfmodel.model.source import ModelConfig, bundled_models, load_model_config
-from perfmodel.errors import ConfigError, ModelNotFoundError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

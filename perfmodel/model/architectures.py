@@ -6,100 +6,43 @@ architecture means adding a reader here and naming it in READERS.
 
 from __future__ import annotations
 
-import json
-import math
 from collections import Counter
 from dataclasses import replace
 from typing import Any, Callable
 
 from perfmodel.errors import ConfigError
+from perfmodel.model.fields import Config, boolean, found, integer, show
 from perfmodel.model.spec import Attention, LayerSpec, Mlp, ModelSpec
-
-Config = dict[str, Any]
-_MISSING = object()
-
-
-def _found(cfg: Config, names: tuple[str, ...]) -> tuple[str, Any]:
-    """(name, value) of the first of `names` present in cfg and not null; (names[0], None) if none."""
-    for name in names:
-        if cfg.get(name) is not None:
-            return name, cfg[name]
-    return names[0], None
-
-
-def _show(value: Any) -> str:
-    """A value as the config file spells it: NaN, Infinity, "yes", 0."""
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _field(cfg: Config, *names: str, default: Any = _MISSING) -> Any:
-    """The first of `names` present in cfg (and not null), else default, else a ConfigError."""
-    name, value = _found(cfg, names)
-    if value is not None:
-        return value
-    if default is _MISSING:
-        kind = cfg.get("model_type", "this")
-        raise ConfigError(f"no '{name}', which {kind} models need; pass the model's complete "
-                          "config.json")
-    return default
-
-
-def _int(cfg: Config, *names: str, default: Any = _MISSING, minimum: int = 1,
-         maximum: int = 2**53) -> int:
-    """A whole number in [minimum, maximum] (JSON's NaN, Infinity, 1.5, "8", true are refused)."""
-    name, value = _found(cfg, names)
-    if value is None:
-        return _field(cfg, *names, default=default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value != int(value) or value < minimum:
-        raise ConfigError(f"'{name}' is {_show(value)}, not a whole number ≥ {minimum}; "
-                          "fix it in the config")
-    if value > maximum:
-        raise ConfigError(f"'{name}' is {_show(value)}, above {maximum:,}; fix it in the config")
-    return int(value)
-
-
-def _bool(cfg: Config, name: str, default: bool) -> bool:
-    """A true/false field; "yes", 1 and the like are refused rather than guessed."""
-    value = cfg.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise ConfigError(f"'{name}' is {_show(value)}, not true or false; fix it in the config")
-    return value
 
 
 def _layers(cfg: Config) -> int:
     """L, num_hidden_layers; 100,000 layers is no model (and would not fit in memory here)."""
-    return _int(cfg, "num_hidden_layers", maximum=100_000)
+    return integer(cfg, "num_hidden_layers", maximum=100_000)
 
 
 def _window(cfg: Config) -> int | None:
     """sliding_window in tokens, or None; checked even where the architecture then ignores it."""
-    return _int(cfg, "sliding_window", default=None)
+    return integer(cfg, "sliding_window", default=None)
 
 
 def _gqa(cfg: Config, window: int | None, **extra: Any) -> Attention:
     """GQA attention: N heads, K KV heads dividing N, head dim H (head_dim, else D / N)."""
-    heads = _int(cfg, "num_attention_heads")
-    hidden = _int(cfg, "hidden_size")
-    kv_heads = _int(cfg, "num_key_value_heads", default=heads)
+    heads = integer(cfg, "num_attention_heads")
+    hidden = integer(cfg, "hidden_size")
+    kv_heads = integer(cfg, "num_key_value_heads", default=heads)
     if kv_heads > heads:
         raise ConfigError(f"'num_key_value_heads' {kv_heads} exceeds 'num_attention_heads' "
                           f"{heads}; fix one of them in the config")
     if heads % kv_heads:
         raise ConfigError(f"'num_attention_heads' {heads} is not a multiple of "
                           f"'num_key_value_heads' {kv_heads}; fix one of them in the config")
-    head_dim = _int(cfg, "head_dim", default=None)
+    head_dim = integer(cfg, "head_dim", default=None)
     if head_dim is None:
         if hidden % heads:
             raise ConfigError(f"'hidden_size' {hidden} is not a multiple of 'num_attention_heads' "
                               f"{heads} and there is no 'head_dim'; add head_dim to the config")
         head_dim = hidden // heads
-    bias = _bool(cfg, "attention_bias", False)
+    bias = boolean(cfg, "attention_bias", False)
     fields = {"qkv_bias": bias, "o_bias": bias, **extra}
     return Attention(kind="gqa", num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim,
                      v_head_dim=head_dim, window=window, **fields)
@@ -108,12 +51,12 @@ def _gqa(cfg: Config, window: int | None, **extra: Any) -> Attention:
 def _moe(cfg: Config, f_name: str, experts_names: tuple[str, ...],
          top_k_names: tuple[str, ...] = ("num_experts_per_tok",), **extra: Any) -> Mlp:
     """A routed-expert MLP: E experts of width F, k of them per token, 1 ≤ k ≤ E."""
-    experts = _int(cfg, *experts_names)
-    top_k = _int(cfg, *top_k_names)
+    experts = integer(cfg, *experts_names)
+    top_k = integer(cfg, *top_k_names)
     if top_k > experts:
-        raise ConfigError(f"'{_found(cfg, top_k_names)[0]}' is {top_k}, more than the {experts} "
-                          f"experts of '{_found(cfg, experts_names)[0]}'; fix it in the config")
-    return Mlp(kind="moe", intermediate_size=_int(cfg, f_name), num_experts=experts,
+        raise ConfigError(f"'{found(cfg, top_k_names)[0]}' is {top_k}, more than the {experts} "
+                          f"experts of '{found(cfg, experts_names)[0]}'; fix it in the config")
+    return Mlp(kind="moe", intermediate_size=integer(cfg, f_name), num_experts=experts,
                top_k=top_k, **extra)
 
 
@@ -122,7 +65,7 @@ def _window_flags(cfg: Config, layers: int, default_sliding: Callable[[int], boo
     types = cfg.get("layer_types")
     if types is not None:
         if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
-            raise ConfigError(f"'layer_types' is {_show(types)}, not a list of layer names; "
+            raise ConfigError(f"'layer_types' is {show(types)}, not a list of layer names; "
                               "fix it in the config")
         if len(types) != layers:
             raise ConfigError(f"'layer_types' names {len(types)} layers, 'num_hidden_layers' "
@@ -135,14 +78,14 @@ def _assemble(cfg: Config, per_layer: list[LayerSpec]) -> ModelSpec:
     counts = Counter(per_layer)
     ordered = tuple((layer, counts[layer]) for layer in dict.fromkeys(per_layer))
     return ModelSpec(
-        model_type=cfg["model_type"], hidden_size=_int(cfg, "hidden_size"),
-        vocab_size=_int(cfg, "vocab_size"),
-        tie_word_embeddings=_bool(cfg, "tie_word_embeddings", False), layers=ordered,
-        max_position_embeddings=_int(cfg, "max_position_embeddings", default=None))
+        model_type=cfg["model_type"], hidden_size=integer(cfg, "hidden_size"),
+        vocab_size=integer(cfg, "vocab_size"),
+        tie_word_embeddings=boolean(cfg, "tie_word_embeddings", False), layers=ordered,
+        max_position_embeddings=integer(cfg, "max_position_embeddings", default=None))
 
 
 def _dense_mlp(cfg: Config) -> Mlp:
-    return Mlp(kind="dense", intermediate_size=_int(cfg, "intermediate_size"))
+    return Mlp(kind="dense", intermediate_size=integer(cfg, "intermediate_size"))
 
 
 def read_dense(cfg: Config, *, sliding: Callable[[int], bool] | None = None,
@@ -168,20 +111,20 @@ def read_dense(cfg: Config, *, sliding: Callable[[int], bool] | None = None,
 def _qwen_window(cfg: Config) -> Config:
     """Qwen's sliding_window counts only with use_sliding_window (checked either way)."""
     _window(cfg)
-    return cfg if _bool(cfg, "use_sliding_window", False) else {**cfg, "sliding_window": None}
+    return cfg if boolean(cfg, "use_sliding_window", False) else {**cfg, "sliding_window": None}
 
 
 def _qwen2(cfg: Config) -> ModelSpec:
     """Qwen2 has Q/K/V biases; its window applies only with use_sliding_window, from layer
     max_window_layers on."""
     cfg = _qwen_window(cfg)
-    first = _int(cfg, "max_window_layers", default=0, minimum=0)
+    first = integer(cfg, "max_window_layers", default=0, minimum=0)
     return read_dense(cfg, sliding=lambda i: i >= first, qkv_bias=True)
 
 
 def _qwen3(cfg: Config) -> ModelSpec:
     cfg = _qwen_window(cfg)
-    first = _int(cfg, "max_window_layers", default=0, minimum=0)
+    first = integer(cfg, "max_window_layers", default=0, minimum=0)
     return read_dense(cfg, sliding=lambda i: i >= first, qk_norm=True)
 
 
@@ -198,7 +141,7 @@ def _gemma3(cfg: Config) -> ModelSpec:
     transformers' Gemma3TextConfig default, 262_208.
     """
     cfg = {"tie_word_embeddings": True, "vocab_size": 262_208, **cfg}
-    pattern = _int(cfg, "sliding_window_pattern", default=6)
+    pattern = integer(cfg, "sliding_window_pattern", default=6)
     return read_dense(cfg, sliding=lambda i: (i + 1) % pattern != 0, qk_norm=True)
 
 
@@ -220,13 +163,13 @@ def _mixtral(cfg: Config) -> ModelSpec:
 def _qwen_moe(cfg: Config) -> ModelSpec:
     """qwen2_moe / qwen3_moe: layer i is sparse unless listed in mlp_only_layers or off the
     decoder_sparse_step; qwen2_moe adds a gated shared expert."""
-    shared = _int(cfg, "shared_expert_intermediate_size", default=0, minimum=0)
+    shared = integer(cfg, "shared_expert_intermediate_size", default=0, minimum=0)
     moe = _moe(cfg, "moe_intermediate_size", ("num_experts",),
                shared_intermediate_size=shared, shared_gate=shared > 0)
-    step = _int(cfg, "decoder_sparse_step", default=1)
+    step = integer(cfg, "decoder_sparse_step", default=1)
     dense_only = cfg.get("mlp_only_layers") or []
     if not isinstance(dense_only, list) or not all(isinstance(i, int) for i in dense_only):
-        raise ConfigError(f"'mlp_only_layers' is {_show(dense_only)}, not a list of layer "
+        raise ConfigError(f"'mlp_only_layers' is {show(dense_only)}, not a list of layer "
                           "numbers; fix it in the config")
     qwen3 = cfg["model_type"] == "qwen3_moe"
     attn = _gqa(cfg, None, qk_norm=qwen3, **({} if qwen3 else {"qkv_bias": True}))
@@ -237,19 +180,19 @@ def _qwen_moe(cfg: Config) -> ModelSpec:
 def _deepseek(cfg: Config) -> ModelSpec:
     """deepseek_v2 / deepseek_v3: MLA in every layer; the first first_k_dense_replace layers
     have a dense MLP, the rest routed experts plus n_shared_experts shared ones."""
-    nope, rope = _int(cfg, "qk_nope_head_dim"), _int(cfg, "qk_rope_head_dim")
-    attn = Attention(kind="mla", num_heads=_int(cfg, "num_attention_heads"), num_kv_heads=1,
-                     head_dim=nope + rope, v_head_dim=_int(cfg, "v_head_dim"),
-                     q_lora_rank=_int(cfg, "q_lora_rank", default=None),
-                     kv_lora_rank=_int(cfg, "kv_lora_rank"), qk_rope_head_dim=rope,
+    nope, rope = integer(cfg, "qk_nope_head_dim"), integer(cfg, "qk_rope_head_dim")
+    attn = Attention(kind="mla", num_heads=integer(cfg, "num_attention_heads"), num_kv_heads=1,
+                     head_dim=nope + rope, v_head_dim=integer(cfg, "v_head_dim"),
+                     q_lora_rank=integer(cfg, "q_lora_rank", default=None),
+                     kv_lora_rank=integer(cfg, "kv_lora_rank"), qk_rope_head_dim=rope,
                      qk_nope_head_dim=nope)
-    expert_f = _int(cfg, "moe_intermediate_size")
+    expert_f = integer(cfg, "moe_intermediate_size")
     moe = _moe(cfg, "moe_intermediate_size", ("n_routed_experts",),
-               shared_intermediate_size=expert_f * _int(cfg, "n_shared_experts", default=0,
+               shared_intermediate_size=expert_f * integer(cfg, "n_shared_experts", default=0,
                                                          minimum=0),
                router_bias=cfg["model_type"] == "deepseek_v3")
-    first_dense = _int(cfg, "first_k_dense_replace", default=0, minimum=0)
-    freq = _int(cfg, "moe_layer_freq", default=1)
+    first_dense = integer(cfg, "first_k_dense_replace", default=0, minimum=0)
+    freq = integer(cfg, "moe_layer_freq", default=1)
     return _moe_layers(cfg, lambda i: attn, lambda i: i >= first_dense and i % freq == 0, moe)
 
 
@@ -257,7 +200,7 @@ def _gpt_oss(cfg: Config) -> ModelSpec:
     """gpt-oss: GQA with attention sinks and biases, sliding and full layers alternating as
     layer_types says, every layer a biased MoE."""
     layers = _layers(cfg)
-    window = _int(cfg, "sliding_window")
+    window = integer(cfg, "sliding_window")
     flags = _window_flags(cfg, layers, lambda i: i % 2 == 0)
     moe = _moe(cfg, "intermediate_size", ("num_local_experts",),
                ("num_experts_per_tok", "experts_per_token"), router_bias=True, expert_bias=True)
@@ -309,7 +252,7 @@ def model_spec(cfg: Config, where: str = "config.json") -> ModelSpec:
     kind = cfg.get("model_type")
     reader = READERS.get(kind) if isinstance(kind, str) else None
     if reader is None:
-        raise ConfigError(f"{where}: model_type {_show(kind)} is not supported; supported: "
+        raise ConfigError(f"{where}: model_type {show(kind)} is not supported; supported: "
                           f"{', '.join(sorted(READERS))}")
     try:
         return reader(cfg)

@@ -162,8 +162,13 @@ def _read_json(path: Path) -> dict:
 
 def _from_hub(repo_id: str, revision: str | None) -> ModelConfig:
     """Fetch only config.json of a Hub repo through the HF cache, and say whether it was cached."""
-    from huggingface_hub import (constants, get_hf_file_metadata, hf_hub_download, hf_hub_url,
-                                 try_to_load_from_cache)
+    from huggingface_hub import (
+        constants,
+        get_hf_file_metadata,
+        hf_hub_download,
+        hf_hub_url,
+        try_to_load_from_cache,
+    )
 
     timeout = constants.HF_HUB_ETAG_TIMEOUT if "HF_HUB_ETAG_TIMEOUT" in os.environ else HUB_TIMEOUT_S
     try:
