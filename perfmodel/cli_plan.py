@@ -147,8 +147,9 @@ def plan(model: ModelArg,
              "--method", help="serve | predict (default: serve where this perfmodel has it).")
          ] = None,
          waves: Annotated[int, typer.Option(
-             "--waves", min=1, help="serve: simulate WAVES × concurrency requests per point.")
-         ] = 3,
+             "--waves", min=1, help="serve: simulate max(WAVES × concurrency, 40) requests per "
+                                    "point (as validate-serving does).")
+         ] = 4,
          json_out: Annotated[bool, typer.Option("--json", help="Print the JSON document.")
                              ] = False,
          plot: PlotOpt = None, workers: WorkersOpt = None) -> None:

@@ -5,7 +5,8 @@ also EP over the same GPUs) × precision × concurrency. Deployments whose weigh
 request's KV cache do not fit are dropped before anything is simulated, and so are
 concurrencies above the requests a deployment's memory holds at once (they only queue). Each
 remaining point is evaluated by the serving simulation when this perfmodel has one (closed loop,
-`waves` × concurrency requests), else by the static-batch prediction at batch = concurrency;
+max(`waves` × concurrency, 40) requests: validate-serving's 4·C and 40 by default, the setting
+its accuracy figures hold for), else by the static-batch prediction at batch = concurrency;
 `Plan.method` says which.
 
 The front is over output tokens/s per GPU against tokens/s per user (1 / TPOT); with a price for
@@ -26,6 +27,7 @@ from perfmodel.plan.pareto import pareto_front
 from perfmodel.plan.sweep import Progress, run_points
 
 Row = dict[str, Any]
+MIN_REQUESTS = 40  # as validate/silicon.py num_requests_for simulates each serving row
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,8 @@ def _loads(kept: list[tuple[Point, int]], concurrencies: Sequence[int], waves: i
     points, skipped = [], []
     for point, held in kept:
         for c in concurrencies:
-            one = replace(point, load=c, requests=waves * c if point.method == SERVE else None)
+            one = replace(point, load=c,
+                          requests=max(waves * c, MIN_REQUESTS) if point.method == SERVE else None)
             if c <= held:
                 points.append(one)
             else:
@@ -154,8 +157,9 @@ def pick_best(rows: Sequence[Row], slo: Slo, by_cost: bool) -> Row | None:
 def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
          concurrencies: Sequence[int], isl: int, osl: int, slo: Slo, max_gpus: int = 8,
          tps: Sequence[int] | None = None, prices: dict[str, float] | None = None,
-         engine: str | None = None, method: str | None = None, waves: int = 3,
-         workers: int | None = None, on_total: Any = None, on_progress: Progress | None = None) -> Plan:
+         engine: str | None = None, method: str | None = None, waves: int = 4,
+         workers: int | None = None, on_total: Any = None,
+         on_progress: Progress | None = None) -> Plan:
     """Search the deployments, evaluate every fitting one at every concurrency, rank them."""
     method = method or (SERVE if serve_available() else PREDICT)
     prices = prices or {}
