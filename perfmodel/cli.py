@@ -153,8 +153,9 @@ def _ints(text: str, flag: str) -> list[int]:
     return values
 
 
-def _check_validate_args(model: str, precision: str, gpu: str | None) -> None:
-    """validate's model, precision and --gpu, checked before it looks for a CUDA GPU."""
+def _check_validate_args(model: str, precision: str, gpu: str | None, out: Path | None) -> None:
+    """validate's model, precision, --gpu and --out, checked before it looks for a CUDA GPU."""
+    from perfmodel.calibrate.run import check_out_path
     from perfmodel.cost.precision import preset
     from perfmodel.errors import WorkloadError
     from perfmodel.hardware.gpu import load_gpu
@@ -168,6 +169,8 @@ def _check_validate_args(model: str, precision: str, gpu: str | None) -> None:
                             f"(validate/engine.py), not {precision!r}; pass one of those")
     if gpu is not None:
         load_gpu(gpu)
+    if out is not None:
+        check_out_path(out, folder_ok=False)
 
 
 @app.command()
@@ -195,7 +198,7 @@ def validate(model: ModelArg, precision: Annotated[str, typer.Option(
         from perfmodel.validate.compare import compare, default_gpu_profile, measure
 
         batches, lengths = _ints(batch, "--batch"), _ints(input_len, "--input-len")
-        _check_validate_args(model, precision, gpu)
+        _check_validate_args(model, precision, gpu, out)
         records = measure(model, precision, batches, lengths, out=out,
                           max_prefill_tokens=max_prefill_tokens,
                           on_note=lambda note: typer.echo(note, err=True))

@@ -136,6 +136,7 @@ def test_gpu_profile_that_is_not_utf8(tmp_path):
     (("--precision", "fp4"), ["not 'fp4'", "bf16, fp16, fp8, int8 or int4"]),
     (("--precision", "fp5"), ["unknown precision 'fp5'"]),
     (("--gpu", "tpu-v9"), ["unknown GPU 'tpu-v9'"]),
+    (("--out", "/dev/full"), ["/dev/full is not a regular file"]),
 ])
 def test_validate_checks_arguments_before_looking_for_cuda(args, words):
     line = one_line_error(invoke("validate", "meta-llama/Llama-3.2-1B", *args), *words)
@@ -281,6 +282,7 @@ def test_repeated_ops_carry_their_layer_group():
     ops = [op for op in json.loads(result.output)["ops"]
            if op["phase"] == "decode" and op["name"] == "attn_norm"]
     assert {(op["group"], op["count"]) for op in ops} == {("sliding 1024", 52), ("global", 10)}
+    assert all(op["fusable"] for op in ops)  # a norm: elementwise, outside the limit
     table = invoke("predict", "google/gemma-3-27b-it", columns=80).output
     assert table.count("sliding 1024:") == 2 and table.count("global:") == 2  # both phases
     deepseek = json.loads(invoke("predict", DEEPSEEK, "--json").output)["ops"]

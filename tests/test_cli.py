@@ -92,6 +92,8 @@ def test_bad_input_is_one_line_and_exit_2(args, words):
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0]
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)  # exited on purpose, no exception escaped
 
 
 def test_bad_config_and_profile_files(tmp_path):
