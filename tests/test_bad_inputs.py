@@ -265,9 +265,10 @@ def test_gpus_never_cuts_a_profile_name(columns):
     assert "…" not in result.output
 
 
+@pytest.mark.parametrize("gpu", ["h100-sxm", "h100-sxm-measured"])  # a datasheet URL; tables
 @pytest.mark.parametrize("model_id", [LLAMA, DEEPSEEK, GPT_OSS, "google/gemma-3-27b-it"])
-def test_predict_and_models_fit_80_columns(model_id):
-    result = invoke("predict", model_id, "--gpu", "h100-sxm-measured", "-b", "64", columns=80)
+def test_predict_and_models_fit_80_columns(model_id, gpu):
+    result = invoke("predict", model_id, "--gpu", gpu, "-b", "64", columns=80)
     assert result.exit_code == 0, result.output
     lines_within(result.output, 80)
     assert "…" not in result.output  # no op name or number cut

@@ -18,12 +18,13 @@ def print_report(report: Report, *, matmul_only: bool = False, console: Console 
     spec = pred.spec
     con.print(f"[bold]{report.model_id}[/] on [bold]{gpu.name}[/], {prec.name}: "
               f"batch {w.batch}, {w.input_len} tokens in, {w.output_len} out")
-    con.print(f"  config: {report.model_source}")
-    con.print(f"  model: {spec.model_type}, {spec.num_layers} layers, "
-              f"{params(spec.params.total)} params ({params(spec.params.active)} active)")
-    con.print(f"  precision: {prec.label}; from {prec.source}")
-    con.print(f"  gpu: {gpu.description}; {gpu.provenance}")
-    con.print(f"  estimate: {report.estimate.note}")
+    con.print(_labelled([
+        ("config", report.model_source),
+        ("model", f"{spec.model_type}, {spec.num_layers} layers, {params(spec.params.total)} "
+                  f"params ({params(spec.params.active)} active)"),
+        ("precision", f"{prec.label}; from {prec.source}"),
+        ("gpu", f"{gpu.description}; {gpu.provenance}"),
+        ("estimate", report.estimate.note)], indent=2))
     summary = _table("Prediction")
     for col in ("metric", "limit (roofline)", f"estimate ({report.estimate.engine})"):
         summary.add_column(col, justify="right" if col != "metric" else "left")
@@ -31,17 +32,28 @@ def print_report(report: Report, *, matmul_only: bool = False, console: Console 
         summary.add_row(*row)
     con.print(summary)
     fit = "fits" if mem.fits else "[red]does NOT fit[/]"
-    con.print(f"memory: weights {si(mem.weights_bytes, 'B')}, KV {si(mem.kv_bytes_per_token, 'B')}"
-              f"/token, KV at B·(I+O) {si(mem.kv_bytes, 'B')}: {fit} in {si(mem.gpu_bytes, 'B')}; "
-              f"max batch at these lengths {mem.max_batch}")
+    con.print(_labelled([("memory", f"weights {si(mem.weights_bytes, 'B')}, KV "
+                          f"{si(mem.kv_bytes_per_token, 'B')}/token, KV at B·(I+O) "
+                          f"{si(mem.kv_bytes, 'B')}: {fit} in {si(mem.gpu_bytes, 'B')}; max batch "
+                          f"at these lengths {mem.max_batch}")]))
     for phase in (pred.prefill, pred.decode):
         if phase is not None:
             con.print(_op_table(phase, matmul_only))
     if not matmul_only:
         con.print("share: of the limit, which sums the matmul and attention ops; +x%: a fusable "
                   "elementwise op, outside the limit (a fused engine hides it)", style="dim")
-    for warning in report.warnings:
-        con.print(f"[yellow]warning:[/] {warning}")
+    if report.warnings:
+        con.print(_labelled([("[yellow]warning[/]", w) for w in report.warnings]))
+
+
+def _labelled(rows: list[tuple[str, str]], indent: int = 0) -> Table:
+    """'label: text' lines whose text wraps under itself, not under the label."""
+    grid = Table.grid(padding=(0, 1, 0, 0))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")  # a long URL folds instead of being cut
+    for label, text in rows:
+        grid.add_row(f"{' ' * indent}{label}:", text)
+    return grid
 
 
 def _op_table(phase, matmul_only: bool) -> Table:
