@@ -9,7 +9,7 @@ GPU; plan, given that TPOT as its SLO, picks the candidate with the most simulat
 GPU among those whose simulated TPOT meets it. The group passes when the pick's *measured*
 tokens/s per GPU is within 10% of the best measured. Only test-half rows count (the serving
 simulation's one fitted constant saw the training half only); `python -m
-perfmodel.plan.silicon_check [--all]` prints the table.
+perfmodel.plan.silicon_check [--all] [--markdown]` prints the table.
 """
 
 from __future__ import annotations
@@ -107,14 +107,26 @@ def run(test_half_only: bool = True, workers: int | None = None) -> list[GroupCh
 
 
 def main(argv: Sequence[str]) -> None:
+    """Print each group's result (a markdown table with --markdown) and the count that pass."""
     results = run(test_half_only="--all" not in argv)
+    markdown = "--markdown" in argv
+    if markdown:
+        print("| model | GPU | engine | ISL/OSL | rows | TPOT target | pick / best measured |")
+        print("|---|---|---|---|---|---|---|")
     for g in results:
-        ratio = "no pick" if g.ratio is None else f"{100 * g.ratio:5.1f}%"
-        print(f"{'pass' if g.passed else 'FAIL'}  {ratio:>7}  {g.rows:3d} rows  TPOT ≤ "
-              f"{g.target_tpot_s * 1e3:6.2f} ms  {' '.join(map(str, g.key))}")
+        ratio = "no pick" if g.ratio is None else f"{100 * g.ratio:.1f}%"
+        model, system, engine, isl, osl = g.key
+        if markdown:
+            print(f"| {model} | {system} | {engine} | {isl}/{osl} | {g.rows} | "
+                  f"{g.target_tpot_s * 1e3:.2f} ms | {ratio}{'' if g.passed else ' ✗'} |")
+        else:
+            print(f"{'pass' if g.passed else 'FAIL'}  {ratio:>7}  {g.rows:3d} rows  TPOT ≤ "
+                  f"{g.target_tpot_s * 1e3:6.2f} ms  {model} {system} {engine} {isl}/{osl}")
     passed = sum(g.passed for g in results)
-    print(f"{passed} of {len(results)} groups: plan's pick within {TOLERANCE:.0%} of the best "
-          "measured tokens/s per GPU")
+    ratios = sorted(g.ratio or 0.0 for g in results)
+    median = ratios[len(ratios) // 2] if ratios else float("nan")
+    print(f"\n{passed} of {len(results)} groups: plan's pick within {TOLERANCE:.0%} of the best "
+          f"measured tokens/s per GPU (median pick / best {100 * median:.1f}%)")
 
 
 if __name__ == "__main__":
