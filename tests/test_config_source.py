@@ -394,3 +394,18 @@ def test_hub_failure_names_the_bundled_model_of_that_name(models_dir, monkeypatc
     message = str(caught.value)
     assert message.startswith("cannot reach the Hugging Face Hub")
     assert (f"did you mean the bundled {hint}?" in message) if hint else "did you mean" not in message
+
+
+def test_hub_failure_with_a_revision_says_the_bundled_copy_needs_none(models_dir, monkeypatch):
+    def unreachable(repo_id, revision):
+        raise ModelNotFoundError("cannot reach the Hugging Face Hub")
+    monkeypatch.setattr(config_source, "_from_hub", unreachable)
+    with pytest.raises(ModelNotFoundError, match=r"without --revision the bundled "
+                                                 r"meta-llama/Llama-3\.1-8B is used"):
+        load_model_config("meta-llama/Llama-3.1-8B", revision="v2")
+
+
+def test_config_with_a_byte_order_mark(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(TINY).encode())
+    assert load_model_config(str(path)).config == TINY

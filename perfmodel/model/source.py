@@ -96,7 +96,9 @@ def load_model_config(model: str, *, revision: str | None = None) -> ModelConfig
         near = _near_bundled(model)
         if near is None:
             raise
-        raise ModelNotFoundError(f"{error} (did you mean the bundled {near}?)") from error
+        hint = f"without --revision the bundled {near} is used" if revision else \
+            f"did you mean the bundled {near}?"
+        raise ModelNotFoundError(f"{error} ({hint})") from error
 
 
 def _bundled_paths() -> dict[Path, str]:
@@ -146,7 +148,7 @@ def _is_repo_id(model: str) -> bool:
 def _read_json(path: Path) -> dict:
     """Parse a config.json, naming the file (and the line) when it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark some editors add
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read {path}: {error}; pass a readable UTF-8 config.json") from error
     try:
