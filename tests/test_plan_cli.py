@@ -43,6 +43,12 @@ def test_json_document_and_slo():
         assert not any(dominates(other, point, keys) for other in doc["pareto"])
     assert best["tok_s_per_gpu"] >= max(p["tok_s_per_gpu"] for p in doc["pareto"]
                                         if p["meets_slo"])
+    per_gpu = doc["best_per_gpu"]
+    assert set(per_gpu) == {"h100-sxm-measured", "h200-measured"}
+    assert best in per_gpu.values()
+    for gpu, point in per_gpu.items():
+        assert point is None or (point["gpu"] == gpu and point["meets_slo"]
+                                 and point["tok_s_per_gpu"] <= best["tok_s_per_gpu"])
 
 
 def test_best_command_reproduces_the_best_point():

@@ -54,6 +54,7 @@ class Plan:
     best: Row | None
     keys: tuple[str, str]
     notes: tuple[str, ...]
+    best_per_gpu: tuple[tuple[str, Row | None], ...] = ()  # (GPU, its best) in --gpus order
 
     @property
     def searched(self) -> int:
@@ -179,5 +180,7 @@ def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
     by_cost = bool(prices) and all(g in prices for g in gpus)
     keys = ("cost_per_mtok" if by_cost else "tok_s_per_gpu", "tok_s_per_user")
     front = pareto_front(valid, keys, _value)
+    per_gpu = tuple((g, pick_best([r for r in valid if r["gpu"] == g], slo, by_cost))
+                    for g in gpus)
     return Plan(method, tuple(rows), tuple(skipped + over), tuple(front),
-                pick_best(valid, slo, by_cost), keys, tuple(notes))
+                pick_best(valid, slo, by_cost), keys, tuple(notes), per_gpu)

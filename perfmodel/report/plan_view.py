@@ -77,6 +77,9 @@ def print_plan(result: Any, slo: Any, console: Console | None = None) -> None:
                                result.best))
     targets = ", ".join(f"{name} ≤ {si(v, 's')}" for name, v in
                         (("TTFT", slo.ttft_s), ("TPOT", slo.tpot_s)) if v is not None)
+    if len(result.best_per_gpu) > 1:
+        console.print(points_table([b for _, b in result.best_per_gpu if b is not None],
+                                   "Best meeting the targets on each GPU type", result.best))
     if result.best is None:
         console.print(f"[yellow]no configuration meets {targets or 'the targets'}[/yellow]")
         return
@@ -89,12 +92,14 @@ def print_plan(result: Any, slo: Any, console: Console | None = None) -> None:
 
 
 def plan_json(result: Any, slo: Any) -> dict[str, Any]:
-    """{"method", "slo", "pareto": [points], "best": point | null, "searched", "skipped",
-    "notes"}: SI units, null for what does not exist."""
+    """{"method", "slo", "pareto": [points], "best": point | null, "best_per_gpu",
+    "searched", "skipped", "notes"}: SI units, null for what does not exist."""
     return {"method": result.method, "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
             "front_axes": list(result.keys),
             "pareto": [clean(r) for r in result.pareto],
             "best": None if result.best is None else clean(result.best),
+            "best_per_gpu": {gpu: None if row is None else clean(row)
+                             for gpu, row in result.best_per_gpu},
             "searched": result.searched,
             "skipped": [clean(r) for r in result.skipped],
             "notes": list(result.notes)}
