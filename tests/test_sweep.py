@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from typer.testing import CliRunner
 
 from perfmodel.api import run_predict
@@ -154,3 +156,26 @@ def test_parquet_needs_pyarrow(tmp_path):
         assert result.exit_code == 2 and "pyarrow" in result.output
     else:
         pytest.skip("pyarrow is installed")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=3, unique=True),
+       st.lists(st.integers(1, 512), min_size=1, max_size=6, unique=True),
+       st.lists(st.sampled_from([None, "bf16", "fp8"]), min_size=1, max_size=3, unique=True),
+       st.lists(st.sampled_from([1, 2, 4, 8]), min_size=1, max_size=4, unique=True),
+       st.lists(st.integers(1, 8192), min_size=1, max_size=3, unique=True))
+def test_grid_holds_every_combination_once(gpus, loads, precisions, tps, isls):
+    points = expand(MODEL, method=PREDICT, gpus=gpus, loads=loads, precisions=precisions,
+                    tps=tps, isls=isls)
+    assert len(points) == len(gpus) * len(loads) * len(precisions) * len(tps) * len(isls)
+    assert {(p.gpu, p.load, p.precision, p.tp, p.isl) for p in points} == \
+        set(itertools.product(gpus, loads, precisions, tps, isls))
+    assert [p.load for p in points[:len(loads)]] == loads
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 10_000), min_size=1, max_size=8, unique=True))
+def test_int_lists_round_trip(values):
+    from perfmodel.plan.parse import parse_ints
+
+    assert parse_ints(",".join(map(str, values)), "--batch") == values
