@@ -143,21 +143,24 @@ def print_points(points, *, json_out: bool = False, ops: bool = False,
         print(json.dumps([dataclasses.asdict(p) for p in points], indent=1))
         return
     con = console or _console()
-    table = Table(title="predicted vs measured (torch-cudagraph engine)", title_justify="left",
-                  box=box.SIMPLE_HEAD)
-    for col in ("model", "prec", "phase", "B", "tokens", "limit", "estimate", "measured",
-                "est. error", "limit/meas."):
-        table.add_column(col, justify="left" if col in ("model", "prec", "phase") else "right")
+    runs = {(p.model, p.precision) for p in points}
+    shared = len(runs) == 1  # one validate run: one model, one precision, named in the title
+    title = "predicted vs measured (torch-cudagraph)"
+    table = _table(f"{' '.join(next(iter(runs)))}: {title}" if shared else title)
+    for col in ((() if shared else ("model", "prec")) +
+                ("phase", "B", "tokens", "limit", "estimate", "measured", "est. error",
+                 "limit/meas.")):
+        table.add_column(col, no_wrap=shared,
+                         justify="left" if col in ("model", "prec", "phase") else "right")
     for p in points:
         err = "—" if p.estimate_error is None else f"{100 * p.estimate_error:+.1f}%"
-        table.add_row(p.model, p.precision, p.phase, str(p.batch), str(p.tokens),
-                      si(p.limit_s, "s"), si(p.estimate_s, "s"), si(p.measured_s, "s"), err,
-                      f"{p.limit_ratio:.2f}")
+        table.add_row(*(() if shared else (p.model, p.precision)), p.phase, str(p.batch),
+                      str(p.tokens), si(p.limit_s, "s"), si(p.estimate_s, "s"),
+                      si(p.measured_s, "s"), err, f"{p.limit_ratio:.2f}")
     con.print(table)
     if ops:
         for p in points:
-            t = Table(title=f"{p.model} {p.precision} {p.phase} B={p.batch} tokens={p.tokens}",
-                      title_justify="left", box=box.SIMPLE_HEAD)
+            t = _table(f"{p.model} {p.precision} {p.phase} B={p.batch} tokens={p.tokens}")
             for col in ("op", "limit", "estimate", "measured kernels"):
                 t.add_column(col, justify="left" if col == "op" else "right")
             for name, lim, est, meas in p.ops:
