@@ -201,6 +201,22 @@ def act_scheme_of(precision: Precision) -> str | None:
     return getattr(precision, "act_scheme", None) or "dynamic-token"
 
 
+_MODELS: dict[tuple, KernelModel] = {}
+
+
+def kernel_model(source: GpuSpec, target: Rates) -> KernelModel:
+    """The KernelModel of source's tables at target's rates, built once per process: it does
+    not depend on the precision or the engine, and its time grids fill as ops are estimated."""
+    key = (id(source.tables), tuple(sorted(target.peaks.items())), target.bandwidth)
+    model = _MODELS.get(key)
+    if model is None or model.tables is not source.tables:
+        if len(_MODELS) > 64:
+            _MODELS.clear()
+        model = _MODELS[key] = KernelModel(
+            source.tables, Rates(dict(source.peak_flops), source.mem_bandwidth), target)
+    return model
+
+
 def estimator_for(gpu: GpuSpec, precision: Precision, engine: str | None) -> Estimate:
     """The estimator for this GPU and engine, or None with the reason."""
     preset_ = engine_preset(engine)
@@ -209,8 +225,7 @@ def estimator_for(gpu: GpuSpec, precision: Precision, engine: str | None) -> Est
         return Estimate(None, preset_.name, f"no measured profile to estimate {gpu.name} from; "
                         "run `perfmodel calibrate-gpu`")
     target = _target_rates(gpu, source)
-    model = KernelModel(source.tables, Rates(dict(source.peak_flops), source.mem_bandwidth),
-                        target)
+    model = kernel_model(source, target)
     needed = {table_name(d, preset_) for d in (precision.base_dtype, precision.weight_dtype)}
     needed = {d if d in model.linear or d not in BORROW_BF16 else "bf16" for d in needed}
     missing = sorted(d for d in needed if d not in model.linear)
