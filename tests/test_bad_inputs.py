@@ -288,3 +288,14 @@ def test_repeated_ops_carry_their_layer_group():
     assert table.count("sliding 1024:") == 2 and table.count("global:") == 2  # both phases
     deepseek = json.loads(invoke("predict", DEEPSEEK, "--json").output)["ops"]
     assert {op["group"] for op in deepseek if op["name"] == "attention"} == {"dense", "moe"}
+
+
+def test_wrapper_model_type_that_is_not_a_name(tmp_path):
+    """gemma-3's config wraps text_config, whose own model_type decides; a list as the wrapper's
+    model_type was a TypeError (unhashable) before it was looked up."""
+    cfg = json.loads((MODELS / "google/gemma-3-27b-it.json").read_text())
+    cfg["model_type"] = []
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    result = invoke("predict", str(path))
+    assert result.exit_code == 0 and "gemma3_text, 62 layers" in result.output, result.output

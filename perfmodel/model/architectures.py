@@ -237,7 +237,8 @@ def text_config(cfg: Config) -> Config:
         return cfg
     merged = {k: v for k, v in cfg.items() if k not in ("text_config", "vision_config")}
     merged.update(inner)
-    wrapped = _WRAPPERS.get(cfg.get("model_type", ""))
+    outer = cfg.get("model_type")
+    wrapped = _WRAPPERS.get(outer) if isinstance(outer, str) else None
     if wrapped and inner.get("model_type") in (None, cfg.get("model_type")):
         merged["model_type"] = wrapped
     return merged
