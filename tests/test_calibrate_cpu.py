@@ -271,15 +271,15 @@ def cpu_profile(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("calib") / "cpu.yaml"
     steps = []
-    started = time.perf_counter()
+    started = time.process_time()  # this process's CPU time: not the neighbours' load
     path = calibrate(out=out, quick=True, device="cpu",
                      progress=lambda label, done, total: steps.append((label, done, total)))
-    return path, time.perf_counter() - started, steps
+    return path, time.process_time() - started, steps
 
 
 def test_cpu_quick_run_writes_a_loadable_profile(cpu_profile):
     path, seconds, steps = cpu_profile
-    assert seconds < 45, f"the CPU quick run took {seconds:.0f} s"
+    assert seconds < 45, f"the CPU quick run took {seconds:.0f} s of CPU time"  # ~20 s here
     spec = load_gpu(str(path))
     assert spec.kind == "measured" and spec.name.endswith("-measured")
     # Physical bounds: any CPU core that runs PyTorch does ≥ 1 GFLOP/s and no CPU reaches
