@@ -122,7 +122,7 @@ def calibrate_gpu(
         out: Annotated[Optional[Path], typer.Option(
             "--out", help="Where to write the profile YAML (default ./<name>.yaml).")] = None,
         quick: Annotated[bool, typer.Option(
-            "--quick", help="A thinned sweep: under a minute on an H100.")] = False,
+            "--quick", help="A thinned sweep: about a minute on an H100.")] = False,
         device: Annotated[Optional[str], typer.Option(
             "--device", help="cuda:N or cpu (default cuda:0).")] = None,
         name: Annotated[Optional[str], typer.Option(
