@@ -299,3 +299,42 @@ def test_wrapper_model_type_that_is_not_a_name(tmp_path):
     path.write_text(json.dumps(cfg))
     result = invoke("predict", str(path))
     assert result.exit_code == 0 and "gemma3_text, 62 layers" in result.output, result.output
+
+
+def _fields(cfg: dict, prefix: tuple = ()):
+    """Paths of every scalar or list field of a config, text_config's included."""
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            if key == "text_config":
+                yield from _fields(value, prefix + (key,))
+        else:
+            yield prefix + (key,)
+
+
+@pytest.mark.parametrize("model_id", sorted(
+    str(p.relative_to(MODELS).with_suffix("")) for p in MODELS.glob("*/*.json")))
+def test_no_bad_field_value_crashes(model_id):
+    """Every field of every bundled config set to 0, -1, NaN, Infinity, 2.5, "x", [] or null:
+    either a ConfigError that names the field, or a model that predicts (fields it ignores)."""
+    from perfmodel.cost.precision import preset
+    from perfmodel.cost.predict import predict
+    from perfmodel.cost.workload import Workload
+    from perfmodel.errors import ConfigError
+    from perfmodel.hardware.gpu import parse_gpu
+    from perfmodel.model.architectures import model_spec
+    from conftest import H100_SHEET
+
+    gpu, base = parse_gpu(dict(H100_SHEET)), json.loads((MODELS / f"{model_id}.json").read_text())
+    for path in _fields(base):
+        for bad in (0, -1, NAN, INF, 2.5, "x", [], None):
+            cfg = json.loads(json.dumps(base))
+            node = cfg
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = bad
+            try:
+                spec = model_spec(cfg, "config.json")
+            except ConfigError as error:
+                assert "\n" not in str(error) and str(error).startswith("config.json")
+                continue
+            predict(spec, preset("bf16"), gpu, Workload(2, 64, 4))
