@@ -15,8 +15,8 @@ import yaml
 
 from perfmodel.errors import GpuProfileError
 from perfmodel.hardware.interconnect import Interconnect, parse_interconnect
-from perfmodel.hardware.tables import (AttentionTable, Checker, LinearTable, Tables,
-                                       parse_tables)
+from perfmodel.hardware.checks import Checker
+from perfmodel.hardware.tables import AttentionTable, LinearTable, Tables, parse_tables
 
 __all__ = ["PEAK_DTYPES", "GPU_DIR", "AttentionTable", "LinearTable", "Tables", "GpuSpec",
            "bundled_names", "load_gpu", "parse_gpu"]

@@ -10,12 +10,11 @@ times the quantization kernels apart.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from perfmodel.errors import GpuProfileError
+from perfmodel.hardware.checks import Checker
 
 QUANT_DTYPES = ("fp8", "int8")
 QUANT_SCHEMES = ("static", "dynamic-tensor", "dynamic-token", "fused")
@@ -95,54 +94,6 @@ class Tables:
     attention: tuple[AttentionTable, ...] = ()  # every measured attention table
     # (tokens, experts, top_k, hidden, intermediate, seconds) of a whole bf16 MoE block
     moe_block: tuple[tuple[int, int, int, int, int, float], ...] = ()
-
-
-class Checker:
-    """Type checks that name the profile and the field in their message."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def fail(self, what: str) -> GpuProfileError:
-        return GpuProfileError(f"GPU profile {self.path}: {what}; fix or regenerate the profile")
-
-    def text(self, data: Mapping, key: str) -> str:
-        value = data.get(key)
-        if not isinstance(value, str) or not value:
-            raise self.fail(f"'{key}' must be a non-empty string")
-        return value
-
-    def mapping(self, data: Mapping, key: str) -> Mapping:
-        value = data.get(key)
-        if not isinstance(value, dict):
-            raise self.fail(f"'{key}' must be a mapping")
-        return value
-
-    def number(self, data: Mapping, key: str, *, optional: bool = False, where: str = "") -> Any:
-        value = data.get(key)
-        name = f"{where}.{key}" if where else key
-        if value is None and optional:
-            return None
-        if isinstance(value, str):
-            raise self.fail(f"'{name}' is the string {value!r}; write numbers like 3.0e+12 "
-                            "(PyYAML reads 3.0e12 as text)")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value) or value <= 0:
-            raise self.fail(f"'{name}' must be a positive number, not {value!r}")
-        return float(value)
-
-    def seconds(self, value: Any, name: str) -> float | None:
-        if value is None:
-            return None
-        return self.number({name: value}, name)
-
-    def count(self, value: Any, name: str, *, optional: bool = False) -> int | None:
-        """A positive integer (not a bool); None allowed where optional."""
-        if value is None and optional:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise self.fail(f"{name} must be a positive integer, not {value!r}")
-        return value
 
 
 def parse_tables(raw: Any, check: Checker, method_version: Any = 1) -> Tables | None:
