@@ -26,9 +26,10 @@ def deployment(row: Row) -> str:
     return f"{row['gpus']}×{row['gpu']} {row['precision']}" + (f" {par}" if par else "")
 
 
-def points_table(rows: Sequence[Row], title: str, best: Row | None = None) -> Table:
+def points_table(rows: Sequence[Row], title: str, best: Row | None = None,
+                 load: str | None = None) -> Table:
     """One line per point: deployment, load, latencies, rates, cost (when priced), SLO."""
-    load = "concurrency" if any("concurrency" in r for r in rows) else "batch"
+    load = load or ("concurrency" if any("concurrency" in r for r in rows) else "batch")
     priced = any(r.get("cost_per_mtok") for r in rows)
     slo = any("meets_slo" in r for r in rows)
     errors = any(r.get("error") for r in rows)
@@ -73,13 +74,15 @@ def print_plan(result: Any, slo: Any, console: Console | None = None) -> None:
         for reason in list(reasons)[:6]:
             console.print(f"  {reason}", highlight=False)
     y = "cost per million tokens" if result.keys[0] == "cost_per_mtok" else "tokens/s per GPU"
+    load = "concurrency" if result.method == "serve" else "batch"
     console.print(points_table(result.pareto, f"Pareto front: {y} against tokens/s per user",
-                               result.best))
+                               result.best, load))
     targets = ", ".join(f"{name} ≤ {si(v, 's')}" for name, v in
                         (("TTFT", slo.ttft_s), ("TPOT", slo.tpot_s)) if v is not None)
     if len(result.best_per_gpu) > 1:
         console.print(points_table([b for _, b in result.best_per_gpu if b is not None],
-                                   "Best meeting the targets on each GPU type", result.best))
+                                   "Best meeting the targets on each GPU type", result.best,
+                                   load))
     if result.best is None:
         console.print(f"[yellow]no configuration meets {targets or 'the targets'}[/yellow]")
         return

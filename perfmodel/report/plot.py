@@ -41,6 +41,18 @@ def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (7.5, 5.0)
     return plt, fig, axes
 
 
+def _plain(ax: Any, axes: str = "xy") -> None:
+    """Log axes labelled 20, 50, 100 rather than 2×10¹."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    label = FuncFormatter(lambda v, _: f"{v:g}")
+    for name in axes:
+        axis = getattr(ax, f"{name}axis")
+        axis.set_major_formatter(label)
+        axis.set_minor_locator(LogLocator(subs=(2, 5)))
+        axis.set_minor_formatter(label)
+
+
 def _save(plt: Any, fig: Any, path: Path) -> Path:
     check_plot_path(Path(path))
     fig.tight_layout()
@@ -136,6 +148,7 @@ def pareto_plot(rows: Sequence[Row], front: Sequence[Row], path: Path, *,
               "cost_per_mtok": "$ per million output tokens"}[y_key]
     ax.set(xscale="log", yscale="log", xlabel="output tokens/s per user (1 / TPOT)",
            ylabel=ylabel, title=title)
+    _plain(ax)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=7, ncol=2)
     return _save(plt, fig, path)
@@ -159,6 +172,7 @@ def load_plot(rows: Sequence[Row], path: Path, title: str = "") -> Path:
     for ax, label in zip(axes[0], ("mean TTFT (ms)", "mean TPOT (ms)",
                                    "output tokens/s per GPU")):
         ax.set(xscale="log", yscale="log", xlabel=load, ylabel=label)
+        _plain(ax, "x")
         ax.grid(True, which="both", alpha=0.25)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title)
