@@ -83,11 +83,13 @@ def torch_dispatch(op: Op) -> tuple[Kernel, ...]:
 
 
 def torch_combine(op: Op) -> tuple[Kernel, ...]:
-    """index_copy_ back to token order, × routing weights (broadcast), sum over the k experts."""
+    """index_copy_ back to token order, the float routing weights cast to bf16
+    (`weights.unsqueeze(-1).to(rows.dtype)`: M·k values, 4 bytes in and 2 out), × those
+    weights (broadcast), sum over the k experts."""
     pairs, width = op.shape
     rows = pairs * width * 2
-    return (Kernel("elementwise", 2 * rows), Kernel("strided", 2 * rows),
-            Kernel("strided", op.bytes))
+    return (Kernel("elementwise", 2 * rows), Kernel("elementwise", 6 * pairs),
+            Kernel("strided", 2 * rows), Kernel("strided", op.bytes))
 
 
 def attention_output_copy(op: Op) -> tuple[Kernel, ...]:
