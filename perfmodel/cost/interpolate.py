@@ -1,5 +1,10 @@
 """Interpolation over the measured tables: piecewise-linear in log coordinates, clamped at the
 edges (outside the measured range the nearest edge's value holds, never an extrapolated trend).
+
+Grid3 and LogCurve interpolate values (efficiencies); RoofCurve and TimeGrid read kernel
+*times* so that they never fall as the work grows: measured times become running maxima along
+each growing coordinate and are interpolated log-log, and beyond the table the edge's
+efficiency holds (time keeps growing with the work).
 """
 
 from __future__ import annotations
