@@ -365,3 +365,17 @@ def test_small_kernels_of_bundled_models_keep_a_latency_floor():
     router = ops[("router", "sliding 128")]
     smallest = min(s for row in gpu.tables.linear["bf16"].seconds for s in row if s)
     assert est(router) / router.count >= smallest
+
+
+def test_rmsnorm_bytes_have_one_definition(llama8b):
+    """A norm table measured at exactly the bandwidth times the norm op at exactly its own
+    roofline: the op and the table count RMSNorm bytes the same way ((2·rows + 1)·D·b)."""
+    from perfmodel.cost.ops import rmsnorm_bytes
+
+    norm = tuple((r, 4096, rmsnorm_bytes(r, 4096, 2) / BW) for r in (1, 64, 4096))
+    est = estimator(replace(synthetic_tables(), rmsnorm=norm))
+    for rows in (1, 64, 4096):
+        op = next(o for o in forward_ops(llama8b, preset("bf16"), "prefill", 1, rows, rows)
+                  if o.name == "attn_norm")
+        assert op.bytes == rmsnorm_bytes(rows, 4096, 2)
+        assert est(op) == pytest.approx(op.count * max(op.bytes / BW, FLOOR / 3), rel=1e-12)

@@ -168,7 +168,7 @@ class KernelModel:
         if found is None:
             return None
         grid, floor = found
-        return max(grid(max(rows, 1), max(width, 1)), floor)
+        return max(grid(max(rows, 1), max(width, 1)), floor, self.floor or 0.0)
 
     def _by_bytes(self, found, nbytes: float) -> float:
         floor = self.floor or 0.0
@@ -181,7 +181,7 @@ class KernelModel:
         if self.rmsnorm is None:
             return self._by_bytes(self.elementwise, rmsnorm_bytes(rows, width, 2))
         grid, floor = self.rmsnorm
-        return max(grid(max(rows, 1), max(width, 1)), floor)
+        return max(grid(max(rows, 1), max(width, 1)), floor, self.floor or 0.0)
 
     def kernel_seconds(self, kernel: Kernel | float) -> float:
         """One kernel of the engine, timed from the table of its kind (a bare number: bytes of
