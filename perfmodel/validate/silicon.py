@@ -52,8 +52,9 @@ def served(row: dict[str, str], gpus: dict[str, str], engine: str | None = None)
     """Predict one row on gpus[row's system]: the ITL at the concurrency capped by memory,
     the TTFT of one sequence."""
     model = MODELS[row["model_path"]]
-    kw = dict(gpu=gpus[row["system"]], precision=PRECISION[row["gemm_quant_mode"]],
-              input_len=int(row["isl"]), engine=engine)
+    prec = PRECISION[row["gemm_quant_mode"]]
+    kw = dict(gpu=gpus[row["system"]], precision=prec, input_len=int(row["isl"]), engine=engine,
+              kv_dtype="fp8" if prec == "fp8" else None)  # as serve_kwargs: fp8 KV cache
     conc, osl = int(row["batch_size"]), int(row["osl"])
     fit = run_predict(model, batch=conc, output_len=osl, **kw).prediction.memory.max_batch
     pred = run_predict(model, batch=max(1, min(conc, fit)), output_len=osl, **kw).prediction
