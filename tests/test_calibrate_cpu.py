@@ -243,10 +243,12 @@ def test_cpu_quick_run_writes_a_loadable_profile(cpu_profile):
     assert seconds < 45, f"the CPU quick run took {seconds:.0f} s of CPU time"  # ~20 s here
     spec = load_gpu(str(path))
     assert spec.kind == "measured" and spec.name.endswith("-measured")
-    # Physical bounds: any CPU core that runs PyTorch does ≥ 1 GFLOP/s and no CPU reaches
-    # 100 TFLOP/s; DRAM copies run between 1 GB/s and 1 TB/s; the memory is the machine's RAM.
-    for dtype in ("bf16", "fp16"):
-        assert 1e9 < spec.peak(dtype) < 1e14, dtype
+    # Physical bounds: any CPU core that runs PyTorch does ≥ 1 GFLOP/s of bf16 and no CPU
+    # reaches 100 TFLOP/s; fp16 is emulated where the CPU has no fp16 units (0.57-0.91 GFLOP/s
+    # seen on this machine's EPYC under load, 2026-11-27); DRAM copies run between 1 GB/s and
+    # 1 TB/s; the memory is the machine's RAM.
+    assert 1e9 < spec.peak("bf16") < 1e14
+    assert 1e8 < spec.peak("fp16") < 1e14
     assert spec.peak("int4") is None
     assert 1e9 < spec.mem_bandwidth < 1e12
     assert spec.mem_bytes == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
