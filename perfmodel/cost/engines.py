@@ -160,6 +160,8 @@ PRESETS = {p.name: p for p in (TORCH_CUDAGRAPH, TUNED)}
 def engine_preset(name: str | None) -> EnginePreset:
     if name is None:
         return TORCH_CUDAGRAPH
+    if name in PRESETS:
+        return PRESETS[name]
     from perfmodel.cost.serving_engines import SERVING_PRESETS  # vllm, sglang, trtllm
 
     presets = {**PRESETS, **SERVING_PRESETS}

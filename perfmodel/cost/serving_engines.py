@@ -33,6 +33,8 @@ from typing import Callable
 
 from perfmodel.cost.engines import EnginePreset, Kernel, one, qk_norms, rmsnorm
 from perfmodel.cost.ops import MATMUL, Op
+from perfmodel.cost.roofline import cost
+from perfmodel.hardware.gpu import GpuSpec
 
 
 def _none(op: Op) -> tuple[Kernel, ...]:
@@ -83,24 +85,28 @@ SERVING_PRESETS = {p.name: p for p in (VLLM, SGLANG, TRTLLM)}
 
 
 def fp8_at_bf16_efficiency(estimator: Callable[[Op], float | None],
-                           limit: Callable[[Op], float]) -> Callable[[Op], float | None]:
+                           gpu: GpuSpec) -> Callable[[Op], float | None]:
     """The serving engines' fp8 GEMMs (CUTLASS cutlass_scaled_mm in vLLM and SGLang, TensorRT-LLM's
-    own fp8 GEMMs) are tuned per shape; at small M, where the profile's fp8 table (timed through
-    torch._scaled_mm) reaches about half the bandwidth, they stream weights as efficiently as
-    cuBLAS streams bf16. Assumption (docs/serving.md): an fp8 GEMM takes the better of its own
-    table's time and its fp8 roofline at the bf16 table's efficiency on the same (M, K, N); the
-    quantization kernel before it is added either way."""
+    own fp8 GEMMs) are tuned per shape; where a GEMM is memory-bound (small M), and the profile's
+    fp8 table (timed through torch._scaled_mm) reaches about half the bandwidth, they stream
+    weights as efficiently as cuBLAS streams bf16. Assumption (docs/serving.md): a memory-bound
+    fp8 GEMM takes the better of its own table's time and its fp8 roofline at the bf16 table's
+    efficiency on the same (M, K, N); the quantization kernel before it is added either way.
+    Compute-bound fp8 GEMMs keep the fp8 table."""
     def seconds(op: Op) -> float | None:
         est = estimator(op)
         if est is None or op.kind != MATMUL or op.dtype != "fp8":
             return est
         bare = replace(op, name="gemm")  # the same GEMM without the engine's extra kernels
+        roof = cost(bare, gpu)
+        if roof.bound != "memory":
+            return est
         extra = est - (estimator(bare) or 0.0)
         bf16 = replace(bare, dtype="bf16", weight_dtype="bf16",
                        bytes=op.bytes + op.shape[1] * op.shape[2] + op.shape[0] * op.shape[2])
         base = estimator(bf16)
         if not base:
             return est
-        return min(est, limit(bare) * base / limit(bf16) + extra)
+        return min(est, roof.limit_s * base / cost(bf16, gpu).limit_s + extra)
 
     return seconds

@@ -60,7 +60,7 @@ class StepCost:
                  estimator: Estimator | None, *, max_tokens: int, max_seqs: int,
                  capture_sizes: tuple[int, ...], pad_mixed: bool, host_overhead_s: float):
         self.gpu = gpu
-        self.estimator = fp8_at_bf16_efficiency(estimator, self._limit) if estimator else None
+        self.estimator = fp8_at_bf16_efficiency(estimator, gpu) if estimator else None
         self.capture = sorted(capture_sizes)
         self.pad_mixed, self.host_overhead_s = pad_mixed, host_overhead_s
         self.ms = m_grid(max(max_tokens, max(self.capture, default=1), 2))
@@ -72,9 +72,6 @@ class StepCost:
             lambda b: forward_ops(spec, precision, "decode", b, 1, 1),
             lambda op: op.name in SAMPLE_OPS, self.bs)
         self.groups = self._attention_groups(spec, precision)
-
-    def _limit(self, op: Op) -> float:
-        return cost(op, self.gpu).limit_s
 
     def _costs(self, op: Op) -> tuple[float, float]:
         limit = cost(op, self.gpu).limit_s
