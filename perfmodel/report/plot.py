@@ -100,16 +100,14 @@ def roofline_plot(pred: Any, path: Path, title: str | None = None) -> Path:
 
 
 def _roofline_title(pred: Any) -> str:
-    w, est = pred.workload, pred.estimate
-    lim = pred.limit
+    from perfmodel.report.render import si
+
+    w, est, lim = pred.workload, pred.estimate or {}, pred.limit
     text = (f"{pred.gpu.name}, {pred.precision.name}, B={w.batch} I={w.input_len} "
-            f"O={w.output_len}\nTTFT {lim['ttft_s'] * 1e3:.3g} ms limit")
-    if est:
-        text += f" / {est['ttft_s'] * 1e3:.3g} ms estimate"
+            f"O={w.output_len}\nTTFT {si(lim['ttft_s'], 's')} limit, "
+            f"{si(est.get('ttft_s'), 's')} estimate")
     if lim["itl_s"]:
-        text += f"; ITL {lim['itl_s'] * 1e3:.3g} ms limit"
-        if est and est["itl_s"]:
-            text += f" / {est['itl_s'] * 1e3:.3g} ms estimate"
+        text += f"; ITL {si(lim['itl_s'], 's')} limit, {si(est.get('itl_s'), 's')} estimate"
     return text
 
 
