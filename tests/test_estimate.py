@@ -379,3 +379,29 @@ def test_rmsnorm_bytes_have_one_definition(llama8b):
                   if o.name == "attn_norm")
         assert op.bytes == rmsnorm_bytes(rows, 4096, 2)
         assert est(op) == pytest.approx(op.count * max(op.bytes / BW, FLOOR / 3), rel=1e-12)
+
+
+def test_sliding_window_prefill_by_engine():
+    """gemma-3-27b prefill at 32k tokens, sliding layers: the torch engine passes SDPA a dense
+    banded mask (the windowed table: the whole causal square is computed), a tuned engine's
+    local attention skips the tiles outside the window (window-less tables, banded work)."""
+    from perfmodel.hardware.gpu import load_gpu
+    from perfmodel.model.architectures import model_spec
+    from perfmodel.model.source import load_model_config
+
+    gpu = load_gpu("h100-sxm-measured")
+    if not any(t.window for t in gpu.tables.attention if t.phase == "prefill"):
+        pytest.skip("no windowed prefill table in this profile")
+    spec = model_spec(load_model_config("google/gemma-3-27b-it").config)
+    ops = {(op.name, op.group): op for op in forward_ops(spec, preset("bf16"), "prefill", 1,
+                                                         32768, 32768)}
+    sliding, full = ops[("attention", "sliding 1024")], ops[("attention", "global")]
+    from perfmodel.cost.roofline import cost
+
+    limit = cost(sliding, gpu).limit_s
+    torch_est = estimator_for(gpu, preset("bf16"), "torch-cudagraph").estimator
+    tuned_est = estimator_for(gpu, preset("bf16"), "tuned").estimator
+    assert limit <= tuned_est(sliding) <= 2 * limit
+    # dense: about the causal kernel's time over the whole square, per layer
+    per_layer = torch_est(sliding) / sliding.count
+    assert per_layer >= 0.5 * torch_est(full) / full.count

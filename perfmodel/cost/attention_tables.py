@@ -109,13 +109,20 @@ class AttentionModel:
             self._curves[index] = (RoofCurve(points), min(s for _, _, s in table.points))
         return self._curves[index]
 
-    def seconds(self, op: Op, roof: float) -> float | None:
+    def seconds(self, op: Op, roof: float, banded: bool = False) -> float | None:
         """One occurrence of the op: the nearest table's time at the op's roofline, never
-        below that table's smallest measured time (a latency floor)."""
+        below that table's smallest measured time (a latency floor).
+
+        banded: the engine's prefill kernel skips the tiles outside a sliding window
+        (FlashAttention's local attention), so a windowed op is timed from the window-less
+        tables over its banded work; the windowed tables were timed through SDPA with a dense
+        banded mask, which computes the whole causal square."""
         attn = op.attention
-        key = (op.phase, op.shape[2:5], attn)
+        key = (op.phase, op.shape[2:5], attn, banded)
         if key not in self._chosen:
             options = [i for i, (v, _) in enumerate(self.tables) if v.phase == op.phase]
+            if banded and op.phase == "prefill":
+                options = [i for i in options if self.tables[i][0].window is None] or options
             if not options:
                 return None
             self._chosen[key] = min(options, key=lambda i: distance(self.tables[i][0], op))

@@ -113,6 +113,7 @@ class EnginePreset:
     extra: Mapping[str, Kernels] = field(default_factory=dict)  # beside a matmul/attention op
     int4_table: str = "int4"  # the linear table W4A16 matmuls are timed from
     fused_quant: bool = True  # W8A8 activations quantized by one fused kernel (act_quant fused)
+    banded_prefill: bool = True  # sliding-window prefill skips the tiles outside the window
 
     def kernels_for(self, op: Op) -> tuple[Kernel, ...]:
         """The kernels of a memory-bound op (default: one contiguous kernel at its bytes)."""
@@ -139,6 +140,7 @@ TORCH_CUDAGRAPH = EnginePreset(
     extra={"router": torch_routing, "experts_gate_up": torch_dispatch,
            "attention": attention_output_copy},
     fused_quant=False,
+    banded_prefill=False,  # SDPA with a dense banded mask computes the whole causal square
 )
 
 TUNED = EnginePreset(

@@ -124,7 +124,7 @@ def make_estimator(model: KernelModel, target: Rates, engine: EnginePreset,
                 return None
             t = max(t, roof) + act_quant_seconds(model, op, engine, act_scheme)
         elif op.kind == ATTENTION:
-            t = model.attention.seconds(op, roof)
+            t = model.attention.seconds(op, roof, engine.banded_prefill)
             if t is None:
                 return None
             t = max(t, roof)
