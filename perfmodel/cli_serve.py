@@ -102,6 +102,9 @@ def validate_serving(
 
             raise PerfmodelError(f"{silicon.CSV} not found; put ../shared/external/"
                                  "aiconfigurator-silicon beside this checkout")
+        if not silicon.serving_rows():
+            raise PerfmodelError(f"{silicon.CSV} holds no single-GPU aggregated row of a "
+                                 "bundled model")
         if fit:
             train = [r for r in silicon.serving_rows() if silicon.is_training(r)]
             typer.echo(json.dumps(silicon.fit_host_overhead(train), indent=1))

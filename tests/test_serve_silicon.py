@@ -43,3 +43,30 @@ def test_shared_rows_limit_and_estimate():
         if not got.prefix_cached:
             assert got.tpot_lim_s <= got.tpot_s, row["id"]
         assert got.tpot_est_s > got.tpot_lim_s
+
+
+def test_validate_serving_cli_on_the_fixture(monkeypatch, tmp_path):
+    """The command end to end on the synthetic rows: --json, --csv, --markdown; a missing CSV
+    is one line and exit 2."""
+    import csv as csv_module
+    import json
+
+    from typer.testing import CliRunner
+
+    from perfmodel.cli import app
+
+    runner = CliRunner()
+    monkeypatch.setattr(silicon, "CSV", FIXTURE)
+    out = tmp_path / "rows.csv"
+    result = runner.invoke(app, ["validate-serving", "--json", "--csv", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert [r["id"] for r in doc["rows"]] == ["fixture_vllm_8b_bf16_c8",
+                                              "fixture_trtllm_8b_bf16_c4"]
+    assert {s["engine"] for s in doc["summary"]} == {"vllm", "trtllm", "all"}
+    assert len(list(csv_module.DictReader(out.open()))) == 2
+    md = runner.invoke(app, ["validate-serving", "--markdown"])
+    assert md.exit_code == 0 and md.output.startswith("| engine | half |")
+    monkeypatch.setattr(silicon, "CSV", tmp_path / "missing.csv")
+    missing = runner.invoke(app, ["validate-serving"])
+    assert missing.exit_code == 2 and "not found" in missing.output

@@ -40,7 +40,8 @@ class Served:
     itl_estimate_s: float | None
 
 
-def rows(path: Path = CSV) -> list[dict[str, str]]:
+def rows(path: Path | None = None) -> list[dict[str, str]]:
+    path = path or CSV
     if not path.exists():
         return []
     return [r for r in csv.DictReader(path.open())
@@ -75,7 +76,7 @@ def is_training(row: dict[str, str]) -> bool:
     return int(hashlib.sha1(row["id"].encode()).hexdigest(), 16) % 2 == 0
 
 
-def serving_rows(path: Path = CSV) -> list[dict[str, str]]:
+def serving_rows(path: Path | None = None) -> list[dict[str, str]]:
     """Single-GPU aggregated rows: tp = pp = 1, no attention DP, no expert parallelism."""
     return [r for r in rows(path) if r["attention_dp_size"] in ("", "1")
             and r["moe_ep_size"] in ("", "0", "1")]
