@@ -10,6 +10,7 @@ from perfmodel.cost.estimate import Estimate, estimator_for
 from perfmodel.hardware.gpu import GpuSpec, load_gpu
 from perfmodel.cost.precision import Precision, on_gpu
 from perfmodel.cost.quant_config import resolve
+from perfmodel.cost.parallel import Parallel, parallel_warnings
 from perfmodel.cost.predict import Prediction, predict
 from perfmodel.cost.workload import Workload
 
@@ -38,21 +39,25 @@ def resolve_precision(config: dict, name: str | None, kv_dtype: str | None,
 def run_predict(model: str, *, gpu: str = DEFAULT_GPU, precision: str | None = None,
                 kv_dtype: str | None = None, batch: int = 1, input_len: int = 1024,
                 output_len: int = 256, engine: str | None = None,
-                revision: str | None = None, act_quant: str | None = None) -> Report:
-    """Predict one workload of `model` on `gpu`; raises PerfmodelError on any bad input."""
+                revision: str | None = None, act_quant: str | None = None, tp: int = 1,
+                pp: int = 1, ep: int = 1, dp: int = 1) -> Report:
+    """Predict one workload of `model` on `gpu` (tp·dp·pp of them, cost/parallel.py); raises
+    PerfmodelError on any bad input."""
     workload = Workload(batch, input_len, output_len)
+    par = Parallel(tp=tp, pp=pp, ep=ep, dp=dp)
     gpu_spec: GpuSpec = load_gpu(gpu)
     cfg = load_model_config(model, revision=revision)
     spec = model_spec(cfg.config, cfg.where)
     prec = resolve_precision(cfg.config, precision, kv_dtype, act_quant, gpu_spec)
     est = estimator_for(gpu_spec, prec, engine)
-    pred = predict(spec, prec, gpu_spec, workload, est.estimator)
-    warnings = []
+    pred = predict(spec, prec, gpu_spec, workload, est.estimator, par)
+    warnings = parallel_warnings(gpu_spec, par, est.estimator is not None)
     mem = pred.memory
     if not mem.fits:
         warnings.append(
             f"does not fit: weights {mem.weights_bytes / 1e9:.1f} GB + KV cache "
             f"{mem.kv_bytes / 1e9:.1f} GB > {mem.gpu_bytes / 1e9:.0f} GB on one {gpu_spec.name}"
+            + (f" (per GPU of {par.label})" if not par.is_single else "")
             + (f"; at most batch {mem.max_batch} at these lengths" if mem.max_batch else
                "; the weights alone exceed it (shard over GPUs or quantize)"
                if mem.weights_bytes >= mem.gpu_bytes else

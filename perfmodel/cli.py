@@ -44,6 +44,13 @@ OutputOpt = Annotated[int, typer.Option("--output-len", "-o",
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the JSON document (docs/json.md).")]
 EngineOpt = Annotated[Optional[str], typer.Option(
     "--engine", help="Engine preset for the estimate: torch-cudagraph | tuned (docs/engines.md).")]
+TpOpt = Annotated[int, typer.Option("--tp", help="Tensor parallelism: GPUs splitting each layer "
+                                                 "(docs/parallel.md).")]
+PpOpt = Annotated[int, typer.Option("--pp", help="Pipeline parallelism: stages of layers.")]
+EpOpt = Annotated[int, typer.Option("--ep", help="Expert parallelism: GPUs the MoE experts "
+                                                 "spread over (divides tp·dp).")]
+DpOpt = Annotated[int, typer.Option("--dp", help="Attention data parallelism (DeepSeek style; "
+                                                 "needs --ep tp·dp).")]
 
 
 @contextlib.contextmanager
@@ -70,6 +77,7 @@ def predict(model: ModelArg, gpu: GpuOpt = "h100-sxm", precision: PrecisionOpt =
             plot: Annotated[Optional[Path], typer.Option(
                 "--plot", help="Also draw every op on the GPU's roofline to FILE.png or .svg "
                                "(pip install 'perfmodel[plot]').")] = None,
+            tp: TpOpt = 1, pp: PpOpt = 1, ep: EpOpt = 1, dp: DpOpt = 1,
             ) -> None:
     """Predict TTFT, ITL and throughput: the roofline limit and the engine estimate, op by op.
 
@@ -82,7 +90,8 @@ def predict(model: ModelArg, gpu: GpuOpt = "h100-sxm", precision: PrecisionOpt =
     with friendly_errors():
         report = run_predict(model, gpu=gpu, precision=precision, kv_dtype=kv_dtype,
                              batch=batch, input_len=input_len, output_len=output_len,
-                             engine=engine, revision=revision, act_quant=act_quant)
+                             engine=engine, revision=revision, act_quant=act_quant,
+                             tp=tp, pp=pp, ep=ep, dp=dp)
         if plot is not None:
             from perfmodel.report.plot import roofline_plot
 
@@ -92,6 +101,8 @@ def predict(model: ModelArg, gpu: GpuOpt = "h100-sxm", precision: PrecisionOpt =
                       model_source=report.model_source, estimate_note=report.estimate.note,
                       matmul_only=matmul_only)
         doc["warnings"] = list(report.warnings)
+        par = report.prediction.parallel
+        doc["parallel"] = par.to_dict() if par is not None else None
         typer.echo(json.dumps(doc, indent=1, allow_nan=False))
         return
     from perfmodel.report.display import print_report
@@ -126,8 +137,18 @@ def calibrate_gpu(
         device: Annotated[Optional[str], typer.Option(
             "--device", help="cuda:N or cpu (default cuda:0).")] = None,
         name: Annotated[Optional[str], typer.Option(
-            "--name", help="Profile name (default <datasheet>-measured).")] = None) -> None:
+            "--name", help="Profile name (default <datasheet>-measured).")] = None,
+        gpus: Annotated[Optional[str], typer.Option(
+            "--gpus", help="N or all: measure NCCL collectives over N GPUs instead, into "
+                           "collectives/<profile>.yaml beside --out (docs/parallel.md).")] = None,
+        ) -> None:
     """Measure this box (matmul FLOP/s per dtype, bandwidth, small kernels) into a profile."""
+    if gpus is not None:
+        from perfmodel.calibrate.collectives_cli import calibrate_collectives
+
+        with friendly_errors():
+            typer.echo(calibrate_collectives(gpus, out=out, quick=quick, name=name))
+        return
     with friendly_errors():
         from perfmodel.calibrate import calibrate
         from perfmodel.hardware.gpu import load_gpu
@@ -190,7 +211,10 @@ def validate(model: ModelArg, precision: Annotated[str, typer.Option(
              ops: Annotated[bool, typer.Option("--ops", help="Also compare op by op.")] = False,
              max_prefill_tokens: Annotated[int, typer.Option(
                  "--max-prefill-tokens", help="Measure prefill only where B·I is at most this."
-             )] = 32768) -> None:
+             )] = 32768,
+             tp: Annotated[int, typer.Option(
+                 "--tp", help="Shard the engine over this many GPUs (Megatron TP, NCCL).")] = 1,
+             ) -> None:
     """Measure the model on this CUDA GPU (lean PyTorch engine, random weights, CUDA graphs) and
     print predicted limit and estimate beside the measured TTFT and decode step."""
     with friendly_errors():
@@ -199,9 +223,15 @@ def validate(model: ModelArg, precision: Annotated[str, typer.Option(
 
         batches, lengths = _ints(batch, "--batch"), _ints(input_len, "--input-len")
         _check_validate_args(model, precision, gpu, out)
-        records = measure(model, precision, batches, lengths, out=out,
-                          max_prefill_tokens=max_prefill_tokens,
-                          on_note=lambda note: typer.echo(note, err=True))
+        if tp > 1:
+            from perfmodel.validate.distributed import measure_tp, points_for
+
+            records = measure_tp([{"model": model, "precision": precision, "points": points_for(
+                batches, lengths, max_prefill_tokens)}], tp, out=out, ops=ops)
+        else:
+            records = measure(model, precision, batches, lengths, out=out,
+                              max_prefill_tokens=max_prefill_tokens,
+                              on_note=lambda note: typer.echo(note, err=True))
         profile = load_gpu(gpu or default_gpu_profile(records[0]["device_name"])) \
             if records else None
         points = [compare(r, profile, engine) for r in records]

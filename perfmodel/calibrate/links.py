@@ -84,6 +84,8 @@ def describe_link(gpu_name: str) -> dict[str, Any]:
     if not found or not found[0]:
         return {"kind": "unknown", "source": f"no NVLink seen by {how}; PCIe or unknown"}
     links, version = found
+    if version not in LINK_RATE:  # NVML numbers its versions by an enum; trust the GPU family
+        version = nvlink_version_of(gpu_name)
     rate = LINK_RATE.get(version)
     block = {"kind": f"nvlink{version}" if version in LINK_RATE else "unknown",
              "source": f"{how}: {links} NVLink {version} links × {rate / 1e9:.0f} GB/s per "

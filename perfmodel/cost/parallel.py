@@ -100,8 +100,9 @@ def check(spec: ModelSpec, par: Parallel) -> None:
                                 "pick another --tp (or --ep)")
         if mlp.kind == "moe" and mlp.num_experts % par.ep:
             raise WorkloadError(f"--ep {par.ep} must divide the {mlp.num_experts} experts")
-        if mlp.kind == "dense" and par.ep > 1 and par.dp == 1 and not spec.is_moe:
-            raise WorkloadError("--ep applies to mixture-of-experts models; drop it")
+    if par.ep > 1 and not spec.is_moe:
+        raise WorkloadError("--ep spreads the experts of a mixture-of-experts model; this model "
+                            "has none: drop --ep (and --dp)")
     if par.pp > spec.num_layers:
         raise WorkloadError(f"--pp {par.pp} exceeds the {spec.num_layers} layers")
 
@@ -191,3 +192,22 @@ def comm_ops(spec: ModelSpec, par: Parallel, precision: Precision, phase: str, b
     if par.pp > 1:
         ops.append(_op(phase, "pp_send_recv", par.pp - 1, 2 * m * d * base, 2, dtype))
     return ops
+
+
+def parallel_warnings(gpu, par: Parallel, estimating: bool) -> list[str]:
+    """What the user should know about the collectives' estimate on gpu (empty on one GPU)."""
+    if par.is_single or not estimating:
+        return []
+    from perfmodel.cost.collective import tables_for
+
+    link, _, flag = tables_for(gpu)
+    if link is None:
+        return [f"no measured collective tables to estimate {gpu.name}'s NCCL times from; run "
+                "`perfmodel calibrate-gpu --gpus N` on a multi-GPU box"]
+    groups = sorted({n for n in (par.tp, par.stage_gpus if par.dp > 1 else 1) if n > 1})
+    out = [flag] if flag else []
+    scaled = [n for n in groups if n not in link.gpu_counts]
+    if scaled:
+        out.append(f"collectives over {', '.join(map(str, scaled))} GPUs scaled from the "
+                   f"measured {', '.join(map(str, link.gpu_counts))} (ring factors)")
+    return out

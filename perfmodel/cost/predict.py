@@ -7,7 +7,9 @@ from typing import Callable
 
 from perfmodel.hardware.gpu import GpuSpec
 from perfmodel.model.spec import ModelSpec
+from perfmodel.cost.collective import collective_cost
 from perfmodel.cost.ops import Op, forward_ops
+from perfmodel.cost.parallel import COLLECTIVE
 from perfmodel.cost.precision import Precision
 from perfmodel.cost.roofline import OpCost, cost, mean_of_max
 from perfmodel.cost.workload import Workload
@@ -73,6 +75,7 @@ class Prediction:
     prefill: Phase
     decode: Phase | None  # None when O = 1: no decode step follows the first token
     memory: Memory
+    parallel: object = None  # cost/parallel.Parallel, None on one GPU; memory is then per GPU
 
     def _metrics(self, ttft: float | None, itl: float | None) -> dict[str, float | None]:
         w = self.workload
@@ -108,6 +111,8 @@ def memory(spec: ModelSpec, precision: Precision, gpu: GpuSpec, workload: Worklo
 
 
 def _costed(op: Op, gpu: GpuSpec, estimator: Estimator | None) -> OpCost:
+    if op.kind == COLLECTIVE:  # NCCL over the link, not HBM (cost/collective.py)
+        return collective_cost(op, gpu, estimator is not None)
     return cost(op, gpu, estimator(op) if estimator else None)
 
 
@@ -124,7 +129,7 @@ def _segments(spec: ModelSpec, lo: int, hi: int) -> list[tuple[int, int]]:
 
 
 def _mean_decode(spec: ModelSpec, precision: Precision, gpu: GpuSpec, workload: Workload,
-                 estimator: Estimator | None) -> Phase:
+                 estimator: Estimator | None, forward: Callable = forward_ops) -> Phase:
     """The decode step averaged over contexts I+1 … I+O−1, exactly for the limit.
 
     Within a segment every op's FLOPs and bytes are affine in the context, so the mean of its
@@ -136,7 +141,7 @@ def _mean_decode(spec: ModelSpec, precision: Precision, gpu: GpuSpec, workload: 
     first: list[Op] = []
     for a, b in _segments(spec, lo, hi):
         n = b - a + 1
-        ends = [forward_ops(spec, precision, "decode", workload.batch, 1, c) for c in (a, b)]
+        ends = [forward(spec, precision, "decode", workload.batch, 1, c) for c in (a, b)]
         for i, (op_a, op_b) in enumerate(zip(*ends)):
             ca = _costed(op_a, gpu, estimator)
             same = op_a.flops == op_b.flops and op_a.bytes == op_b.bytes and \
@@ -163,17 +168,24 @@ def _mean_decode(spec: ModelSpec, precision: Precision, gpu: GpuSpec, workload: 
 
 
 def step(spec: ModelSpec, precision: Precision, gpu: GpuSpec, phase: str, batch: int,
-         tokens: int, estimator: Estimator | None = None) -> Phase:
+         tokens: int, estimator: Estimator | None = None, parallel=None) -> Phase:
     """One forward: a prefill of B sequences of T = tokens, or one decode step at context C =
     tokens (the new token included). This is what `perfmodel validate` measures."""
+    if parallel is not None and not parallel.is_single:
+        from perfmodel.cost.parallel_predict import parallel_step
+        return parallel_step(spec, precision, gpu, phase, batch, tokens, estimator, parallel)
     new = tokens if phase == "prefill" else 1
     ops = forward_ops(spec, precision, phase, batch, new, tokens)
     return Phase(phase, tuple(_costed(op, gpu, estimator) for op in ops))
 
 
 def predict(spec: ModelSpec, precision: Precision, gpu: GpuSpec, workload: Workload,
-            estimator: Estimator | None = None) -> Prediction:
-    """Cost the prefill (TTFT) and the mean decode step (ITL) of workload on gpu."""
+            estimator: Estimator | None = None, parallel=None) -> Prediction:
+    """Cost the prefill (TTFT) and the mean decode step (ITL) of workload on gpu (on each GPU
+    of `parallel`, cost/parallel_predict.py, when one is given)."""
+    if parallel is not None and not parallel.is_single:
+        from perfmodel.cost.parallel_predict import parallel_predict
+        return parallel_predict(spec, precision, gpu, workload, estimator, parallel)
     prefill_ops = forward_ops(spec, precision, "prefill", workload.batch, workload.input_len,
                               workload.input_len)
     prefill = Phase("prefill", tuple(_costed(op, gpu, estimator) for op in prefill_ops))

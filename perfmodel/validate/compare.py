@@ -17,6 +17,7 @@ from perfmodel.model.source import load_model_config
 from perfmodel.cost.estimate import estimator_for
 from perfmodel.hardware.gpu import GpuSpec
 from perfmodel.cost.precision import preset, with_kv
+from perfmodel.cost.parallel import Parallel
 from perfmodel.cost.predict import step
 
 
@@ -57,7 +58,9 @@ def compare(record: dict[str, Any], gpu: GpuSpec, engine: str | None = None) -> 
     spec = model_spec(cfg)
     prec = with_kv(preset(record["precision"]), record.get("kv_dtype") or "bf16")
     est = estimator_for(gpu, prec, engine).estimator
-    phase = step(spec, prec, gpu, record["phase"], record["batch"], record["tokens"], est)
+    par = Parallel(tp=int(record.get("tp", 1)))  # validate --tp records (validate/distributed.py)
+    phase = step(spec, prec, gpu, record["phase"], record["batch"], record["tokens"], est,
+                 parallel=par)
     measured_ops = record.get("op_seconds") or {}
     ops = tuple((c.op.name, c.limit_s, c.estimate_s, measured_ops.get(c.op.name))
                 for c in phase.costs)

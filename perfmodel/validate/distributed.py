@@ -172,13 +172,12 @@ def measure_tp(jobs: list[dict[str, Any]], tp: int, *, ops: bool = True,
     if backend == "nccl" and (tp < 2 or tp > visible_gpus()):
         raise PerfmodelError(f"--tp {tp} needs 2 to {visible_gpus()} visible CUDA GPUs; run it "
                              "on a multi-GPU box (predict --tp needs none)")
-    records = [r for r in launch(validate_worker, tp, (jobs, ops, backend),
-                                 timeout_s=300 * len(jobs))[0]]
+    records = launch(validate_worker, tp, (jobs, ops, backend), timeout_s=300 * len(jobs))[0]
     if out is not None:
         with open(out, "a") as handle:
             for record in records:
                 handle.write(json.dumps(record) + "\n")
-    return records
+    return [r for r in records if "seconds" in r]  # out-of-memory points are noted in out
 
 
 def points_for(batches: list[int], lengths: list[int], max_prefill_tokens: int
