@@ -62,7 +62,7 @@ def load_gpu(name_or_path: str) -> GpuSpec:
     """A bundled profile by name (h100-sxm) or a profile YAML by path."""
     path = Path(name_or_path)
     if not (path.suffix in (".yaml", ".yml") or path.exists()):
-        path = GPU_DIR / f"{name_or_path}.yaml"
+        path = GPU_DIR / f"{name_or_path.lower()}.yaml"  # bundled names are lower case
         if not path.exists():
             raise GpuProfileError(f"unknown GPU {name_or_path!r}; use one of "
                                   f"{', '.join(bundled_names())}, or a profile .yaml path")
