@@ -173,3 +173,7 @@ def test_docs_measured_section_matches_each_measured_profile(name):
     bf16 = measured.peak("bf16")
     assert f"{bf16 / 1e12:.0f} TFLOP/s ({100 * bf16 / sheet.peak('bf16'):.0f}% of" in row, row
     assert f"{measured.mem_bandwidth / 1e12:.2f} TB/s" in row, row
+
+
+def test_bundled_names_are_found_whatever_their_case():
+    assert load_gpu("H100-SXM").name == load_gpu("h100-sxm").name == "h100-sxm"
