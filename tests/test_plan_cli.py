@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from perfmodel.cli import app
+from perfmodel.plan.evaluate import parallel_predict_supported
 from perfmodel.plan.pareto import dominates
 
 runner = CliRunner()
@@ -32,8 +33,10 @@ def test_json_document_and_slo():
     doc = plan_json("--ttft-slo", "2s", "--tpot-slo", "12ms")
     assert set(doc) >= {"pareto", "best", "searched", "method", "slo", "skipped"}
     assert doc["method"] == "predict" and doc["slo"] == {"ttft_s": 2.0, "tpot_s": 0.012}
-    # GPUs × precisions × concurrencies, less those the memory cannot hold at once
-    assert doc["searched"] + len(doc["skipped"]) == 2 * 2 * 9
+    # GPUs × precisions × TP {1, 2, 4, 8} × concurrencies, less those memory cannot hold
+    tps = 4 if parallel_predict_supported() else 1
+    assert doc["searched"] + len(doc["skipped"]) == 2 * 2 * tps * 9
+    assert {p["tp"] for p in doc["pareto"]} <= {1, 2, 4, 8}
     assert all(s["error"].startswith("concurrency") and s["batch"] > 100
                for s in doc["skipped"])
     best = doc["best"]

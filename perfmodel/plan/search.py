@@ -16,6 +16,7 @@ SLOs at the lowest cost (with prices) or the most tokens/s per GPU (without).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
@@ -97,7 +98,7 @@ def deployments(model: str, gpus: Sequence[str], precisions: Sequence[str | None
                 ) -> tuple[list[tuple[Point, int]], list[Row], list[str]]:
     """The deployments to search (as points of load 1, with how many requests they hold at
     once), those dropped, and notes."""
-    notes = []
+    notes: list[str] = []
     first = resolve(model, gpus[0], precisions[0], None, None)
     pairs = parallelisms(max_gpus, first.spec.is_moe, tps)
     if not parallel_predict_supported() and len(pairs) > 1:
@@ -174,6 +175,8 @@ def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
                                   points)]
     valid = [r for r in rows if r["error"] is None and r["tok_s_per_gpu"]
              and r["tok_s_per_user"]]
+    failed = Counter(r["error"] for r in rows if r["error"])
+    notes += [f"{n} points could not run: {error}" for error, n in failed.most_common(3)]
     valid_ids = {id(r) for r in valid}
     for row in rows:
         row["meets_slo"] = id(row) in valid_ids and slo.met(row)
