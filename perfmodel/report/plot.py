@@ -148,7 +148,13 @@ def pareto_plot(rows: Sequence[Row], front: Sequence[Row], path: Path, *,
            ylabel=ylabel, title=title)
     _plain(ax)
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7, ncol=2)
+    entries = len(groups) + 1 + (best is not None) + bool(tpot_slo)
+    if entries > 8:  # beside the axes, not over the points
+        fig.set_size_inches(10.5, 5.5)
+        ax.legend(fontsize=7, ncol=1 + entries // 20, loc="center left",
+                  bbox_to_anchor=(1.01, 0.5))
+    else:
+        ax.legend(fontsize=7)
     return _save(plt, fig, path)
 
 
