@@ -188,3 +188,21 @@ def test_more_tp_never_adds_weight_per_gpu():
     weights = [predict(spec, prec, gpu, w, None, Parallel(tp=n)).memory.weights_bytes
                for n in (1, 2, 4, 8)]
     assert weights == sorted(weights, reverse=True)
+
+
+def test_cli_predict_tp_json_and_errors():
+    import json
+
+    from typer.testing import CliRunner
+
+    from perfmodel.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", "Qwen/Qwen3-30B-A3B", "--gpu", "h100-sxm-measured",
+                                 "--tp", "2", "--ep", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["parallel"] == {"tp": 2, "pp": 1, "ep": 2, "dp": 1, "gpus": 2}
+    bad = runner.invoke(app, ["predict", "Qwen/Qwen3-30B-A3B", "--tp", "3"])
+    assert bad.exit_code == 2 and "query heads" in bad.output
+    assert "Traceback" not in bad.output
