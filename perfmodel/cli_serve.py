@@ -56,7 +56,7 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
                                                 "step here.")] = None) -> None:
     """Simulate an engine serving MODEL under load: TTFT, TPOT, ITL, E2E and throughput."""
     from perfmodel.serve import run_serve
-    from perfmodel.serve.summary import LazyProgress, print_serve, write_trace
+    from perfmodel.report.serve_view import LazyProgress, print_serve, write_trace
 
     progress = LazyProgress("simulating")
     try:
@@ -93,7 +93,7 @@ def validate_serving(
     import csv
     import dataclasses
 
-    from perfmodel.serve.summary import markdown_table, print_validation
+    from perfmodel.report.serve_view import markdown_table, print_validation
     from perfmodel.validate import silicon
 
     with friendly_errors():
