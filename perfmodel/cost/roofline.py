@@ -26,6 +26,8 @@ class OpCost:
 
     @property
     def bound(self) -> str:
+        if self.op.kind == "collective":  # memory_s is the time on the link (cost/collective.py)
+            return "link"
         return "compute" if self.compute_s >= self.memory_s else "memory"
 
 
