@@ -43,7 +43,8 @@ OutputOpt = Annotated[int, typer.Option("--output-len", "-o",
                                         help="Generated tokens per sequence (O).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the JSON document (docs/json.md).")]
 EngineOpt = Annotated[Optional[str], typer.Option(
-    "--engine", help="Engine preset for the estimate: torch-cudagraph | tuned (docs/engines.md).")]
+    "--engine", help="Engine preset for the estimate: torch-cudagraph | tuned | vllm | sglang | "
+                "trtllm (docs/engines.md, docs/serving.md).")]
 TpOpt = Annotated[int, typer.Option("--tp", help="Tensor parallelism: GPUs splitting each layer "
                                                  "(docs/parallel.md).")]
 PpOpt = Annotated[int, typer.Option("--pp", help="Pipeline parallelism: stages of layers.")]
