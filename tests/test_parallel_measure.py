@@ -99,3 +99,30 @@ def test_tp_estimate_against_the_measured_engine(name, median, p90):
     summary = summarize(points)
     assert summary.limit_beaten == 0
     assert summary.median_abs_error <= median and summary.p90_abs_error <= p90
+
+
+def test_sidecar_writer_merges_gpu_counts(tmp_path):
+    from perfmodel.calibrate.links import write_sidecar
+    from perfmodel.hardware.interconnect import sidecar_path
+
+    profile = tmp_path / "box.yaml"
+    link = {"kind": "nvlink4", "bandwidth": 4.5e11, "source": "test"}
+    for n, seconds in ((2, 1.5e-5), (4, 2.5e-5)):
+        write_sidecar(profile, {"gpus": n, "method": "m",
+                                "tables": {"all_reduce": [[1024, seconds]]}}, link,
+                      {"date": "2026-11-27"})
+    parsed = parse_interconnect({}, str(profile))
+    assert sidecar_path(str(profile)).is_file()
+    assert parsed.gpu_counts == (2, 4) and parsed.tables[4]["all_reduce"] == ((1024.0, 2.5e-5),)
+
+
+def test_calibrate_gpus_without_cuda_is_one_line():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this box has CUDA")
+    from typer.testing import CliRunner
+
+    from perfmodel.cli import app
+
+    result = CliRunner().invoke(app, ["calibrate-gpu", "--gpus", "2"])
+    assert result.exit_code == 2 and "no CUDA GPU" in result.output
