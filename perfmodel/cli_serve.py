@@ -87,29 +87,49 @@ def validate_serving(
         markdown: Annotated[bool, _opt("--markdown", "Print only the error table as Markdown "
                                        "(docs/serving.md).")] = False,
         fit: Annotated[bool, _opt("--fit", "Print the host overhead per step fitted on the "
-                                  "training half (sha1(id) even).")] = False) -> None:
-    """Simulate every single-GPU aggregated serving row of ../shared/external/aiconfigurator-
-    silicon and compare TTFT and TPOT with the measurements, per engine, train/test halves."""
+                                  "training half (sha1(id) even).")] = False,
+        rows: Annotated[str, _opt("--rows", "single: the one-GPU rows (both halves); multi: "
+                                  "the TP/EP/attention-DP rows, test half only (docs/serving.md)."
+                                  )] = "single",
+        sample: Annotated[int, _opt("--sample", "With --rows multi: simulate one test row in "
+                                    "N (sha1 of the id; 1 runs all).")] = 4) -> None:
+    """Simulate the aggregated serving rows of ../shared/external/aiconfigurator-silicon (one
+    GPU, or with --rows multi many) and compare TTFT and TPOT with the measurements, per
+    engine and train/test half."""
     import csv
     import dataclasses
 
+    from perfmodel.errors import PerfmodelError, WorkloadError
     from perfmodel.report.serve_view import markdown_table, print_validation
     from perfmodel.validate import silicon
 
     with friendly_errors():
         if not silicon.CSV.exists():
-            from perfmodel.errors import PerfmodelError
-
             raise PerfmodelError(f"{silicon.CSV} not found; put ../shared/external/"
                                  "aiconfigurator-silicon beside this checkout")
         if not silicon.serving_rows():
             raise PerfmodelError(f"{silicon.CSV} holds no single-GPU aggregated row of a "
                                  "bundled model")
+        if rows not in ("single", "multi") or sample < 1:
+            raise WorkloadError(f"--rows takes single or multi (not {rows!r}) and --sample a "
+                                f"whole number ≥ 1 (not {sample})")
+        if fit and rows == "multi":
+            raise WorkloadError("--fit fits the host overheads on the single-GPU training half "
+                                "only; drop --rows multi")
         if fit:
             train = [r for r in silicon.serving_rows() if silicon.is_training(r)]
             typer.echo(json.dumps(silicon.fit_host_overhead(train), indent=1))
             return
-        results, skipped = silicon.validate_serving()
+        if rows == "multi":
+            from perfmodel.validate.silicon_multi import validate_multi
+
+            results, reasons = validate_multi(sample=sample)
+            skipped = sum(reasons.values())
+        else:
+            results, skipped = silicon.validate_serving()
+            reasons = {"unsupported": skipped}
+        if not results:
+            raise PerfmodelError(f"no {rows}-GPU row could be simulated ({reasons})")
     summary = silicon.error_summary(results)
     if csv_path is not None:
         with csv_path.open("w", newline="") as f:
@@ -118,9 +138,12 @@ def validate_serving(
             out.writerows(dataclasses.asdict(r) for r in results)
     if json_out:
         doc = {"rows": [dataclasses.asdict(r) for r in results], "skipped": skipped,
+               "skipped_by_reason": reasons,
                "summary": [{"engine": e, "half": h, **s} for (e, h), s in summary.items()]}
         typer.echo(json.dumps(doc, indent=1, allow_nan=False))
     elif markdown:
         typer.echo("\n".join(markdown_table(summary)))
     else:
         print_validation(results, summary, skipped)
+        if rows == "multi":
+            typer.echo("skipped: " + ", ".join(f"{n} {why}" for why, n in reasons.items()))

@@ -134,7 +134,7 @@ def test_cli_summary_and_errors():
     ok = runner.invoke(app, ["serve", MODEL, "--gpu", GPU, "--request-rate", "inf",
                              "--num-requests", "20", "--osl", "8"])
     assert ok.exit_code == 0 and "TPOT" in ok.output
-    for args, text in ((["--concurrency", "4", "--tp", "2"], "one GPU"),
+    for args, text in ((["--concurrency", "4", "--tp", "3"], "--tp 3"),
                        (["--concurrency", "4", "--request-rate", "2"], "exactly one"),
                        (["--concurrency", "4", "--engine", "tgi"], "--engine"),
                        (["--concurrency", "4", "--max-num-seqs", "0"], "max-num-seqs")):

@@ -1,10 +1,11 @@
 """The serving simulation: requests → an engine's scheduler → step costs → metrics.
 
 One entry point, run_serve: a discrete-event simulation of vLLM, SGLang or TensorRT-LLM serving
-one model on one GPU under a closed-loop concurrency or a Poisson request rate (docs/serving.md).
+one model on one GPU or many (tp·dp·pp, serve/ranks.py) under a closed-loop concurrency or a Poisson request rate (docs/serving.md).
 Modules: requests (arrivals and lengths), engines (each engine's defaults, cited), kv (the paged
 KV pool), step_cost (one step's time from the op model), state + scheduler (each engine's
-policy), simulate (the event loop), metrics (TTFT, TPOT, ITL, E2E, throughput).
+policy), simulate (the event loop), metrics (TTFT, TPOT, ITL, E2E, throughput), ranks (many
+GPUs: the sharded step and dp·pp schedulers).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Callable
 from perfmodel.errors import WorkloadError
 from perfmodel.serve.engines import HOST_OVERHEAD_S, EngineFacts, engine_facts
 from perfmodel.serve.kv import KvPlan, kv_plan
+from perfmodel.serve.ranks import Layout, kv_share, layout, rank_arrivals, scale_throughput
 from perfmodel.serve.metrics import metrics
 from perfmodel.serve.metrics import summary as distribution
 from perfmodel.serve.requests import make_arrivals
@@ -46,18 +48,20 @@ class ServeReport:
 _COSTS: dict[tuple, tuple[StepCost, Any]] = {}
 
 
-def step_cost_for(spec, precision, gpu_spec, facts: EngineFacts, host: float, key: tuple,
-                  longest: int) -> tuple[StepCost, Any]:
-    """The step-cost tables of one (model, precision, GPU, engine), built once per process."""
+def step_cost_for(lay: Layout, precision, gpu_spec, facts: EngineFacts, host: float,
+                  key: tuple, longest: int) -> tuple[StepCost, Any]:
+    """The step-cost tables of one (model, precision, GPU, engine, parallelism), built once
+    per process."""
     from perfmodel.cost.estimate import estimator_for
 
-    key = (*key, precision, facts, host, longest)
+    key = (*key, precision, facts, host, longest, lay.par)
     if key not in _COSTS:
         est = estimator_for(gpu_spec, precision, facts.kernels)
         tokens = max(facts.max_num_batched_tokens, longest) + facts.max_num_seqs
-        _COSTS[key] = (StepCost(spec, precision, gpu_spec, est.estimator, max_tokens=tokens,
-                                max_seqs=facts.max_num_seqs, capture_sizes=facts.capture_sizes,
-                                pad_mixed=facts.pad_mixed, host_overhead_s=host), est)
+        _COSTS[key] = (StepCost(lay.local, precision, gpu_spec, est.estimator,
+                                max_tokens=tokens, max_seqs=facts.max_num_seqs,
+                                capture_sizes=facts.capture_sizes, pad_mixed=facts.pad_mixed,
+                                host_overhead_s=host, forward=lay.forward), est)
     return _COSTS[key]
 
 
@@ -78,14 +82,10 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     from perfmodel.api import resolve_precision
     from perfmodel.hardware.gpu import load_gpu
     from perfmodel.model.architectures import model_spec
+    from perfmodel.cost.parallel import Parallel, parallel_warnings
     from perfmodel.model.source import load_model_config
 
-    for flag, value in (("--tp", tp), ("--ep", ep), ("--dp", dp), ("--pp", pp)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise WorkloadError(f"{flag} must be a whole number ≥ 1, not {value!r}")
-    if tp * ep * dp * pp > 1:  # TODO(lead): shard with cost/parallel.py once run_predict takes it
-        raise WorkloadError("perfmodel serve simulates one GPU for now; drop --tp/--ep/--dp/--pp "
-                            "(multi-GPU serving comes with the parallelism model)")
+    par = Parallel(tp=tp, pp=pp, ep=ep, dp=dp)
     unknown = sorted(set(engine_knobs) - set(KNOBS))
     if unknown:
         raise WorkloadError(f"unknown engine knob {unknown[0]!r}; use one of {', '.join(KNOBS)}")
@@ -95,30 +95,32 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     prec = resolve_precision(cfg.config, precision, kv_dtype, act_quant, gpu_spec)
     facts = engine_facts(engine, gpu_spec.mem_bytes).with_knobs(
         **{KNOBS[k]: v for k, v in engine_knobs.items() if KNOBS[k]})
-    arrivals = make_arrivals(concurrency=concurrency, request_rate=request_rate, isl=isl,
-                             osl=osl, num_requests=num_requests, lengths=lengths, seed=seed)
-    kv = kv_plan(spec, prec, gpu_spec, facts)
+    full = make_arrivals(concurrency=concurrency, request_rate=request_rate, isl=isl,
+                         osl=osl, num_requests=num_requests, lengths=lengths, seed=seed)
+    lay = layout(spec, prec, gpu_spec, par)
+    arrivals = rank_arrivals(full, lay.schedulers)
+    kv = kv_share(kv_plan(lay.kv_spec, prec, gpu_spec, facts, lay.weights_bytes), pp)
     host = engine_knobs.get("host_overhead_s")
     host = HOST_OVERHEAD_S.get(facts.name, 0.0) if host is None else host
     longest = max(r.isl for r in arrivals.requests)
-    cost, est = step_cost_for(spec, prec, gpu_spec, facts, host,
+    cost, est = step_cost_for(lay, prec, gpu_spec, facts, host,
                               (cfg.model_id, cfg.source, gpu_spec.name), longest)
     if arrivals.concurrency and stagger and len(arrivals.requests) > arrivals.concurrency:
         out = _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress)
     else:
         out = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress)
-    doc = metrics(out, tp * dp * pp)
+    doc = scale_throughput(metrics(out, par.gpus), full, arrivals, par.gpus)
     doc["limit"] = limit_bounds(out, cost)
     doc = {"model": cfg.model_id, "gpu": gpu_spec.name, "engine": facts.name,
-           "precision": prec.label, "workload": {"concurrency": concurrency,
-                                                  "request_rate": _finite(request_rate),
-                                                  "num_requests": len(arrivals.requests),
-                                                  "isl": None if lengths else isl,
-                                                  "osl": None if lengths else osl},
+           "precision": prec.label, "parallel": {**par.to_dict(), "schedulers": lay.schedulers},
+           "workload": {"concurrency": concurrency, "request_rate": _finite(request_rate),
+                        "num_requests": len(full.requests),
+                        "isl": None if lengths else isl, "osl": None if lengths else osl},
            **doc, "kv_cache": {**doc["kv_cache"], "block_size": kv.block_size,
                                "tokens": kv.tokens, "bytes_per_token": kv.bytes_per_token},
            "host_overhead_s": host, "estimate_note": est.note}
-    warnings = tuple(w for w in (est.flag,) if w)
+    warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
+        est.estimator))) if w)
     return ServeReport(doc, facts, kv, out, warnings, cost)
 
 

@@ -63,9 +63,13 @@ def kv_bytes_per_token(spec: ModelSpec, precision: Precision) -> float:
                for layer, count in (full or spec.layers)) * precision.kv_bytes
 
 
-def kv_plan(spec: ModelSpec, precision: Precision, gpu: GpuSpec, facts: EngineFacts) -> KvPlan:
-    """The engine's KV pool on one GPU, or a WorkloadError when the weights leave no room."""
-    weights = memory(spec, precision, gpu, Workload(1, 1, 1)).weights_bytes
+def kv_plan(spec: ModelSpec, precision: Precision, gpu: GpuSpec, facts: EngineFacts,
+            weights: float | None = None) -> KvPlan:
+    """The engine's KV pool on one GPU, or a WorkloadError when the weights leave no room.
+    On many GPUs spec is the model whose KV one GPU holds (its shard, or the fullest pipeline
+    stage's) and weights the fullest GPU's (serve/ranks.py)."""
+    if weights is None:
+        weights = memory(spec, precision, gpu, Workload(1, 1, 1)).weights_bytes
     per_token = kv_bytes_per_token(spec, precision)
     work = activation_bytes(spec, precision, facts.max_num_batched_tokens, facts.max_num_seqs)
     total = gpu.mem_bytes

@@ -11,6 +11,10 @@ A step runs M tokens: one per decoding sequence plus the prefill chunks. Its tim
   are pairs(P + T) − pairs(P), timed as one varlen kernel over all chunks of the step;
 - the final norm and LM head for the sequences that sample a token;
 - the engine's host overhead per step (estimate only).
+On many GPUs (`forward` = cost/parallel_predict.sharded_forward) the tables are one GPU's shard
+plus its collectives (TP all-reduces at M tokens, EP dispatch/combine, PP sends in the per-token
+table; the vocab-parallel logits all-gather with the sampling ops), each collective costed over
+the link by cost/collective.py.
 The limit is the same step at the roofline: no padding, no overhead, every op at peak.
 """
 
@@ -20,7 +24,9 @@ import bisect
 from dataclasses import replace
 from typing import Callable
 
+from perfmodel.cost.collective import collective_cost
 from perfmodel.cost.ops import ATTENTION, Op, causal_pairs, forward_ops
+from perfmodel.cost.parallel import COLLECTIVE
 from perfmodel.cost.precision import Precision
 from perfmodel.cost.roofline import cost
 from perfmodel.cost.serving_engines import fp8_at_bf16_efficiency
@@ -28,7 +34,7 @@ from perfmodel.hardware.gpu import GpuSpec
 from perfmodel.model.spec import ModelSpec
 
 Estimator = Callable[[Op], "float | None"]
-SAMPLE_OPS = ("final_norm", "lm_head")
+SAMPLE_OPS = ("final_norm", "lm_head", "lm_head_all_gather")
 
 
 def m_grid(largest: int) -> list[int]:
@@ -54,26 +60,32 @@ class StepCost:
     """Step times for one (model, precision, GPU, engine kernels); see the module docstring.
 
     `estimator` None (no measured profile) leaves only the limit; estimates then equal it.
+    `spec` is the model one GPU holds and `forward` its ops (forward_ops' signature), the shard
+    and its collectives on many GPUs.
     """
 
     def __init__(self, spec: ModelSpec, precision: Precision, gpu: GpuSpec,
                  estimator: Estimator | None, *, max_tokens: int, max_seqs: int,
-                 capture_sizes: tuple[int, ...], pad_mixed: bool, host_overhead_s: float):
+                 capture_sizes: tuple[int, ...], pad_mixed: bool, host_overhead_s: float,
+                 forward=forward_ops):
         self.gpu = gpu
         self.estimator = fp8_at_bf16_efficiency(estimator, gpu) if estimator else None
         self.capture = sorted(capture_sizes)
         self.pad_mixed, self.host_overhead_s = pad_mixed, host_overhead_s
         self.ms = m_grid(max(max_tokens, max(self.capture, default=1), 2))
         self.tok_est, self.tok_lim = self._table(
-            lambda m: forward_ops(spec, precision, "prefill", 1, m, 1),
+            lambda m: forward(spec, precision, "prefill", 1, m, 1),
             lambda op: op.kind != ATTENTION and op.name not in SAMPLE_OPS, self.ms)
         self.bs = m_grid(max(max_seqs, 2))
         self.smp_est, self.smp_lim = self._table(
-            lambda b: forward_ops(spec, precision, "decode", b, 1, 1),
+            lambda b: forward(spec, precision, "decode", b, 1, 1),
             lambda op: op.name in SAMPLE_OPS, self.bs)
         self.groups = self._attention_groups(spec, precision)
 
     def _costs(self, op: Op) -> tuple[float, float]:
+        if op.kind == COLLECTIVE:  # NCCL over the link (cost/collective.py)
+            c = collective_cost(op, self.gpu, self.estimator is not None)
+            return (c.limit_s if c.estimate_s is None else c.estimate_s), c.limit_s
         limit = cost(op, self.gpu).limit_s
         est = self.estimator(op) if self.estimator else None
         return (limit if est is None else est), limit

@@ -22,6 +22,9 @@ MODELS = {"meta-llama/Llama-3.1-8B-Instruct": "meta-llama/Llama-3.1-8B",
           "nvidia/Llama-3.1-8B-Instruct-FP8": "meta-llama/Llama-3.1-8B",
           "Qwen/Qwen3-32B": "Qwen/Qwen3-32B", "meta-llama/Llama-3.1-70B": "meta-llama/Llama-3.1-70B",
           "openai/gpt-oss-120b": "openai/gpt-oss-120b"}
+# the multi-GPU rows add DeepSeek-R1 (DeepSeek-V3's architecture and fp8 checkpoint format)
+BUILDS = {**MODELS, "deepseek-ai/DeepSeek-R1": "deepseek-ai/DeepSeek-V3",
+          "deepseek-ai/DeepSeek-V3": "deepseek-ai/DeepSeek-V3"}
 PRECISION = {"": "bf16", "fp8": "fp8", "fp8_block": "fp8", "nvfp4": None}  # None: the config's
 
 
@@ -112,6 +115,7 @@ class SimulatedRow:
     tpot_lim_s: float
     preemptions: int
     prefill_load: float  # GPU share the measured request rate's cold prefills need at roofline
+    gpus: int = 1
 
     @property
     def prefix_cached(self) -> bool:
@@ -128,14 +132,22 @@ class SimulatedRow:
         return self.ttft_est_s / self.ttft_s - 1
 
 
+def parallel_of(row: dict[str, str]) -> dict[str, int]:
+    """run_serve's tp, ep, dp for a row: tp_size, moe_ep_size (0 or empty: 1) and
+    attention_dp_size (empty: 1). The concurrency is batch_size per attention-DP rank."""
+    ep = row["moe_ep_size"]
+    return {"tp": int(row["tp_size"]), "ep": int(ep) if ep not in ("", "0") else 1,
+            "dp": int(row["attention_dp_size"] or 1)}
+
+
 def serve_kwargs(row: dict[str, str], gpus: dict[str, str] = MEASURED_GPUS) -> dict:
     """run_serve arguments for one row (docs/serving.md). fp8 rows run fp8 weights, activations
     and KV cache. TensorRT-LLM without chunked context must fit a whole prompt beside the
     decoders in max_num_tokens; the rows do not say what the benchmark set, so a row whose
     prompt + concurrency exceeds the 8192 default gets exactly that budget."""
-    prec = PRECISION[row["gemm_quant_mode"]]
-    conc, isl = int(row["batch_size"]), int(row["isl"])
-    kw = dict(gpu=gpus[row["system"]], engine=row["backend"], concurrency=conc, isl=isl,
+    prec, par = PRECISION[row["gemm_quant_mode"]], parallel_of(row)
+    conc, isl = int(row["batch_size"]) * par["dp"], int(row["isl"])
+    kw = dict(gpu=gpus[row["system"]], engine=row["backend"], concurrency=conc, isl=isl, **par,
               osl=int(row["osl"]), num_requests=num_requests_for(conc, int(row["osl"])),
               precision=prec,
               kv_dtype="fp8" if prec == "fp8" else None)
@@ -150,18 +162,20 @@ def simulate_row(row: dict[str, str], host_overhead_s: float | None = None,
     from perfmodel.serve import run_serve
 
     knobs = {} if host_overhead_s is None else {"host_overhead_s": host_overhead_s}
-    report = run_serve(MODELS[row["model_path"]], **serve_kwargs(row, gpus), **knobs)
+    kw = serve_kwargs(row, gpus)
+    report = run_serve(BUILDS[row["model_path"]], **kw, **knobs)
     m, isl, osl = report.metrics, int(row["isl"]), int(row["osl"])
     ttft, tpot = float(row["silicon_ttft_ms"]) / 1e3, float(row["silicon_tpot_ms"]) / 1e3
-    rate = int(row["batch_size"]) / (ttft + (osl - 1) * tpot)
-    load = rate * report.step_cost.step(0, 0, [(0, isl)], 1)[1]
+    rate = kw["concurrency"] / (ttft + (osl - 1) * tpot)  # per scheduler below
+    load = rate / m["parallel"]["schedulers"] * report.step_cost.step(0, 0, [(0, isl)], 1)[1]
     return SimulatedRow(row["id"], row["backend"], row["backend_version"] or "?",
-                        MODELS[row["model_path"]], row["gemm_quant_mode"] or "bf16",
-                        row["system"], int(row["isl"]), int(row["osl"]), int(row["batch_size"]),
+                        BUILDS[row["model_path"]], row["gemm_quant_mode"] or "bf16",
+                        row["system"], int(row["isl"]), int(row["osl"]), kw["concurrency"],
                         is_training(row), float(row["silicon_ttft_ms"]) / 1e3,
                         float(row["silicon_tpot_ms"]) / 1e3, m["ttft_s"]["mean"],
                         m["tpot_s"]["mean"], m["limit"]["ttft_s"]["mean"],
-                        m["limit"]["tpot_s"]["mean"], m["preemptions"], load)
+                        m["limit"]["tpot_s"]["mean"], m["preemptions"], load,
+                        m["parallel"]["gpus"])
 
 
 def _q(values: list[float], q: float) -> float:

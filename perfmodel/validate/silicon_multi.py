@@ -1,0 +1,86 @@
+"""validate-serving on the multi-GPU aggregated rows (TP, EP, attention DP; pp 1).
+
+Rows: mode agg, pp 1, tp_size·attention_dp_size > 1 or moe_ep_size > 1, of a model perfmodel
+builds (silicon.BUILDS: DeepSeek-R1 rows run DeepSeek-V3's bundled config, the same
+architecture). Declared rules, fixed before any figure was seen:
+- a row whose tp_size·attention_dp_size exceeds 8 is skipped as inconsistent: the systems are
+  8-GPU HGX nodes, and those rows (tp_size 64 or attention_dp_size 64 under ids saying tp8_ep8)
+  mix up their columns;
+- a measurement listed twice (same engine, model, system, parallelism, quantization, lengths,
+  concurrency and TPOT; the CSV holds some under two ids) counts once, the first in the file;
+- only the test half (silicon.is_training false) is simulated: nothing is fitted on these rows,
+  and the host overheads are those fitted on the single-GPU training half;
+- to keep the run near a minute, one test row in `sample` (default 4) is simulated: those whose
+  sha1(id) // 2 is a multiple of sample (`--sample 1` runs every one, about 3.5 min).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+from perfmodel.validate import silicon
+
+NODE_GPUS = 8
+SKIP_REASONS = ("model not bundled", "inconsistent parallel columns", "duplicate measurement",
+                "training half", "sampled out", "unsupported")
+
+
+def _multi(row: dict[str, str]) -> bool:
+    par = silicon.parallel_of(row)
+    return par["tp"] * par["dp"] > 1 or par["ep"] > 1
+
+
+def candidate_rows(path: Path | None = None) -> list[dict[str, str]]:
+    """Every multi-GPU aggregated row with pp 1 and a quantization perfmodel runs."""
+    path = path or silicon.CSV
+    if not path.exists():
+        return []
+    return [r for r in csv.DictReader(path.open())
+            if r["mode"] == "agg" and r["pp_size"] == "1" and r["tp_size"]
+            and r["gemm_quant_mode"] in silicon.PRECISION and _multi(r)]
+
+
+def _sampled(row: dict[str, str], sample: int) -> bool:
+    return (int(hashlib.sha1(row["id"].encode()).hexdigest(), 16) // 2) % sample == 0
+
+
+def select(rows: list[dict[str, str]],
+           sample: int = 4) -> tuple[list[dict[str, str]], dict[str, int]]:
+    """(the rows to simulate, how many were skipped for each reason in SKIP_REASONS but the
+    last, which simulation fills in)."""
+    keep, seen = [], set()
+    skipped = dict.fromkeys(SKIP_REASONS, 0)
+    for r in rows:
+        par = silicon.parallel_of(r)
+        key = tuple(r[k] for k in ("backend", "model_path", "system", "tp_size",
+                                   "attention_dp_size", "moe_ep_size", "gemm_quant_mode", "isl",
+                                   "osl", "batch_size", "silicon_tpot_ms"))
+        reason = ("model not bundled" if r["model_path"] not in silicon.BUILDS else
+                  "inconsistent parallel columns" if par["tp"] * par["dp"] > NODE_GPUS else
+                  "duplicate measurement" if key in seen else
+                  "training half" if silicon.is_training(r) else
+                  "sampled out" if not _sampled(r, sample) else None)
+        seen.add(key)
+        if reason:
+            skipped[reason] += 1
+        else:
+            keep.append(r)
+    return keep, skipped
+
+
+def validate_multi(on_row=None, path: Path | None = None, sample: int = 4):
+    """Simulate the selected test-half rows; (results, skipped by reason)."""
+    from perfmodel.errors import PerfmodelError
+
+    rows, skipped = select(candidate_rows(path), sample)
+    results = []
+    for i, row in enumerate(rows, 1):
+        try:
+            results.append(silicon.simulate_row(row))
+        except PerfmodelError:
+            skipped["unsupported"] += 1
+        if on_row is not None:
+            on_row(i)
+    return results, skipped
