@@ -175,10 +175,12 @@ def _ints(text: str, flag: str) -> list[int]:
     return values
 
 
-def _check_validate_args(model: str, precision: str, gpu: str | None, out: Path | None) -> None:
-    """validate's model, precision, --gpu and --out, checked before it looks for a CUDA GPU."""
+def _check_validate_args(model: str, precision: str, gpu: str | None, out: Path | None,
+                         act_quant: str | None = None, tp: int = 1) -> None:
+    """validate's model, precision, --act-quant, --gpu and --out, checked before it looks for a
+    CUDA GPU."""
     from perfmodel.calibrate.run import check_out_path
-    from perfmodel.cost.precision import preset
+    from perfmodel.cost.precision import preset, with_act_scheme
     from perfmodel.errors import WorkloadError
     from perfmodel.hardware.gpu import load_gpu
     from perfmodel.model.architectures import model_spec
@@ -189,6 +191,10 @@ def _check_validate_args(model: str, precision: str, gpu: str | None, out: Path 
     if preset(precision).weight_dtype not in ("bf16", "fp16", "fp8", "int8", "int4"):
         raise WorkloadError(f"validate's torch engine runs bf16, fp16, fp8, int8 or int4 "
                             f"(validate/engine.py), not {precision!r}; pass one of those")
+    with_act_scheme(preset(precision), act_quant)
+    if act_quant is not None and tp > 1:
+        raise WorkloadError("validate --tp measures at the default activation scheme only; "
+                            "drop --act-quant or --tp")
     if gpu is not None:
         load_gpu(gpu)
     if out is not None:
@@ -215,6 +221,9 @@ def validate(model: ModelArg, precision: Annotated[str, typer.Option(
              )] = 32768,
              tp: Annotated[int, typer.Option(
                  "--tp", help="Shard the engine over this many GPUs (Megatron TP, NCCL).")] = 1,
+             act_quant: Annotated[Optional[str], typer.Option(
+                 "--act-quant", help="How the engine quantizes fp8/int8 activations: static | "
+                                     "dynamic-tensor | dynamic-token (default); recorded.")] = None,
              ) -> None:
     """Measure the model on this CUDA GPU (lean PyTorch engine, random weights, CUDA graphs) and
     print predicted limit and estimate beside the measured TTFT and decode step."""
@@ -223,7 +232,7 @@ def validate(model: ModelArg, precision: Annotated[str, typer.Option(
         from perfmodel.validate.compare import compare, default_gpu_profile, measure
 
         batches, lengths = _ints(batch, "--batch"), _ints(input_len, "--input-len")
-        _check_validate_args(model, precision, gpu, out)
+        _check_validate_args(model, precision, gpu, out, act_quant, tp)
         if tp > 1:
             from perfmodel.validate.distributed import measure_tp, points_for
 
@@ -231,7 +240,7 @@ def validate(model: ModelArg, precision: Annotated[str, typer.Option(
                 batches, lengths, max_prefill_tokens)}], tp, out=out, ops=ops)
         else:
             records = measure(model, precision, batches, lengths, out=out,
-                              max_prefill_tokens=max_prefill_tokens,
+                              max_prefill_tokens=max_prefill_tokens, act_quant=act_quant,
                               on_note=lambda note: typer.echo(note, err=True))
         profile = load_gpu(gpu or default_gpu_profile(records[0]["device_name"])) \
             if records else None

@@ -81,3 +81,32 @@ def test_op_names_follow_the_model():
     names = op_names(llama)
     assert names[0] == "embed" and names[-2:] == ("final_norm", "lm_head")
     assert "gate_up" in names and "router" not in names and "qk_norm" not in names
+
+
+def test_a_record_names_its_activation_scheme_or_the_method_1_engines():
+    from perfmodel.validate.measurement import record_scheme
+
+    method_1 = "torch-cudagraph 1: graph replay median, L2 flushed, eager profile for per-op " \
+               "kernels"  # as the 2026-11-21 records say
+    method_2 = method_1.replace(" 1:", " 2:")
+    for precision in ("fp8", "int8"):
+        assert record_scheme({"precision": precision, "act_scheme": "static",
+                              "method": method_2}) == "static"
+        assert record_scheme({"precision": precision, "method": method_2}) == "dynamic-token"
+    # method 1 (the 2026-11-21 data): fp8 one amax per tensor, int8 one per token row
+    assert record_scheme({"precision": "fp8", "method": method_1}) == "dynamic-tensor"
+    assert record_scheme({"precision": "int8", "method": method_1}) == "dynamic-token"
+    assert record_scheme({"precision": "fp8"}) == "dynamic-tensor"  # no method: the oldest
+    for precision in ("bf16", "fp16", "int4"):
+        assert record_scheme({"precision": precision, "method": method_1}) is None
+        assert record_scheme({"precision": precision, "act_scheme": None,
+                              "method": method_2}) is None
+
+
+def test_the_engine_method_is_version_2_since_schemes_are_recorded():
+    pytest.importorskip("torch")
+    from perfmodel.validate.measurement import METHOD_1, record_scheme
+    from perfmodel.validate.timing import METHOD
+
+    assert not METHOD.startswith(METHOD_1)
+    assert record_scheme({"precision": "fp8", "method": METHOD}) == "dynamic-token"

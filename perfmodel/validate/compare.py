@@ -16,9 +16,10 @@ from perfmodel.model.architectures import model_spec
 from perfmodel.model.source import load_model_config
 from perfmodel.cost.estimate import estimator_for
 from perfmodel.hardware.gpu import GpuSpec
-from perfmodel.cost.precision import preset, with_kv
+from perfmodel.cost.precision import Precision, preset, with_act_scheme, with_kv
 from perfmodel.cost.parallel import Parallel
 from perfmodel.cost.predict import step
+from perfmodel.validate.measurement import record_scheme
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Point:
     limit_s: float
     estimate_s: float | None
     ops: tuple[tuple[str, float, float | None, float | None], ...]  # name, limit, est, measured
+    act_scheme: str | None = None  # how fp8/int8 activations were quantized (None: not at all)
 
     @property
     def estimate_error(self) -> float | None:
@@ -50,13 +52,14 @@ class Point:
 
 
 def compare(record: dict[str, Any], gpu: GpuSpec, engine: str | None = None) -> Point:
-    """The prediction for one measured record: same model, precision, phase, batch, tokens.
+    """The prediction for one measured record: same model, precision, activation scheme
+    (record_scheme), phase, batch, tokens.
 
     The engine keeps its KV cache in bf16 at every precision, so the prediction does too.
     """
     cfg = load_model_config(record["model"]).config
     spec = model_spec(cfg)
-    prec = with_kv(preset(record["precision"]), record.get("kv_dtype") or "bf16")
+    prec = with_kv(record_precision(record), record.get("kv_dtype") or "bf16")
     est = estimator_for(gpu, prec, engine).estimator
     par = Parallel(tp=int(record.get("tp", 1)))  # validate --tp records (validate/distributed.py)
     phase = step(spec, prec, gpu, record["phase"], record["batch"], record["tokens"], est,
@@ -66,7 +69,13 @@ def compare(record: dict[str, Any], gpu: GpuSpec, engine: str | None = None) -> 
                 for c in phase.costs)
     return Point(record["model"], record["precision"], record.get("device_name", ""),
                  record["phase"], record["batch"], record["tokens"], record["seconds"],
-                 phase.limit_s, phase.estimate_s, ops)
+                 phase.limit_s, phase.estimate_s, ops, prec.act_scheme)
+
+
+def record_precision(record: dict[str, Any]) -> Precision:
+    """The precision a record was measured at, its activation scheme included."""
+    return with_act_scheme(preset(record["precision"]), record_scheme(record),
+                           source="measured")
 
 
 def read_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
@@ -120,13 +129,15 @@ def default_gpu_profile(device_name: str) -> str:
 
 
 def measure(model: str, precision: str, batches: list[int], input_lens: list[int], *,
-            max_prefill_tokens: int = 32768, out: Path | None = None, on_note=print
-            ) -> list[dict[str, Any]]:
+            max_prefill_tokens: int = 32768, out: Path | None = None, on_note=print,
+            act_quant: str | None = None) -> list[dict[str, Any]]:
     """Measure decode (B, C = I) for every B and I, and prefill (B, I) where B·I is at most
-    max_prefill_tokens, on this CUDA GPU.
+    max_prefill_tokens, on this CUDA GPU, fp8/int8 activations quantized by act_quant (default:
+    the precision's, dynamic-token); every record names its act_scheme.
 
     One engine per (B, I), so its KV cache is sized for that point only; torch is imported here.
     """
+    prec = with_act_scheme(preset(precision), act_quant)  # a bad scheme fails before CUDA
     import torch
 
     from perfmodel.errors import PerfmodelError
@@ -137,9 +148,9 @@ def measure(model: str, precision: str, batches: list[int], input_lens: list[int
                              "run it on the GPU box (predict needs no GPU)")
 
     cfg = load_model_config(model)
-    spec, prec = model_spec(cfg.config), preset(precision)
-    header = {"model": cfg.model_id, "precision": prec.name, "kv_dtype": prec.base_dtype,
-              **environment("cuda")}
+    spec = model_spec(cfg.config)
+    header = {"model": cfg.model_id, "precision": prec.name, "act_scheme": prec.act_scheme,
+              "kv_dtype": prec.base_dtype, **environment("cuda")}
     records = []
     for batch in batches:
         for length in input_lens:

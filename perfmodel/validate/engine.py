@@ -1,7 +1,8 @@
 """The torch-cudagraph engine's model: a decoder from a ModelSpec with random weights on one device.
 
 Engine.prefill and Engine.decode are the eager forwards; timing.py captures them in CUDA graphs
-and profiles them. The KV cache is kept in the activation dtype (bf16) at every precision.
+and profiles them. The KV cache is kept in the activation dtype (bf16) at every precision. fp8
+and int8 linears quantize their inputs by the precision's act_scheme (validate/linear.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from perfmodel.model.spec import ModelSpec
 from perfmodel.cost.precision import Precision
 from perfmodel.validate.blocks import (EPS, Step, banded_causal_mask, build_layer, reduced,
                                        rope_tables)
-from perfmodel.validate.linear import dtype_of
+from perfmodel.validate.linear import dtype_of, weight_kind
 
 Cache = list[tuple[torch.Tensor, torch.Tensor]]
 WEIGHT_KINDS = ("bf16", "fp16", "fp32", "fp8", "int8", "int4")
@@ -47,9 +48,10 @@ class Engine:
             torch.randn((v, d), dtype=dtype, device=self.device).mul_(d ** -0.5)
         self.final_norm = torch.ones(d, dtype=dtype, device=self.device)
         self.layers = []
+        kind = weight_kind(precision.weight_dtype, precision.act_scheme)
         for layer, count in spec.layers:
             for _ in range(count):
-                attention, mlp = build_layer(layer, d, precision.weight_dtype, spec.model_type,
+                attention, mlp = build_layer(layer, d, kind, spec.model_type,
                                              dtype, self.device)
                 self.layers.append((layer, attention, mlp))
         self.rope = {h: rope_tables(h, max_context, dtype, self.device)

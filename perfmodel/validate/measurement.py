@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from perfmodel.cost.precision import preset
 from perfmodel.model.spec import ModelSpec
 
 PHASES = ("prefill", "decode")
@@ -23,6 +24,11 @@ ONCE_OPS = ("embed", "final_norm", "lm_head")
 ALL_OPS = tuple(dict.fromkeys(ONCE_OPS + ATTENTION_OPS + DENSE_OPS + MOE_OPS))
 OTHER = "other"  # kernels launched outside every named region (none are expected)
 KERNEL_CATEGORIES = ("kernel", "gpu_memcpy", "gpu_memset")
+# How the engine quantized W8A8 activations under method 1 (validate/timing.py METHOD), whose
+# records name no scheme (validate/linear.py from e18b5b7 to b98ce42): fp8 with one amax over
+# the tensor, int8 with one amax per token row.
+METHOD_1 = "torch-cudagraph 1:"
+UNRECORDED_SCHEMES = {"fp8": "dynamic-tensor", "int8": "dynamic-token"}
 LAUNCH_CATEGORIES = ("cuda_runtime", "cuda_driver")
 
 
@@ -61,6 +67,18 @@ class Measurement:
                 "seconds": self.seconds, "samples": list(self.samples),
                 "op_seconds": dict(self.op_seconds), "kernels": self.kernels,
                 "op_kernels": dict(self.op_kernels)}
+
+
+def record_scheme(record: Mapping[str, Any]) -> str | None:
+    """The activation quantization scheme a validate record was measured with, None where
+    activations stay in the base dtype: its act_scheme; else, for a method 1 record (or one
+    naming no method), the engine's fixed scheme of the time (UNRECORDED_SCHEMES); else the
+    precision's default, which the engine builds from (cost.precision.preset)."""
+    if "act_scheme" in record:
+        return record["act_scheme"]
+    if str(record.get("method") or METHOD_1).startswith(METHOD_1):
+        return UNRECORDED_SCHEMES.get(str(record.get("precision")))
+    return preset(str(record["precision"])).act_scheme
 
 
 def op_names(spec: ModelSpec) -> tuple[str, ...]:

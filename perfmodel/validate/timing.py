@@ -30,7 +30,9 @@ from perfmodel.validate.measurement import (ALL_OPS, PHASES, Measurement, attrib
 L2_FLUSH_BYTES = 256 * 2**20
 WARMUP_REPLAYS = 3
 WARMUP_SECONDS = 0.25
-METHOD = "torch-cudagraph 1: graph replay median, L2 flushed, eager profile for per-op kernels"
+# 2: fp8/int8 activations quantized by the precision's act_scheme, named in each record (1: fp8
+# per tensor, int8 per token, unnamed; measurement.UNRECORDED_SCHEMES)
+METHOD = "torch-cudagraph 2: graph replay median, L2 flushed, eager profile for per-op kernels"
 
 
 def measure_prefill(engine: Engine, batch: int, tokens: int) -> Measurement:
