@@ -149,3 +149,10 @@ def test_validate_serving_multi_option_errors():
     for args, text in ((["--rows", "both"], "--rows"), (["--rows", "multi", "--fit"], "--fit")):
         bad = runner.invoke(app, ["validate-serving", *args])
         assert bad.exit_code == 2 and text in bad.output, (args, bad.output)
+
+
+def test_cli_summary_names_the_deployment():
+    ok = runner.invoke(app, ["serve", MODEL, "--gpu", GPU, "--tp", "2", "--concurrency", "4",
+                             "--num-requests", "8", "--osl", "8"])
+    assert ok.exit_code == 0, ok.output
+    assert "TP2 on 2 GPUs" in ok.output and "TPOT" in ok.output

@@ -57,6 +57,11 @@ def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
     lengths = f"{w['isl']} in / {w['osl']} out" if w["isl"] else "lengths from file"
     console.print(f"[bold]{doc['model']}[/] on {doc['gpu']}, {doc['engine']}, {doc['precision']}")
     console.print(f"{w['num_requests']} requests, {load}, {lengths}; {doc['steps']} engine steps")
+    par = doc.get("parallel") or {}
+    if par.get("gpus", 1) > 1:
+        label = "+".join(f"{k.upper()}{par[k]}" for k in ("tp", "pp", "ep", "dp") if par[k] > 1)
+        console.print(f"{label} on {par['gpus']} GPUs: {par['schedulers']} scheduler(s), the "
+                      "fullest simulated; KV cache and latencies per scheduler, throughput all")
     table = Table("ms", "mean", "median", "p90", "p99", "limit (mean)")
     for key, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("itl_s", "ITL"), ("e2e_s", "E2E")):
         s = doc[key]
