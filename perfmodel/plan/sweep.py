@@ -39,16 +39,30 @@ def run_points(points: Sequence[Point], *, workers: int | None = None,
             if on_progress:
                 on_progress(1)
         return rows
-    chunk = max(1, min(64, math.ceil(len(points) / (workers * 8))))
+    warm = _warm(points)  # forked workers inherit these resolved inputs and kernel tables
+    if on_progress:
+        on_progress(len(warm))
+    rest = [p for i, p in enumerate(points) if i not in warm]
+    chunk = max(1, min(64, math.ceil(len(rest) / (workers * 8))))
     context = multiprocessing.get_context("fork" if "fork" in
                                           multiprocessing.get_all_start_methods() else None)
-    rows: list[dict[str, Any]] = []
+    results = []
     with context.Pool(workers) as pool:
-        for row in pool.imap(evaluate, points, chunksize=chunk):
-            rows.append(row)
+        for row in pool.imap(evaluate, rest, chunksize=chunk):
+            results.append(row)
             if on_progress:
                 on_progress(1)
-    return rows
+    done = iter(results)
+    return [warm[i] if i in warm else next(done) for i in range(len(points))]
+
+
+def _warm(points: Sequence[Point]) -> dict[int, dict[str, Any]]:
+    """Evaluate the first predict point of each configuration here, before forking."""
+    first: dict[tuple, int] = {}
+    for i, p in enumerate(points):
+        if p.method == PREDICT:
+            first.setdefault((p.model, p.gpu, p.precision, p.kv_dtype, p.engine), i)
+    return {i: evaluate(points[i]) for i in first.values()}
 
 
 def _columns(rows: Iterable[dict[str, Any]]) -> list[str]:
