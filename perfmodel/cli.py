@@ -179,7 +179,7 @@ def _check_validate_args(model: str, precision: str, gpu: str | None, out: Path 
                          act_quant: str | None = None, tp: int = 1) -> None:
     """validate's model, precision, --act-quant, --gpu and --out, checked before it looks for a
     CUDA GPU."""
-    from perfmodel.calibrate.run import check_out_path
+    from perfmodel.outpath import check_out_path
     from perfmodel.cost.precision import preset, with_act_scheme
     from perfmodel.errors import WorkloadError
     from perfmodel.hardware.gpu import load_gpu

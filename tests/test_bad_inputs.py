@@ -338,3 +338,20 @@ def test_no_bad_field_value_crashes(model_id):
                 assert "\n" not in str(error) and str(error).startswith("config.json")
                 continue
             predict(spec, preset("bf16"), gpu, Workload(2, 64, 4))
+
+
+def test_plot_onto_a_folder_is_refused_before_predicting(tmp_path):
+    (tmp_path / "fig.png").mkdir()
+    one_line_error(invoke("predict", "meta-llama/Llama-3.1-8B", "--plot", str(tmp_path / "fig.png")),
+                   "is not a regular file")
+    assert (tmp_path / "fig.png").is_dir()
+
+
+@pytest.mark.parametrize("args, words", [
+    (("predict", "meta-llama/Llama-3.1-8B", "--plot", "/proc/x.png"),
+     ["--plot /proc/x.png", "cannot create a file in /proc"]),
+    (("sweep", "meta-llama/Llama-3.1-8B", "--batch", "1", "--out", "/proc/x.csv"),
+     ["--out /proc/x.csv", "cannot create a file in /proc"]),
+])
+def test_plot_and_sweep_outputs_checked_before_any_work(args, words):
+    one_line_error(invoke(*args), *words)

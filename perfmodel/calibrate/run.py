@@ -10,8 +10,6 @@ progress callback (or a rich bar on stderr) names each step.
 from __future__ import annotations
 
 import datetime
-import os
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +22,7 @@ from perfmodel.calibrate.plan import (METHOD_VERSION, ROUTE_EXPERTS, ROUTE_TOP_K
                                       make_plan)
 from perfmodel.calibrate.profile import Measurements, build_profile, write_profile
 from perfmodel.calibrate.timing import Timer
+from perfmodel.outpath import check_out_path
 from perfmodel.hardware.gpu import Tables
 
 Progress = Callable[[str, int, int], None]  # (current step, steps done, steps in all)
@@ -132,33 +131,6 @@ def _timing_note(timer: Timer) -> dict:
             "tables": "per kernel: R copies in one CUDA graph on rotating buffer sets, median "
                       "replay / R",
             "rotation_bytes": rotation}
-
-
-def check_out_path(out: Path | None, folder_ok: bool = True) -> None:
-    """Refuse, before measuring, an --out the profile cannot go to: anything but a regular file
-    (a device such as /dev/full, a link, a folder where the file itself must go) or a place where
-    no file can be created (/proc, a read-only folder). A folder (None: the current one) given
-    as --out must be writable.
-    """
-    target = Path.cwd() if out is None else Path(out)
-    if folder_ok and target.is_dir():
-        folder = target
-    elif target.is_symlink() or (target.exists() and not target.is_file()):
-        raise CalibrationError(f"--out {target} is not a regular file (a device, link, folder or "
-                               "other special file) and is never replaced; pass a .yaml path or a "
-                               "folder")
-    else:
-        folder = next(p for p in target.absolute().parents if p.exists())
-        if not folder.is_dir():
-            raise CalibrationError(f"--out {target}: {folder} is not a folder; pass a .yaml path "
-                                   "in a writable folder")
-    try:
-        handle, probe = tempfile.mkstemp(prefix=".perfmodel-probe-", dir=folder)
-        os.close(handle)
-        os.unlink(probe)
-    except OSError as error:
-        raise CalibrationError(f"--out {target}: cannot create a file in {folder} "
-                               f"({error.strerror}); pass a path in a writable folder") from None
 
 
 def _target(out: Path | None, name: str) -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from perfmodel.errors import PerfmodelError
+from perfmodel.outpath import check_out_path as writable
 from perfmodel.plan.evaluate import evaluate
 from perfmodel.plan.grid import PREDICT, Point
 
@@ -79,7 +80,9 @@ def _clean(value: Any) -> Any:
 
 
 def check_out_path(path: Path) -> None:
-    """A clear error before any work when --out names a format we cannot write."""
+    """A clear error before any work when --out names a format we cannot write, or a place no
+    file can go (perfmodel/outpath.py)."""
+    writable(path, folder_ok=False)
     if path.suffix not in FORMATS:
         raise PerfmodelError(f"--out must end in {', '.join(FORMATS)}, not {path.name!r}")
     if path.suffix == ".parquet":

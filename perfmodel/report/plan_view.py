@@ -8,7 +8,7 @@ from typing import Any, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from perfmodel.report.render import si
+from perfmodel.report.render import plain, si
 
 Row = dict[str, Any]
 
@@ -50,9 +50,9 @@ def points_table(rows: Sequence[Row], title: str, best: Row | None = None,
         mark = "best" if best is not None and row is best else \
             ("yes" if row.get("meets_slo") else "no")
         table.add_row(*head, si(row["ttft_s"], "s", ""), si(row["tpot_s"], "s", ""),
-                      f"{row['tok_s_per_gpu']:.4g}",
-                      f"{row['tok_s_per_user']:.3g}" if row["tok_s_per_user"] else "—",
-                      *([f"{cost:.3g}" if cost else "—"] * priced), *([mark] * slo),
+                      plain(row["tok_s_per_gpu"]),
+                      plain(row["tok_s_per_user"]) if row["tok_s_per_user"] else "—",
+                      *([plain(cost) if cost else "—"] * priced), *([mark] * slo),
                       *[""] * errors)
     return table
 
@@ -89,8 +89,8 @@ def print_plan(result: Any, slo: Any, console: Console | None = None) -> None:
     b = result.best
     console.print(f"best meeting {targets or 'no target'}: {deployment(b)} "
                   f"at {'concurrency' if 'concurrency' in b else 'batch'} "
-                  f"{b.get('concurrency', b.get('batch'))}: {b['tok_s_per_gpu']:.4g} tok/s/GPU, "
-                  f"{b['tok_s_per_user']:.4g} tok/s/user")
+                  f"{b.get('concurrency', b.get('batch'))}: {plain(b['tok_s_per_gpu'])} tok/s/GPU, "
+                  f"{plain(b['tok_s_per_user'])} tok/s/user")
     console.print(f"  {b['command']}", soft_wrap=True, highlight=False)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from perfmodel.errors import PerfmodelError
+from perfmodel.outpath import check_out_path
 
 FORMATS = (".png", ".svg")
 Row = dict[str, Any]
@@ -20,6 +21,7 @@ def check_plot_path(path: Path) -> None:
     """A clear error before any work: the suffix and matplotlib itself."""
     if Path(path).suffix not in FORMATS:
         raise PerfmodelError(f"--plot must end in .png or .svg, not {Path(path).name!r}")
+    check_out_path(Path(path), folder_ok=False, flag="--plot")
     _need_matplotlib()
 
 
