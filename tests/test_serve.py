@@ -38,22 +38,6 @@ def test_one_request_alone_is_one_prefill_step(engine):
     assert est > lim + 2e-3 * 0.99
 
 
-def test_host_overhead_is_a_plus_b_per_sequence_of_the_step():
-    """The host time of a step is a + b·(decoders + prefill chunks): with a = 1 ms and
-    b = 50 µs, 8 decoders beside 2 chunks cost 1 ms + 10 × 50 µs = 1.5 ms more than with no
-    overhead; the limit never carries it. The json echoes both parts."""
-    kw = dict(gpu=GPU, concurrency=1, num_requests=1, isl=64, osl=2)
-    bare = run_serve(MODEL, **kw, host_overhead_s=0.0, host_overhead_per_seq_s=0.0)
-    host = run_serve(MODEL, **kw, host_overhead_s=1e-3, host_overhead_per_seq_s=50e-6)
-    step = (8, 8 * 300, [(0, 100), (50, 30)], 10)
-    (e0, l0), (e1, l1) = bare.step_cost.step(*step), host.step_cost.step(*step)
-    assert e1 - e0 == pytest.approx(1.5e-3) and l1 == l0
-    assert host.step_cost.step(3, 900, [], 3)[0] - bare.step_cost.step(3, 900, [], 3)[0] == \
-        pytest.approx(1.15e-3)
-    assert (host.metrics["host_overhead_s"], host.metrics["host_overhead_per_seq_s"]) == \
-        (1e-3, 50e-6)
-
-
 def test_decode_steps_pad_to_captured_graph_sizes():
     """vLLM pads a 9-sequence decode step to its captured size 16: the per-token ops cost as
     many as for 16 sequences, while the limit counts 9."""

@@ -46,8 +46,7 @@ def test_one_gpu_is_the_unsharded_model_and_its_step_cost():
     cost = report.step_cost
     plain = StepCost(spec, prec, gpu, cost.estimator, max_tokens=cost.ms[-1],
                      max_seqs=cost.bs[-1], capture_sizes=tuple(cost.capture),
-                     pad_mixed=cost.pad_mixed, host_overhead_s=cost.host_overhead_s,
-                     host_per_seq_s=cost.host_per_seq_s)
+                     pad_mixed=cost.pad_mixed, host_overhead_s=cost.host_overhead_s)
     for args in ((8, 8 * 300, [], 8), (3, 900, [(0, 200)], 4), (0, 0, [(128, 64)], 1)):
         assert cost.step(*args) == plain.step(*args)
     t = report.metrics["throughput"]

@@ -4,7 +4,6 @@ silicon, read in place when it is beside the checkout) and a synthetic fixture i
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -71,27 +70,3 @@ def test_validate_serving_cli_on_the_fixture(monkeypatch, tmp_path):
     monkeypatch.setattr(silicon, "CSV", tmp_path / "missing.csv")
     missing = runner.invoke(app, ["validate-serving"])
     assert missing.exit_code == 2 and "not found" in missing.output
-
-
-def _rows(a: float, b: float, seqs: list[float]) -> list[silicon.Linearised]:
-    """Rows whose measured TPOT is a bare 10 ms plus a + b·seqs (the step's sequences)."""
-    return [silicon.Linearised(10e-3 + a + b * n, 10e-3, 1.0, n, 0.0, 0.0) for n in seqs]
-
-
-def test_grid_fit_recovers_a_known_host_overhead_despite_outliers():
-    """Rows made with a = 1.2 ms, b = 40 µs per sequence (grid points) give back exactly that
-    pair at zero median loss, even with 3 of 9 rows measured 5× slower (anomalous rows the
-    median ignores)."""
-    clean = _rows(1.2e-3, 40e-6, [1, 8, 16, 32, 64, 128])
-    bad = [silicon.Linearised(5 * r.measured_s, *dataclasses.astuple(r)[1:])
-           for r in _rows(1.2e-3, 40e-6, [4, 24, 96])]
-    a, b = silicon.grid_fit(clean + bad)
-    assert a == pytest.approx(1.2e-3) and b == pytest.approx(40e-6)
-    assert silicon.robust_loss(clean + bad, a, b)[1] == pytest.approx(0.0, abs=1e-12)
-
-
-def test_grid_fit_is_constrained_to_non_negative_overheads():
-    """Rows the bare model already overestimates would want a negative overhead: the fit
-    stops at a = b = 0."""
-    over = [silicon.Linearised(8e-3, 10e-3, 1.0, n, 0.0, 0.0) for n in (1, 16, 64)]
-    assert silicon.grid_fit(over) == (0.0, 0.0)

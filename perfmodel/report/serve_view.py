@@ -75,8 +75,7 @@ def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
                   f"{t['output_tok_s_per_user'] or 0:.1f} per user)")
     console.print(f"KV cache {kv['tokens']} tokens ({kv['blocks']} blocks of {kv['block_size']}),"
                   f" peak use {kv['peak_fraction']:.0%}; preemptions {doc['preemptions']}; "
-                  f"host overhead {doc['host_overhead_s'] * 1e3:.2f} ms + "
-                  f"{doc.get('host_overhead_per_seq_s', 0.0) * 1e6:.0f} µs/sequence a step")
+                  f"host overhead {doc['host_overhead_s'] * 1e3:.2f} ms/step")
     console.print(f"[dim]{doc['estimate_note']}[/]")
     for line in warnings:
         console.print(f"[yellow]warning:[/] {line}")

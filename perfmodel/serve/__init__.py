@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from perfmodel.errors import WorkloadError
-from perfmodel.serve.engines import HOST_OVERHEAD, EngineFacts, HostOverhead, engine_facts
+from perfmodel.serve.engines import HOST_OVERHEAD_S, EngineFacts, engine_facts
 from perfmodel.serve.kv import KvPlan, kv_plan
 from perfmodel.serve.ranks import Layout, kv_share, layout, rank_arrivals, scale_throughput
 from perfmodel.serve.metrics import metrics
@@ -27,7 +27,7 @@ from perfmodel.serve.step_cost import StepCost
 KNOBS = {"max_num_seqs": "max_num_seqs", "max_num_batched_tokens": "max_num_batched_tokens",
          "gpu_memory_utilization": "memory_fraction", "block_size": "block_size",
          "chunked_prefill": "chunked_prefill", "mixed_chunk": "mixed",
-         "host_overhead_s": None, "host_overhead_per_seq_s": None}
+         "host_overhead_s": None}
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class ServeReport:
 _COSTS: dict[tuple, tuple[StepCost, Any]] = {}
 
 
-def step_cost_for(lay: Layout, precision, gpu_spec, facts: EngineFacts, host: HostOverhead,
+def step_cost_for(lay: Layout, precision, gpu_spec, facts: EngineFacts, host: float,
                   key: tuple, longest: int) -> tuple[StepCost, Any]:
     """The step-cost tables of one (model, precision, GPU, engine, parallelism), built once
     per process."""
@@ -61,8 +61,7 @@ def step_cost_for(lay: Layout, precision, gpu_spec, facts: EngineFacts, host: Ho
         _COSTS[key] = (StepCost(lay.local, precision, gpu_spec, est.estimator,
                                 max_tokens=tokens, max_seqs=facts.max_num_seqs,
                                 capture_sizes=facts.capture_sizes, pad_mixed=facts.pad_mixed,
-                                host_overhead_s=host.base_s, forward=lay.forward,
-                                host_per_seq_s=host.per_seq_s), est)
+                                host_overhead_s=host, forward=lay.forward), est)
     return _COSTS[key]
 
 
@@ -77,9 +76,8 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     """Simulate `engine` serving `model` on `gpu`; raises PerfmodelError on bad input.
 
     engine_knobs: max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, block_size,
-    chunked_prefill, mixed_chunk (None keeps the engine's default), host_overhead_s and
-    host_overhead_per_seq_s (a and b of the host time a + b·sequences per step; None keeps the
-    fitted value).
+    chunked_prefill, mixed_chunk (None keeps the engine's default) and host_overhead_s (the
+    fitted per-step overhead by default).
     """
     from perfmodel.api import resolve_precision
     from perfmodel.hardware.gpu import load_gpu
@@ -102,11 +100,8 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     lay = layout(spec, prec, gpu_spec, par)
     arrivals = rank_arrivals(full, lay.schedulers)
     kv = kv_share(kv_plan(lay.kv_spec, prec, gpu_spec, facts, lay.weights_bytes), pp)
-    fitted = HOST_OVERHEAD.get(facts.name, HostOverhead(0.0))
-    base = engine_knobs.get("host_overhead_s")
-    per_seq = engine_knobs.get("host_overhead_per_seq_s")
-    host = HostOverhead(fitted.base_s if base is None else base,
-                        fitted.per_seq_s if per_seq is None else per_seq)
+    host = engine_knobs.get("host_overhead_s")
+    host = HOST_OVERHEAD_S.get(facts.name, 0.0) if host is None else host
     longest = max(r.isl for r in arrivals.requests)
     cost, est = step_cost_for(lay, prec, gpu_spec, facts, host,
                               (cfg.model_id, cfg.source, gpu_spec.name), longest)
@@ -123,8 +118,7 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                         "isl": None if lengths else isl, "osl": None if lengths else osl},
            **doc, "kv_cache": {**doc["kv_cache"], "block_size": kv.block_size,
                                "tokens": kv.tokens, "bytes_per_token": kv.bytes_per_token},
-           "host_overhead_s": host.base_s, "host_overhead_per_seq_s": host.per_seq_s,
-           "estimate_note": est.note}
+           "host_overhead_s": host, "estimate_note": est.note}
     warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
         est.estimator))) if w)
     return ServeReport(doc, facts, kv, out, warnings, cost)

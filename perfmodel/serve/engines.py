@@ -2,8 +2,8 @@
 
 These are facts read from the engines' code (vllm-project/vllm, sgl-project/sglang,
 NVIDIA/TensorRT-LLM), not fits. Whatever a user passes on the command line overrides them.
-The fitted numbers, the host overhead per engine step (a + b per sequence in the step), live in
-HOST_OVERHEAD with the rule, loss and date that fitted them (docs/serving.md).
+The one fitted number, the host overhead per engine step, lives in HOST_OVERHEAD_S with the rule
+that fitted it (docs/serving.md).
 """
 
 from __future__ import annotations
@@ -119,31 +119,10 @@ def trtllm(mem_bytes: float) -> EngineFacts:
          "padding by default: llm_args.py, v1.0"))
 
 
-@dataclass(frozen=True)
-class HostOverhead:
-    """The host's time per engine step: base_s + per_seq_s × the sequences in the step.
-
-    Scheduling, input preparation (block tables, positions, slot mappings), sampling
-    bookkeeping and the detokenizer hand-off grow with the batch; the GPU side does not depend
-    on the host's launch cost (CUDA graphs), so the two add.
-    """
-
-    base_s: float
-    per_seq_s: float = 0.0
-
-    def at(self, seqs: int) -> float:
-        return self.base_s + self.per_seq_s * seqs
-
-
-# Fitted on the training half only (rows whose sha1(id) is even; docs/serving.md) by
-# `perfmodel validate-serving --fit` (silicon.fit_host_overhead): per engine, the (a ≥ 0, b ≥ 0)
-# on a grid (0.1 ms × 2 µs) that minimises the mean over the engine's training rows of
-# |log(predicted TPOT / measured TPOT)|, each row's TPOT linearised in (a, b) from probe runs,
-# twice. That loss and the b term were chosen on a 2-fold split of the training half itself.
-# Fitted 2026-11-27.
-HOST_OVERHEAD: dict[str, HostOverhead] = {
-    "vllm": HostOverhead(0.9e-3, 66e-6), "sglang": HostOverhead(0.0, 76e-6),
-    "trtllm": HostOverhead(0.2e-3, 54e-6)}
+# Host overhead per engine step (scheduling, input preparation, sampling bookkeeping, detokenizer
+# hand-off): the one constant fitted to serving measurements, on the training half only
+# (docs/serving.md: rows whose sha1(id) is even; `perfmodel validate-serving --fit` prints it).
+HOST_OVERHEAD_S: dict[str, float] = {"vllm": 1.68e-3, "sglang": 13.0e-3, "trtllm": 1.57e-3}
 
 ENGINES = {"vllm": vllm, "sglang": sglang, "trtllm": trtllm}
 

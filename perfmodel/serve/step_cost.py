@@ -10,7 +10,7 @@ A step runs M tokens: one per decoding sequence plus the prefill chunks. Its tim
 - prefill attention of each chunk, T new tokens over S = P + T context: its (query, key) pairs
   are pairs(P + T) − pairs(P), timed as one varlen kernel over all chunks of the step;
 - the final norm and LM head for the sequences that sample a token;
-- the engine's host overhead: a + b per sequence in the step (estimate only).
+- the engine's host overhead per step (estimate only).
 On many GPUs (`forward` = cost/parallel_predict.sharded_forward) the tables are one GPU's shard
 plus its collectives (TP all-reduces at M tokens, EP dispatch/combine, PP sends in the per-token
 table; the vocab-parallel logits all-gather with the sampling ops), each collective costed over
@@ -67,12 +67,11 @@ class StepCost:
     def __init__(self, spec: ModelSpec, precision: Precision, gpu: GpuSpec,
                  estimator: Estimator | None, *, max_tokens: int, max_seqs: int,
                  capture_sizes: tuple[int, ...], pad_mixed: bool, host_overhead_s: float,
-                 forward=forward_ops, host_per_seq_s: float = 0.0):
+                 forward=forward_ops):
         self.gpu = gpu
         self.estimator = fp8_at_bf16_efficiency(estimator, gpu) if estimator else None
         self.capture = sorted(capture_sizes)
         self.pad_mixed, self.host_overhead_s = pad_mixed, host_overhead_s
-        self.host_per_seq_s = host_per_seq_s
         self.ms = m_grid(max(max_tokens, max(self.capture, default=1), 2))
         self.tok_est, self.tok_lim = self._table(
             lambda m: forward(spec, precision, "prefill", 1, m, 1),
@@ -166,8 +165,7 @@ class StepCost:
     def step(self, decode_seqs: int, context_sum: float, chunks: list[tuple[int, int]],
              samples: int) -> tuple[float, float]:
         """(estimate, limit) seconds of one step: decode_seqs decoding over context_sum cached
-        tokens, the prefill chunks, and `samples` sequences sampling a token. The host
-        overhead counts every sequence of the step: the decoders and one per prefill chunk."""
+        tokens, the prefill chunks, and `samples` sequences sampling a token."""
         tokens = decode_seqs + sum(t for _, t in chunks)
         est, lim = self.linear(tokens, padded=not chunks or self.pad_mixed)
         parts = [self.sample(samples)]
@@ -177,6 +175,5 @@ class StepCost:
             parts.append(self.prefill_attention(chunks))
         for e, limit in parts:
             est, lim = est + e, lim + limit
-        host = self.host_overhead_s + self.host_per_seq_s * (decode_seqs + len(chunks))
-        return est + host, lim
+        return est + self.host_overhead_s, lim
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,14 +156,12 @@ def serve_kwargs(row: dict[str, str], gpus: dict[str, str] = MEASURED_GPUS) -> d
     return kw
 
 
-def simulate_row(row: dict[str, str], host: tuple[float, float] | None = None,
+def simulate_row(row: dict[str, str], host_overhead_s: float | None = None,
                  gpus: dict[str, str] = MEASURED_GPUS) -> SimulatedRow:
-    """Serve one row's workload with its engine and compare with its measurement; `host`
-    (a, b) overrides the fitted host overhead a + b·sequences per step."""
+    """Serve one row's workload with its engine and compare with its measurement."""
     from perfmodel.serve import run_serve
 
-    knobs = {} if host is None else {"host_overhead_s": host[0],
-                                     "host_overhead_per_seq_s": host[1]}
+    knobs = {} if host_overhead_s is None else {"host_overhead_s": host_overhead_s}
     kw = serve_kwargs(row, gpus)
     report = run_serve(BUILDS[row["model_path"]], **kw, **knobs)
     m, isl, osl = report.metrics, int(row["isl"]), int(row["osl"])
@@ -208,70 +205,18 @@ def error_summary(results: list[SimulatedRow]) -> dict[tuple[str, str], dict]:
     return out
 
 
-# the fit's grid: a in steps of 0.1 ms to 20 ms, b in steps of 2 µs to 200 µs per sequence
-GRID_A = tuple(round(i * 1e-4, 7) for i in range(201))
-GRID_B = tuple(round(i * 2e-6, 9) for i in range(101))
-
-
-@dataclass(frozen=True)
-class Linearised:
-    """A training row's TPOT near host overhead (a0, b0): t0 + (a − a0)·da + (b − b0)·db."""
-
-    measured_s: float
-    t0: float
-    da: float
-    db: float
-    a0: float
-    b0: float
-
-    def tpot(self, a: float, b: float) -> float:
-        return self.t0 + (a - self.a0) * self.da + (b - self.b0) * self.db
-
-
-def linearise(row: dict[str, str], a0: float, b0: float, probe_a: float = 1e-3,
-              probe_b: float = 20e-6) -> Linearised | None:
-    """The row's TPOT at (a0, b0) and its slopes from two probe runs; None if prefix-cached
-    (left out of every figure, so of the fit too)."""
-    at = simulate_row(row, (a0, b0))
-    if at.prefix_cached:
-        return None
-    da = (simulate_row(row, (a0 + probe_a, b0)).tpot_est_s - at.tpot_est_s) / probe_a
-    db = (simulate_row(row, (a0, b0 + probe_b)).tpot_est_s - at.tpot_est_s) / probe_b
-    return Linearised(at.tpot_s, at.tpot_est_s, da, db, a0, b0)
-
-
-def robust_loss(rows: list[Linearised], a: float, b: float) -> tuple[float, float]:
-    """(mean, median) over the rows of |log(predicted TPOT / measured TPOT)|: least absolute
-    deviations in log space, which a few rows off by several times cannot drag far."""
-    errs = [abs(math.log(max(r.tpot(a, b), 1e-9) / r.measured_s)) for r in rows]
-    return sum(errs) / len(errs), _q(errs, 0.5)
-
-
-def grid_fit(rows: list[Linearised]) -> tuple[float, float]:
-    """The (a, b) on GRID_A × GRID_B (so a ≥ 0, b ≥ 0) of least mean |log error|, ties to the
-    least median. (Chosen over the median loss and over b = 0 by a 2-fold split of the
-    training half itself: docs/serving.md.)"""
-    return min(((a, b) for a in GRID_A for b in GRID_B),
-               key=lambda ab: robust_loss(rows, *ab))
-
-
-def fit_host_overhead(train: list[dict[str, str]], rounds: int = 2) -> dict[str, dict]:
-    """Per engine, the host overhead (a, b) of a + b·sequences per step that minimises the
-    mean |log(predicted / measured TPOT)| over the engine's training rows: each row's TPOT
-    linearised in (a, b) from probe runs, a grid search, then linearised again at the fit
-    (`rounds` times in all). Training rows only."""
-    fit: dict[str, tuple[float, float]] = {}
-    for _ in range(rounds):
-        per_engine: dict[str, list[Linearised]] = {}
-        for row in train:
-            lin = linearise(row, *fit.get(row["backend"], (0.0, 0.0)))
-            if lin is not None:
-                per_engine.setdefault(row["backend"], []).append(lin)
-        fit = {engine: grid_fit(rows) for engine, rows in sorted(per_engine.items())}
-    return {engine: {"host_overhead_s": a, "host_overhead_per_seq_s": b,
-                     "training_rows": len(per_engine[engine]),
-                     "mean_abs_log_tpot_error": robust_loss(per_engine[engine], a, b)[0]}
-            for engine, (a, b) in fit.items()}
+def fit_host_overhead(train: list[dict[str, str]], probe_s: float = 1e-3) -> dict[str, float]:
+    """Per engine, the host overhead per step that makes the median training row's TPOT match:
+    each row's TPOT residual at zero overhead over d TPOT / d overhead (from a probe run),
+    median over the engine's training rows, floored at 0. Training rows only."""
+    per_engine: dict[str, list[float]] = {}
+    for row in train:
+        zero, probe = simulate_row(row, 0.0), simulate_row(row, probe_s)
+        slope = (probe.tpot_est_s - zero.tpot_est_s) / probe_s
+        if slope > 0:
+            per_engine.setdefault(row["backend"], []).append(
+                (zero.tpot_s - zero.tpot_est_s) / slope)
+    return {engine: max(0.0, _q(values, 0.5)) for engine, values in per_engine.items()}
 
 
 def validate_serving(on_row=None) -> tuple[list[SimulatedRow], int]:
