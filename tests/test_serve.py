@@ -141,3 +141,17 @@ def test_cli_summary_and_errors():
         bad = runner.invoke(app, ["serve", MODEL, "--gpu", GPU, *args])
         assert bad.exit_code == 2 and text in bad.output, (args, bad.output)
         assert "Traceback" not in bad.output
+
+
+def test_prompt_filling_the_token_budget_is_warned_and_serialised():
+    """TensorRT-LLM without chunked context: an 8192-token prompt fills max_num_tokens 8192, so
+    it waits until no request decodes: one request at a time, whatever the concurrency."""
+    kw = dict(gpu="h200-measured", engine="trtllm", concurrency=8, isl=8192, osl=64,
+              num_requests=16)
+    alone = run_serve("meta-llama/Llama-3.1-8B", **kw)
+    assert any("token budget" in w for w in alone.warnings)
+    assert alone.metrics["kv_cache"]["peak_blocks_used"] * 32 <= 8192 + 64 + 32
+    roomy = run_serve("meta-llama/Llama-3.1-8B", max_num_batched_tokens=8192 + 8, **kw)
+    assert not any("token budget" in w for w in roomy.warnings)
+    assert roomy.metrics["throughput"]["output_tok_s"] > \
+        2 * alone.metrics["throughput"]["output_tok_s"]

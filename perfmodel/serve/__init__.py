@@ -120,8 +120,19 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                                "tokens": kv.tokens, "bytes_per_token": kv.bytes_per_token},
            "host_overhead_s": host, "estimate_note": est.note}
     warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
-        est.estimator))) if w)
+        est.estimator)), budget_warning(facts, longest)) if w)
     return ServeReport(doc, facts, kv, out, warnings, cost)
+
+
+def budget_warning(facts: EngineFacts, longest: int) -> str | None:
+    """Without chunked prefill a whole prompt must fit the step's token budget beside every
+    running decoder: a prompt that fills the budget alone waits until no request decodes."""
+    if facts.chunked_prefill or longest < facts.max_num_batched_tokens:
+        return None
+    return (f"a {longest}-token prompt fills {facts.name}'s token budget "
+            f"({facts.max_num_batched_tokens}) without chunked prefill, so it is admitted only "
+            "when no request is decoding; raise --max-num-batched-tokens or turn on "
+            "--chunked-prefill")
 
 
 def _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress) -> Outcome:
