@@ -28,6 +28,7 @@ class Point:
     isl: int = 1024
     osl: int = 128
     requests: int | None = None  # serve: requests simulated (None: serve's default)
+    max_num_batched_tokens: int | None = None  # serve: the engine's token budget (None: default)
 
     @property
     def gpus(self) -> int:
@@ -45,7 +46,8 @@ class Point:
     def columns(self) -> dict[str, object]:
         """The point as the leading columns of a sweep row."""
         row = {f.name: getattr(self, f.name) for f in fields(self)
-               if f.name != "load" and (f.name != "requests" or self.method != PREDICT)}
+               if f.name != "load" and (f.name != "requests" or self.method != PREDICT)
+               and (f.name != "max_num_batched_tokens" or self.max_num_batched_tokens)}
         row[self.load_name] = self.load
         row["gpus"] = self.gpus
         return row
@@ -70,6 +72,8 @@ class Point:
                       "--osl", str(self.osl)]
             if self.requests:
                 parts += ["--num-requests", str(self.requests)]
+            if self.max_num_batched_tokens:
+                parts += ["--max-num-batched-tokens", str(self.max_num_batched_tokens)]
         return " ".join(parts)
 
 

@@ -71,7 +71,8 @@ def _point(row: Row) -> Point:
     kw = serve_kwargs(row)
     return Point(MODELS[row["model_path"]], kw["gpu"], SERVE, kw["precision"], kw["kv_dtype"],
                  kw["engine"], load=kw["concurrency"], isl=kw["isl"], osl=kw["osl"],
-                 requests=kw["num_requests"])
+                 requests=kw["num_requests"],
+                 max_num_batched_tokens=kw.get("max_num_batched_tokens"))
 
 
 def pick(rows: Sequence[Row], simulated: Sequence[dict[str, Any]], target: float) -> Row | None:
