@@ -48,7 +48,7 @@ def _lockstep_seconds(forward: Callable[[], object], device: str, world: int) ->
     from perfmodel.calibrate.collectives import slowest_median
     from perfmodel.calibrate.timing import flushed_event_times
     from perfmodel.validate.measurement import replay_count
-    from perfmodel.validate.timing import L2_FLUSH_BYTES
+    from perfmodel.validate.timing import L2_FLUSH_BYTES, capture
 
     if not device.startswith("cuda"):  # the CPU dry run (gloo): eager, wall clock
         import time
@@ -62,16 +62,7 @@ def _lockstep_seconds(forward: Callable[[], object], device: str, world: int) ->
         gathered: list[Any] = [None] * world
         dist.all_gather_object(gathered, samples)
         return slowest_median(gathered), [sorted(s)[1] for s in gathered]
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        for _ in range(2):
-            forward()
-    torch.cuda.current_stream(device).wait_stream(side)
-    torch.cuda.synchronize(device)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        forward()
+    graph = capture(forward, device)
     flush = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device=device)
     for _ in range(WARMUP_REPLAYS):
         graph.replay()

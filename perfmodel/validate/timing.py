@@ -110,8 +110,8 @@ def _measure(engine: Engine, phase: str, batch: int, tokens: int,
                        op_kernels=op_kernels)
 
 
-def graph_samples(forward: Callable[[], object], device: str) -> tuple[float, ...]:
-    """Capture forward in one CUDA graph (after a side-stream warm-up) and time its replays."""
+def capture(forward: Callable[[], object], device: str) -> "torch.cuda.CUDAGraph":
+    """forward captured in one CUDA graph, after a warm-up on a side stream."""
     side = torch.cuda.Stream(device)
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side):
@@ -121,9 +121,15 @@ def graph_samples(forward: Callable[[], object], device: str) -> tuple[float, ..
     torch.cuda.synchronize(device)
     free_memory()
     graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        forward()
+    return graph
+
+
+def graph_samples(forward: Callable[[], object], device: str) -> tuple[float, ...]:
+    """Capture forward in one CUDA graph and time its replays."""
+    graph = capture(forward, device)
     try:
-        with torch.cuda.graph(graph):
-            forward()
         return time_replays(graph.replay, device)
     finally:
         del graph
