@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 from perfmodel.errors import GpuProfileError
-from perfmodel.hardware.gpu import GpuSpec, bundled_names, load_gpu
-from perfmodel.hardware.interconnect import Interconnect, Table
+from perfmodel.hardware.gpu import GPU_DIR, GpuSpec, bundled_names, load_gpu
+from perfmodel.hardware.interconnect import Interconnect, Table, parse_interconnect, sidecar_path
 from perfmodel.cost.ops import Op
 from perfmodel.cost.roofline import OpCost
 
@@ -51,9 +52,26 @@ def bandwidth_of(gpu: GpuSpec) -> float:
     return link.bandwidth
 
 
+def _sidecar_link(name: str) -> tuple[str, str | None, Interconnect] | None:
+    """The measured link of bundled profile `name` read from its collectives sidecar alone
+    (the profile's kernel tables are not parsed), or None when the sidecar holds no tables."""
+    path = GPU_DIR / f"{name}.yaml"
+    if not sidecar_path(str(path)).is_file():
+        return None
+    link = parse_interconnect({}, str(path))
+    if link is None or not link.tables or not link.bandwidth:
+        return None
+    sheet = re.search(r"^datasheet:\s*([\w.-]+)", path.read_text(), re.M)
+    return name, sheet.group(1) if sheet else None, link
+
+
 @functools.cache
 def _measured_links() -> tuple[tuple[str, str | None, Interconnect], ...]:
-    out = []
+    """(profile, its datasheet, link) of every bundled profile with measured collectives: from
+    the sidecars (calibrate-gpu --gpus writes there), else the profiles' own blocks."""
+    out = [link for link in map(_sidecar_link, bundled_names()) if link is not None]
+    if out:
+        return tuple(out)
     for name in bundled_names():
         gpu = load_gpu(name)
         link = link_of(gpu)

@@ -71,7 +71,8 @@ def parse_interconnect(data: Mapping[str, Any], path: str = "<profile>") -> Inte
     side = sidecar_path(path) if path and not path.startswith("<") else None
     if side is not None and side.is_file():
         try:
-            extra = yaml.safe_load(side.read_text()) or {}
+            extra = yaml.load(side.read_text(),
+                              Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
         except yaml.YAMLError as exc:
             raise GpuProfileError(f"{side} is not valid YAML; fix or delete it") from exc
         if not isinstance(extra, dict):
