@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from perfmodel.hardware.gpu import load_gpu
-from perfmodel.validate.compare import compare, quantile, summarize
+from perfmodel.stats import quantile
+from perfmodel.validate.compare import compare, summarize
 
 
 def record(phase, batch, tokens, seconds):

@@ -9,19 +9,10 @@ tokens over the whole run (first arrival to last token), per GPU and per user (1
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 from perfmodel.serve.simulate import Outcome
-
-
-def quantile(values: Sequence[float], q: float) -> float:
-    """The q-quantile of values, interpolating linearly between order statistics."""
-    xs = sorted(values)
-    pos = q * (len(xs) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+from perfmodel.stats import quantile
 
 
 def weighted_quantile(pairs: Sequence[tuple[float, int]], q: float) -> float:

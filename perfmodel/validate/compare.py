@@ -19,6 +19,7 @@ from perfmodel.hardware.gpu import GpuSpec
 from perfmodel.cost.precision import Precision, preset, with_act_scheme, with_kv
 from perfmodel.cost.parallel import Parallel
 from perfmodel.cost.predict import step
+from perfmodel.stats import quantile
 from perfmodel.validate.measurement import record_scheme
 
 
@@ -85,17 +86,6 @@ def read_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
             if line.strip():
                 records.append(json.loads(line))
     return records
-
-
-def quantile(values: list[float], q: float) -> float:
-    """The q-quantile by linear interpolation between order statistics (numpy's default)."""
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    pos = q * (len(ordered) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (pos - lo) * (ordered[hi] - ordered[lo])
 
 
 @dataclass(frozen=True)

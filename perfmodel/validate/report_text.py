@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from perfmodel.validate.silicon import Served
-from perfmodel.validate.compare import Point, quantile
+from perfmodel.stats import quantile
+from perfmodel.validate.compare import Point
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DOC = ROOT / "docs" / "validation.md"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from perfmodel.api import run_predict
+from perfmodel.stats import quantile
 
 CSV = Path(__file__).resolve().parent.parent.parent.parent / "shared" / "external" / \
     "aiconfigurator-silicon" / "silicon-h100-h200.csv"
@@ -178,14 +179,6 @@ def simulate_row(row: dict[str, str], host_overhead_s: float | None = None,
                         m["parallel"]["gpus"])
 
 
-def _q(values: list[float], q: float) -> float:
-    xs = sorted(values)
-    pos = q * (len(xs) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo) if xs else float("nan")
-
-
 def error_summary(results: list[SimulatedRow]) -> dict[tuple[str, str], dict]:
     """Median and p90 |error| of TPOT and TTFT per (engine, half), and over all engines; how
     many rows have a limit above their measurement. Prefix-cached rows are left out."""
@@ -198,8 +191,8 @@ def error_summary(results: list[SimulatedRow]) -> dict[tuple[str, str], dict]:
     for key in sorted(groups, key=lambda k: (k[0] == "all", k[0], k[1] != "test")):
         rs = groups[key]
         tpot, ttft = [abs(r.tpot_error) for r in rs], [abs(r.ttft_error) for r in rs]
-        out[key] = {"rows": len(rs), "tpot_median": _q(tpot, 0.5), "tpot_p90": _q(tpot, 0.9),
-                    "ttft_median": _q(ttft, 0.5), "ttft_p90": _q(ttft, 0.9),
+        out[key] = {"rows": len(rs), "tpot_median": quantile(tpot, 0.5), "tpot_p90": quantile(tpot, 0.9),
+                    "ttft_median": quantile(ttft, 0.5), "ttft_p90": quantile(ttft, 0.9),
                     "limit_above": sum(r.tpot_lim_s > r.tpot_s or r.ttft_lim_s > r.ttft_s
                                        for r in rs)}
     return out
@@ -216,7 +209,7 @@ def fit_host_overhead(train: list[dict[str, str]], probe_s: float = 1e-3) -> dic
         if slope > 0:
             per_engine.setdefault(row["backend"], []).append(
                 (zero.tpot_s - zero.tpot_est_s) / slope)
-    return {engine: max(0.0, _q(values, 0.5)) for engine, values in per_engine.items()}
+    return {engine: max(0.0, quantile(values, 0.5)) for engine, values in per_engine.items()}
 
 
 def validate_serving(on_row=None) -> tuple[list[SimulatedRow], int]:
