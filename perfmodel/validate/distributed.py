@@ -100,8 +100,7 @@ def _measure_point(engine, phase: str, batch: int, tokens: int, world: int,
                                                    ALL_OPS + COMM_OPS)
         record.update(op_seconds=op_seconds, op_kernels=op_kernels,
                       kernels=sum(op_kernels.values()))
-    del cache
-    return record
+    return record  # the cache goes with this frame
 
 
 def validate_worker(rank: int, world: int, jobs: list[dict[str, Any]], ops: bool,
