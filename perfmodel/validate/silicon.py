@@ -44,11 +44,17 @@ class Served:
     itl_estimate_s: float | None
 
 
-def rows(path: Path | None = None) -> list[dict[str, str]]:
+def csv_rows(path: Path | None = None) -> list[dict[str, str]]:
+    """Every row of the serving CSV (none where ../shared is absent)."""
     path = path or CSV
     if not path.exists():
         return []
-    return [r for r in csv.DictReader(path.open())
+    with path.open() as src:
+        return list(csv.DictReader(src))
+
+
+def rows(path: Path | None = None) -> list[dict[str, str]]:
+    return [r for r in csv_rows(path)
             if (r["mode"], r["tp_size"], r["pp_size"]) == ("agg", "1", "1")
             and r["model_path"] in MODELS and r["gemm_quant_mode"] in PRECISION]
 

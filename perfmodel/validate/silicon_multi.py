@@ -16,7 +16,6 @@ architecture). Declared rules, fixed before any figure was seen:
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from pathlib import Path
 
@@ -34,10 +33,7 @@ def _multi(row: dict[str, str]) -> bool:
 
 def candidate_rows(path: Path | None = None) -> list[dict[str, str]]:
     """Every multi-GPU aggregated row with pp 1 and a quantization perfmodel runs."""
-    path = path or silicon.CSV
-    if not path.exists():
-        return []
-    return [r for r in csv.DictReader(path.open())
+    return [r for r in silicon.csv_rows(path)
             if r["mode"] == "agg" and r["pp_size"] == "1" and r["tp_size"]
             and r["gemm_quant_mode"] in silicon.PRECISION and _multi(r)]
 
