@@ -2,6 +2,9 @@
 
 The one-GPU calibration writes foo.yaml; this writes collectives/foo.yaml beside it (GPU counts
 merged), which load_gpu reads with it (hardware/interconnect.py). Run it once per GPU count.
+Beside NCCL's tables it times the custom-style all-reduce of calibrate/symm_allreduce.py
+(one-shot, two-shot, and their minimum custom_all_reduce); where that cannot run here the
+command says so in one line and writes the NCCL tables alone.
 """
 
 from __future__ import annotations
@@ -29,11 +32,28 @@ def calibrate_collectives(gpus: str, out: Path | None = None, quick: bool = Fals
     name = name or profile_name(info)
     profile = out if out is not None and out.suffix in (".yaml", ".yml") else \
         (out or Path(".")) / f"{name}.yaml"
+    from perfmodel.calibrate.symm_allreduce import measure_custom_allreduce
+
     measured = measure_collectives(count, quick=quick)
+    custom = measure_custom_allreduce(count, quick=quick)
+    if "tables" in custom:
+        measured["tables"].update(custom["tables"])
+        measured["custom_method"] = custom["method"]
     environment = {"date": datetime.date.today().isoformat(), "device_name": info.name,
-                   "torch": torch.__version__,
+                   "torch": str(torch.__version__),
                    "nccl": ".".join(map(str, torch.cuda.nccl.version()))}
     path = write_sidecar(profile, measured, describe_link(info.name), environment)
     best = measured["best_bus_bandwidth"]["all_reduce"]
-    return (f"wrote {path} ({count} GPUs) in {measured['run_time_s']:.0f} s: all-reduce bus "
+    line = (f"wrote {path} ({count} GPUs) in {measured['run_time_s']:.0f} s: all-reduce bus "
             f"bandwidth up to {best / 1e9:.0f} GB/s")
+    return line + ("\n" + custom_summary(custom))
+
+
+def custom_summary(custom: dict) -> str:
+    """One line on the custom all-reduce: its small-size latency, or why it was not timed."""
+    if "tables" not in custom:
+        return ("custom all-reduce not timed (PyTorch symmetric memory unavailable here: "
+                f"{custom['unavailable']}); NCCL tables written alone")
+    first = custom["tables"]["custom_all_reduce"][0]
+    return (f"custom all-reduce (symmetric-memory one/two-shot) timed in "
+            f"{custom['run_time_s']:.0f} s: {first[1] * 1e6:.1f} µs at {first[0] / 1024:.0f} KiB")

@@ -105,10 +105,13 @@ def write_sidecar(profile: Path, measured: dict[str, Any], link: dict[str, Any],
     block = data.setdefault("collectives", {})
     block.update({"date": environment.get("date", ""), "method": measured["method"],
                   "environment": environment})
+    if measured.get("custom_method"):
+        block["custom_method"] = measured["custom_method"]
     block[str(measured["gpus"])] = measured["tables"]
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = ("# NCCL collectives measured by `perfmodel calibrate-gpu --gpus N`; merged into\n"
-              f"# the profile {profile.name} on load. Bytes as nccl-tests counts them, seconds.\n")
+    header = ("# NCCL collectives (and the custom-style symmetric-memory all-reduce) measured by\n"
+              f"# `perfmodel calibrate-gpu --gpus N`; merged into the profile {profile.name} on\n"
+              "# load. Bytes as nccl-tests counts them, seconds.\n")
     tmp = path.with_suffix(".tmp")
     tmp.write_text(header + yaml.safe_dump(data, sort_keys=False, width=100))
     tmp.replace(path)

@@ -14,6 +14,11 @@ one rank, the gathered output for all-gather, the input for reduce-scatter):
       "2": {all_reduce: [[1024, 9.1e-06], ...], all_gather: ..., reduce_scatter: ...,
             all_to_all: ..., send_recv: ...}
 
+Beside NCCL's tables a GPU count may hold custom_all_reduce (with one_shot_all_reduce and
+two_shot_all_reduce, of which it is the per-size minimum): the engines' custom-style all-reduce,
+timed through PyTorch symmetric memory (calibrate/symm_allreduce.py), its method in
+collectives.custom_method.
+
 A profile foo.yaml may keep both blocks in collectives/foo.yaml beside it (a sidecar that
 calibrate-gpu --gpus writes, so a re-run of the one-GPU calibration leaves them alone); the
 sidecar's blocks take precedence. Nothing here knows about models.
@@ -31,6 +36,8 @@ import yaml
 from perfmodel.errors import GpuProfileError
 
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
+CUSTOM_TABLES = ("custom_all_reduce", "one_shot_all_reduce", "two_shot_all_reduce")
+TABLE_NAMES = COLLECTIVES + CUSTOM_TABLES
 LINK_KINDS = ("nvlink3", "nvlink4", "nvlink5", "pcie4", "pcie5", "xgmi", "unknown")
 Table = tuple[tuple[float, float], ...]  # (bytes, seconds), bytes ascending
 
@@ -49,6 +56,7 @@ class Interconnect:
     tables: Mapping[int, Mapping[str, Table]] = field(default_factory=dict)
     date: str = ""
     method: str = ""
+    custom_method: str = ""
 
     @property
     def gpu_counts(self) -> tuple[int, ...]:
@@ -94,15 +102,16 @@ def parse_interconnect(data: Mapping[str, Any], path: str = "<profile>") -> Inte
     if any(n < 2 for n in tables):
         raise _fail(where, "collectives are keyed by GPU counts of 2 or more")
     return Interconnect(kind, bandwidth, str(link.get("source", "")), tables,
-                        str(measured.get("date", "")), str(measured.get("method", "")))
+                        str(measured.get("date", "")), str(measured.get("method", "")),
+                        str(measured.get("custom_method", "")))
 
 
 def _parse_counts(raw: Any, name: str, where: str) -> dict[str, Table]:
     raw = _mapping(raw, name, where)
     out = {}
     for op, points in raw.items():
-        if op not in COLLECTIVES:
-            raise _fail(where, f"{name}.{op} is not a collective; use {', '.join(COLLECTIVES)}")
+        if op not in TABLE_NAMES:
+            raise _fail(where, f"{name}.{op} is not a collective; use {', '.join(TABLE_NAMES)}")
         if not isinstance(points, list) or not points:
             raise _fail(where, f"{name}.{op} must be a list of [bytes, seconds]")
         pairs = []
