@@ -1,4 +1,4 @@
-"""The time of a collective op: its limit from the link, its estimate from measured NCCL tables.
+"""The time of a collective op: its limit from the link, its estimate from measured tables.
 
 limit = count · f · bytes / link bandwidth per direction, with the ring factors of nccl-tests'
 bus bandwidth: f = 2(n−1)/n for all-reduce, (n−1)/n for all-gather, reduce-scatter and
@@ -10,6 +10,14 @@ bandwidth). A GPU count not measured is scaled from the nearest measured one: la
 kept, the rest by the ratio of ring factors. A profile without tables borrows those of its own
 measured twin or of the nearest measured profile that has them, the part above the latency
 floor scaled by the ratio of link bandwidths (as kernel tables are borrowed); it is flagged.
+
+Custom all-reduce: where a serving engine's rule (cost/custom_allreduce.py: vLLM, SGLang,
+TensorRT-LLM, with their sources) takes an all-reduce of this size, GPU count and link onto its
+own one-shot/two-shot kernels, the estimate reads the custom_all_reduce table instead (measured
+by calibrate-gpu --gpus through PyTorch symmetric memory), borrowed like the NCCL tables from
+the profile that has one (flagged); with none anywhere it stays on NCCL's. The limit is the same
+bytes over the link either way, and an estimate is never below its limit. Without an engine
+(predict's torch and tuned presets) every collective is NCCL's.
 """
 
 from __future__ import annotations
@@ -17,20 +25,25 @@ from __future__ import annotations
 import functools
 import math
 import re
+from dataclasses import replace
 
 from perfmodel.errors import GpuProfileError
 from perfmodel.hardware.gpu import GPU_DIR, GpuSpec, bundled_names, load_gpu
 from perfmodel.hardware.interconnect import Interconnect, Table, parse_interconnect, sidecar_path
+from perfmodel.cost.custom_allreduce import CustomAllReduce
 from perfmodel.cost.ops import Op
 from perfmodel.cost.roofline import OpCost
 
+CUSTOM = "custom_all_reduce"
+
 
 def ring_factor(collective: str, gpus: int) -> float:
-    """Bytes each GPU sends per byte of buffer: 2(n−1)/n, (n−1)/n, or 1 for send/recv."""
+    """Bytes each GPU sends per byte of buffer: 2(n−1)/n (all-reduce, custom or NCCL),
+    (n−1)/n, or 1 for send/recv."""
     if collective == "send_recv":
         return 1.0
     share = (gpus - 1) / gpus
-    return 2 * share if collective == "all_reduce" else share
+    return 2 * share if collective in ("all_reduce", CUSTOM) else share
 
 
 def link_of(gpu: GpuSpec) -> Interconnect | None:
@@ -39,8 +52,8 @@ def link_of(gpu: GpuSpec) -> Interconnect | None:
     if (link is None or link.bandwidth is None) and gpu.datasheet:
         sheet = load_gpu(gpu.datasheet).interconnect
         if sheet is not None:
-            link = sheet if link is None else Interconnect(
-                sheet.kind, sheet.bandwidth, sheet.source, link.tables, link.date, link.method)
+            link = sheet if link is None else replace(
+                link, kind=sheet.kind, bandwidth=sheet.bandwidth, source=sheet.source)
     return link
 
 
@@ -80,19 +93,27 @@ def _measured_links() -> tuple[tuple[str, str | None, Interconnect], ...]:
     return tuple(out)
 
 
-def tables_for(gpu: GpuSpec) -> tuple[Interconnect | None, float, str | None]:
-    """(the link whose tables estimate gpu, bandwidth ratio source/target, flag or None)."""
+def _has(link: Interconnect, collective: str | None) -> bool:
+    """Whether link holds tables (of `collective`, where one is named)."""
+    return any(collective is None or collective in per for per in link.tables.values())
+
+
+def tables_for(gpu: GpuSpec, collective: str | None = None
+               ) -> tuple[Interconnect | None, float, str | None]:
+    """(the link whose tables estimate gpu, bandwidth ratio source/target, flag or None);
+    collective names a table the link must hold (None: any, as the NCCL tables come together)."""
     own = link_of(gpu)
-    if own is not None and own.tables:
+    if own is not None and _has(own, collective):
         return own, 1.0, None
     target = own.bandwidth if own is not None else None
-    candidates = _measured_links()
+    candidates = [c for c in _measured_links() if _has(c[2], collective)]
     if not candidates or not target:
         return None, 1.0, None
     twin = [c for c in candidates if c[1] == gpu.name or c[1] == gpu.datasheet]
     name, _, link = twin[0] if twin else min(
         candidates, key=lambda c: abs(math.log(c[2].bandwidth / target)))
-    return link, link.bandwidth / target, (f"collective estimates borrowed from {name} "
+    what = "custom all-reduce" if collective == CUSTOM else "collective"
+    return link, link.bandwidth / target, (f"{what} estimates borrowed from {name} "
                                            "(scaled by the link bandwidth ratio)")
 
 
@@ -123,13 +144,38 @@ def estimate_seconds(link: Interconnect, collective: str, gpus: int, nbytes: flo
     return floor + max(t - floor, 0.0) * scale
 
 
-def collective_cost(op: Op, gpu: GpuSpec, estimate: bool) -> OpCost:
-    """The OpCost of a collective op: shape (n,), weight_dtype the collective's name."""
+def takes_custom(op: Op, gpu: GpuSpec, custom: CustomAllReduce | None,
+                 row_bytes: float | None = None) -> bool:
+    """Whether the engine rule `custom` runs this all-reduce op on its custom kernels (tokens =
+    bytes / row_bytes, the bytes of one token's activations, where the rule counts tokens)."""
+    if custom is None or op.weight_dtype != "all_reduce":
+        return False
+    link = link_of(gpu)
+    tokens = op.bytes / row_bytes if row_bytes else None
+    return custom.takes(int(op.shape[0]), op.bytes, link.kind if link else "unknown", tokens)
+
+
+def _one_estimate(op: Op, gpu: GpuSpec, custom: CustomAllReduce | None,
+                  row_bytes: float | None) -> float | None:
+    """Seconds of one collective of op from the custom table where the engine takes it, else
+    from NCCL's; None without tables."""
+    gpus, collective = int(op.shape[0]), op.weight_dtype
+    if takes_custom(op, gpu, custom, row_bytes):
+        link, ratio, _ = tables_for(gpu, CUSTOM)
+        if link is not None:
+            return estimate_seconds(link, CUSTOM, gpus, op.bytes, ratio)
+    link, ratio, _ = tables_for(gpu)
+    return estimate_seconds(link, collective, gpus, op.bytes, ratio) if link else None
+
+
+def collective_cost(op: Op, gpu: GpuSpec, estimate: bool, custom: CustomAllReduce | None = None,
+                    row_bytes: float | None = None) -> OpCost:
+    """The OpCost of a collective op: shape (n,), weight_dtype the collective's name; custom the
+    serving engine's all-reduce rule (None: NCCL), row_bytes one token's activation bytes."""
     gpus, collective = int(op.shape[0]), op.weight_dtype
     wire = op.count * ring_factor(collective, gpus) * op.bytes / bandwidth_of(gpu)
     est = None
     if estimate:
-        link, ratio, _ = tables_for(gpu)
-        one = estimate_seconds(link, collective, gpus, op.bytes, ratio) if link else None
-        est = None if one is None else op.count * one
+        one = _one_estimate(op, gpu, custom, row_bytes)
+        est = None if one is None else max(op.count * one, wire)
     return OpCost(op, 0.0, wire, wire, est)

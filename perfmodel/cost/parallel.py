@@ -194,11 +194,14 @@ def comm_ops(spec: ModelSpec, par: Parallel, precision: Precision, phase: str, b
     return ops
 
 
-def parallel_warnings(gpu, par: Parallel, estimating: bool) -> list[str]:
-    """What the user should know about the collectives' estimate on gpu (empty on one GPU)."""
+def parallel_warnings(gpu, par: Parallel, estimating: bool, engine: str | None = None
+                      ) -> list[str]:
+    """What the user should know about the collectives' estimate on gpu (empty on one GPU);
+    engine names a serving engine whose custom all-reduce rule applies (cost/custom_allreduce)."""
     if par.is_single or not estimating:
         return []
-    from perfmodel.cost.collective import tables_for
+    from perfmodel.cost.collective import CUSTOM, tables_for
+    from perfmodel.cost.custom_allreduce import custom_allreduce_for
 
     link, _, flag = tables_for(gpu)
     if link is None:
@@ -210,4 +213,11 @@ def parallel_warnings(gpu, par: Parallel, estimating: bool) -> list[str]:
     if scaled:
         out.append(f"collectives over {', '.join(map(str, scaled))} GPUs scaled from the "
                    f"measured {', '.join(map(str, link.gpu_counts))} (ring factors)")
+    if par.tp > 1 and custom_allreduce_for(engine) is not None:
+        custom, _, custom_flag = tables_for(gpu, CUSTOM)
+        if custom is None:
+            out.append(f"no custom all-reduce table measured: {engine}'s own all-reduce kernels "
+                       "costed as NCCL's (run `perfmodel calibrate-gpu --gpus N`)")
+        elif custom_flag:
+            out.append(custom_flag)
     return out

@@ -61,7 +61,8 @@ def step_cost_for(lay: Layout, precision, gpu_spec, facts: EngineFacts, host: fl
         _COSTS[key] = (StepCost(lay.local, precision, gpu_spec, est.estimator,
                                 max_tokens=tokens, max_seqs=facts.max_num_seqs,
                                 capture_sizes=facts.capture_sizes, pad_mixed=facts.pad_mixed,
-                                host_overhead_s=host, forward=lay.forward), est)
+                                host_overhead_s=host, forward=lay.forward,
+                                allreduce=facts.kernels), est)
     return _COSTS[key]
 
 
@@ -120,7 +121,7 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                                "tokens": kv.tokens, "bytes_per_token": kv.bytes_per_token},
            "host_overhead_s": host, "estimate_note": est.note}
     warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
-        est.estimator)), budget_warning(facts, longest)) if w)
+        est.estimator), engine=facts.kernels), budget_warning(facts, longest)) if w)
     return ServeReport(doc, facts, kv, out, warnings, cost)
 
 

@@ -25,6 +25,7 @@ from dataclasses import replace
 from typing import Callable
 
 from perfmodel.cost.collective import collective_cost
+from perfmodel.cost.custom_allreduce import custom_allreduce_for
 from perfmodel.cost.ops import ATTENTION, Op, causal_pairs, forward_ops
 from perfmodel.cost.parallel import COLLECTIVE
 from perfmodel.cost.precision import Precision
@@ -61,14 +62,17 @@ class StepCost:
 
     `estimator` None (no measured profile) leaves only the limit; estimates then equal it.
     `spec` is the model one GPU holds and `forward` its ops (forward_ops' signature), the shard
-    and its collectives on many GPUs.
+    and its collectives on many GPUs; `allreduce` the engine whose custom all-reduce rule
+    applies (None: NCCL for every collective).
     """
 
     def __init__(self, spec: ModelSpec, precision: Precision, gpu: GpuSpec,
                  estimator: Estimator | None, *, max_tokens: int, max_seqs: int,
                  capture_sizes: tuple[int, ...], pad_mixed: bool, host_overhead_s: float,
-                 forward=forward_ops):
+                 forward=forward_ops, allreduce: str | None = None):
         self.gpu = gpu
+        self.custom = custom_allreduce_for(allreduce)
+        self.row_bytes = spec.hidden_size * precision.base_bytes  # one token's activations
         self.estimator = fp8_at_bf16_efficiency(estimator, gpu) if estimator else None
         self.capture = sorted(capture_sizes)
         self.pad_mixed, self.host_overhead_s = pad_mixed, host_overhead_s
@@ -83,8 +87,9 @@ class StepCost:
         self.groups = self._attention_groups(spec, precision)
 
     def _costs(self, op: Op) -> tuple[float, float]:
-        if op.kind == COLLECTIVE:  # NCCL over the link (cost/collective.py)
-            c = collective_cost(op, self.gpu, self.estimator is not None)
+        if op.kind == COLLECTIVE:  # NCCL or the engine's own all-reduce (cost/collective.py)
+            c = collective_cost(op, self.gpu, self.estimator is not None, self.custom,
+                                self.row_bytes)
             return (c.limit_s if c.estimate_s is None else c.estimate_s), c.limit_s
         limit = cost(op, self.gpu).limit_s
         est = self.estimator(op) if self.estimator else None
