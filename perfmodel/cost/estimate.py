@@ -51,7 +51,12 @@ def _fixed_and_row(op: Op, rows: float, n: float, k: float) -> tuple[float, floa
     return max(op.bytes - rows * row, 0.0), row
 
 
-def _matmul(model: KernelModel, op: Op, table: str) -> float | None:
+def _matmul(model: KernelModel, op: Op, table: str, moe_streams_dense: bool = False
+            ) -> float | None:
+    """One linear op from the tables. A grouped GEMM comes from the grouped table; with no
+    grouped table, or where the engine's fused MoE kernel streams a memory-bound grouped GEMM's
+    weights as a dense GEMM does (moe_streams_dense), from one dense matmul over the touched
+    experts' columns (the better of the two in the second case)."""
     if op.kind == MATMUL:
         m, n, k = op.shape
         fixed, row = _fixed_and_row(op, m, n, k)
@@ -60,10 +65,16 @@ def _matmul(model: KernelModel, op: Op, table: str) -> float | None:
     t = model.grouped_matmul(table, op)
     if t is None and table != "bf16":
         t = model.grouped_matmul("bf16", op)
-    if t is None:  # no grouped table: one matmul over the touched experts' columns
+    if t is None or (moe_streams_dense and _memory_bound(model, op)):
         fixed, row = _fixed_and_row(op, per_expert * touched, n, k)
-        t = model.matmul(table, per_expert, n * touched, k, fixed, row * touched, op.dtype)
+        dense = model.matmul(table, per_expert, n * touched, k, fixed, row * touched, op.dtype)
+        t = dense if t is None or dense is None else min(t, dense)
     return t
+
+
+def _memory_bound(model: KernelModel, op: Op) -> bool:
+    peak = model.target.peaks.get(op.dtype) or model.target.peaks["bf16"]
+    return op.bytes / model.target.bandwidth > op.flops / peak
 
 
 def quant_rows_width(op: Op) -> tuple[float, float]:
@@ -117,9 +128,9 @@ def make_estimator(model: KernelModel, target: Rates, engine: EnginePreset,
     def seconds(op: Op) -> float | None:
         roof = target.roofline(op.flops, op.bytes, op.dtype)
         if op.kind in (MATMUL, GROUPED):
-            t = _matmul(model, op, _table_for(op, engine))
+            t = _matmul(model, op, _table_for(op, engine), engine.moe_streams_dense)
             if t is None and _table_for(op, engine) != "bf16":
-                t = _matmul(model, op, "bf16")
+                t = _matmul(model, op, "bf16", engine.moe_streams_dense)
             if t is None:
                 return None
             t = max(t, roof) + act_quant_seconds(model, op, engine, act_scheme)

@@ -24,6 +24,17 @@ TensorRT-LLM (v1.0, tensorrt_llm/_torch/): modules/rms_norm.py fused residual + 
   attention_backend/trtllm.py: the attention op applies RoPE and appends K/V to the paged cache
   inside its own kernels (no separate RoPE or cache-write launch); modules/swiglu fused
   SiLU·mul; fp8 activations quantized in one kernel; CUTLASS/cuBLASLt fp8 GEMMs.
+
+Fused MoE in TensorRT-LLM: the routed experts' GEMMs run in CUTLASS's fused MoE runner
+(tensorrt_llm/_torch/custom_ops/torch_custom_ops.py, MoERunner wrapping
+torch.classes.trtllm.FusedMoeRunner), a TunableRunner whose tactic the AutoTuner profiles per
+power-of-two token bucket at warm-up. Where such a GEMM is memory-bound (decode), it is timed as
+the better of the profile's grouped-GEMM table (a generic grouped GEMM, weak at a few rows per
+expert) and one dense GEMM over the touched experts' columns at the dense table's efficiency:
+a per-shape tuned kernel streams the weights as a tuned dense GEMM streams them
+(EnginePreset.moe_streams_dense). A stated assumption like the fp8 one below
+(docs/serving.md), not a fit. vLLM's and SGLang's Triton fused_moe run static per-device
+configs and keep the grouped table.
 """
 
 from __future__ import annotations
@@ -79,7 +90,9 @@ SGLANG = _preset("sglang", "SGLang: sgl-kernel fused add+RMSNorm, fused RoPE, Fl
                  "with one KV write, silu_and_mul, per-token fp8 quant, Triton fused MoE", {}, {})
 TRTLLM = _preset("trtllm", "TensorRT-LLM (PyTorch backend): fused add+RMSNorm, RoPE and paged "
                  "KV append inside the attention op, fused SwiGLU, fp8 quant kernel, CUTLASS "
-                 "fp8", {"rope": _none, "kv_write": _none}, {})
+                 "fp8, CUTLASS fused MoE with autotuned tactics",
+                 {"rope": _none, "kv_write": _none}, {})
+TRTLLM = replace(TRTLLM, moe_streams_dense=True)
 
 SERVING_PRESETS = {p.name: p for p in (VLLM, SGLANG, TRTLLM)}
 

@@ -122,7 +122,7 @@ def trtllm(mem_bytes: float) -> EngineFacts:
 # Host overhead per engine step (scheduling, input preparation, sampling bookkeeping, detokenizer
 # hand-off): the one constant fitted to serving measurements, on the training half only
 # (docs/serving.md: rows whose sha1(id) is even; `perfmodel validate-serving --fit` prints it).
-HOST_OVERHEAD_S: dict[str, float] = {"vllm": 1.68e-3, "sglang": 13.0e-3, "trtllm": 1.57e-3}
+HOST_OVERHEAD_S: dict[str, float] = {"vllm": 1.76e-3, "sglang": 13.0e-3, "trtllm": 2.54e-3}
 
 ENGINES = {"vllm": vllm, "sglang": sglang, "trtllm": trtllm}
 
