@@ -33,6 +33,8 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
                                                  "\"output_len\"} per request.")] = None,
           num_requests: Annotated[IntOpt, _opt("--num-requests", "Requests to run (default "
                                                "max(10·C, 100), or 1000).")] = None,
+          warmup: Annotated[int, _opt("--warmup", "Requests run first and left out of the "
+                                      "latency figures, as a benchmark's warm-up.")] = 0,
           max_num_seqs: Annotated[IntOpt, _opt("--max-num-seqs", "Engine: most requests "
                                                "running at once.")] = None,
           max_num_batched_tokens: Annotated[IntOpt, _opt("--max-num-batched-tokens",
@@ -65,7 +67,7 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
                 model, gpu=gpu, engine=engine, concurrency=concurrency,
                 request_rate=request_rate, isl=isl, osl=osl, num_requests=num_requests,
                 lengths=lengths, precision=precision, kv_dtype=kv_dtype, act_quant=act_quant,
-                tp=tp, ep=ep, dp=dp, pp=pp, seed=seed, on_progress=progress,
+                tp=tp, ep=ep, dp=dp, pp=pp, seed=seed, on_progress=progress, warmup=warmup,
                 max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                 gpu_memory_utilization=gpu_memory_utilization, block_size=block_size,
                 chunked_prefill=chunked_prefill)

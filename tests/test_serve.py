@@ -155,3 +155,26 @@ def test_prompt_filling_the_token_budget_is_warned_and_serialised():
     assert not any("token budget" in w for w in roomy.warnings)
     assert roomy.metrics["throughput"]["output_tok_s"] > \
         2 * alone.metrics["throughput"]["output_tok_s"]
+
+
+def test_warmup_leaves_the_cold_wave_out_of_the_latencies_only():
+    """--warmup N: the first N requests load the engine but are not measured. A cold first
+    wave of 32 long prompts queues behind one another; measured after it, TTFT is far lower,
+    the throughput and ITL (the whole run's) are the same, and the limit stays below."""
+    kw = dict(gpu=GPU, engine="vllm", concurrency=32, isl=4096, osl=64, num_requests=128)
+    cold, warm = run_serve(MODEL, **kw).metrics, run_serve(MODEL, warmup=64, **kw).metrics
+    assert cold["requests"] == 128 and warm["requests"] == 64
+    assert warm["workload"]["warmup"] == 64 and cold["workload"]["warmup"] == 0
+    assert warm["ttft_s"]["mean"] < 0.5 * cold["ttft_s"]["mean"]
+    assert warm["throughput"]["output_tok_s"] == cold["throughput"]["output_tok_s"]
+    assert warm["itl_s"] == cold["itl_s"]
+    for key in ("ttft_s", "tpot_s", "e2e_s"):
+        assert warm["limit"][key]["mean"] <= warm[key]["mean"]
+
+
+def test_warmup_must_leave_requests_to_measure():
+    with pytest.raises(PerfmodelError, match="--warmup"):
+        run_serve(MODEL, gpu=GPU, concurrency=4, num_requests=8, warmup=8)
+    result = runner.invoke(app, ["serve", MODEL, "--gpu", GPU, "--concurrency", "4",
+                                 "--num-requests", "8", "--warmup", "-1"])
+    assert result.exit_code == 2 and "--warmup" in result.output

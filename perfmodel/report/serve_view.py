@@ -56,7 +56,10 @@ def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
         f"request rate {w['request_rate'] or 'inf'}/s"
     lengths = f"{w['isl']} in / {w['osl']} out" if w["isl"] else "lengths from file"
     console.print(f"[bold]{doc['model']}[/] on {doc['gpu']}, {doc['engine']}, {doc['precision']}")
-    console.print(f"{w['num_requests']} requests, {load}, {lengths}; {doc['steps']} engine steps")
+    warm = f" (the first {w['warmup']} warm-up, left out of the latencies)" \
+        if w.get("warmup") else ""
+    console.print(f"{w['num_requests']} requests{warm}, {load}, {lengths}; "
+                  f"{doc['steps']} engine steps")
     par = doc.get("parallel") or {}
     if par.get("gpus", 1) > 1:
         label = "+".join(f"{k.upper()}{par[k]}" for k in ("tp", "pp", "ep", "dp") if par[k] > 1)

@@ -72,10 +72,13 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
               precision: str | None = None, kv_dtype: str | None = None,
               act_quant: str | None = None, tp: int = 1, ep: int = 1, dp: int = 1, pp: int = 1,
               seed: int = 0, on_progress: Callable[[int, int], None] | None = None,
-              stagger: bool = True,
+              stagger: bool = True, warmup: int = 0,
               **engine_knobs: Any) -> ServeReport:
     """Simulate `engine` serving `model` on `gpu`; raises PerfmodelError on bad input.
 
+    warmup: the first `warmup` requests run but are left out of the latency figures (TTFT,
+    TPOT, E2E and their limits), as a benchmark's warm-up requests are; throughput and ITL are
+    the whole run's steady state either way.
     engine_knobs: max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, block_size,
     chunked_prefill, mixed_chunk (None keeps the engine's default) and host_overhead_s (the
     fitted per-step overhead by default).
@@ -98,6 +101,9 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
         **{KNOBS[k]: v for k, v in engine_knobs.items() if KNOBS[k]})
     full = make_arrivals(concurrency=concurrency, request_rate=request_rate, isl=isl,
                          osl=osl, num_requests=num_requests, lengths=lengths, seed=seed)
+    if not 0 <= warmup < len(full.requests):
+        raise WorkloadError(f"--warmup must be a whole number from 0 to one less than the "
+                            f"{len(full.requests)} requests run; raise --num-requests")
     lay = layout(spec, prec, gpu_spec, par)
     arrivals = rank_arrivals(full, lay.schedulers)
     kv = kv_share(kv_plan(lay.kv_spec, prec, gpu_spec, facts, lay.weights_bytes), pp)
@@ -111,11 +117,14 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     else:
         out = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress)
     doc = scale_throughput(metrics(out, par.gpus), full, arrivals, par.gpus)
-    doc["limit"] = limit_bounds(out, cost)
+    measured = after_warmup(out, warmup, lay.schedulers)
+    if measured is not out:
+        doc = with_latencies(doc, metrics(measured, par.gpus))
+    doc["limit"] = limit_bounds(measured, cost)
     doc = {"model": cfg.model_id, "gpu": gpu_spec.name, "engine": facts.name,
            "precision": prec.label, "parallel": {**par.to_dict(), "schedulers": lay.schedulers},
            "workload": {"concurrency": concurrency, "request_rate": _finite(request_rate),
-                        "num_requests": len(full.requests),
+                        "num_requests": len(full.requests), "warmup": warmup,
                         "isl": None if lengths else isl, "osl": None if lengths else osl},
            **doc, "kv_cache": {**doc["kv_cache"], "block_size": kv.block_size,
                                "tokens": kv.tokens, "bytes_per_token": kv.bytes_per_token},
@@ -123,6 +132,23 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
         est.estimator), engine=facts.kernels), budget_warning(facts, longest)) if w)
     return ServeReport(doc, facts, kv, out, warnings, cost)
+
+
+def after_warmup(out: Outcome, warmup: int, schedulers: int) -> Outcome:
+    """out without its first `warmup` requests (of the whole deployment: ⌈warmup / n⌉ of the
+    simulated scheduler's, which takes every n-th request)."""
+    first = -(-warmup // schedulers)
+    if first <= 0:
+        return out
+    return replace(out, done=tuple(d for d in out.done if d.index >= first))
+
+
+def with_latencies(doc: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
+    """doc with the latency figures (requests, TTFT, TPOT, E2E, tokens/s per user) of the
+    measured requests' metrics; throughput and ITL stay the whole run's."""
+    per_user = measured["throughput"]["output_tok_s_per_user"]
+    return {**doc, **{k: measured[k] for k in ("requests", "ttft_s", "tpot_s", "e2e_s")},
+            "throughput": {**doc["throughput"], "output_tok_s_per_user": per_user}}
 
 
 def budget_warning(facts: EngineFacts, longest: int) -> str | None:
