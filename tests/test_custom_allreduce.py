@@ -142,3 +142,51 @@ def test_measured_custom_below_nccl_at_small_sizes_and_the_rerun_check_within_10
     for row in rows:
         ours = estimate_seconds(link, "all_reduce", row["gpus"], row["bytes"])
         assert abs(ours / row["seconds"] - 1) < 0.10, row
+
+
+def _step_costs(tp: int, engine: str | None):
+    from perfmodel.cost.estimate import estimator_for
+    from perfmodel.cost.parallel import Parallel
+    from perfmodel.cost.precision import preset
+    from perfmodel.model.architectures import model_spec
+    from perfmodel.model.source import load_model_config
+    from perfmodel.serve.ranks import layout
+    from perfmodel.serve.step_cost import StepCost
+
+    gpu, prec = load_gpu("h200-measured"), preset("bf16")
+    cfg = load_model_config("meta-llama/Llama-3.1-8B")
+    lay = layout(model_spec(cfg.config, cfg.where), prec, gpu, Parallel(tp=tp))
+    est = estimator_for(gpu, prec, "vllm").estimator
+    return StepCost(lay.local, prec, gpu, est, max_tokens=64, max_seqs=32, capture_sizes=(),
+                    pad_mixed=False, host_overhead_s=0.0, forward=lay.forward, allreduce=engine)
+
+
+def test_serve_step_with_the_engines_all_reduce():
+    """TP2 decode of 8 sequences of Llama-3.1-8B: 2·32 + 1 all-reduces of 8·4096·2 = 64 KiB, each
+    on vLLM's custom kernels: the step is faster by their count times (NCCL − custom) at 64 KiB,
+    and its limit does not move. One GPU is the same with or without an engine rule."""
+    link = load_gpu("h200-measured").interconnect
+    nccl, custom = _step_costs(2, None), _step_costs(2, "vllm")
+    saved = 65 * (estimate_seconds(link, "all_reduce", 2, 64 * KIB)
+                  - estimate_seconds(link, CUSTOM, 2, 64 * KIB))
+    (e0, l0), (e1, l1) = nccl.linear(8, False), custom.linear(8, False)
+    assert e0 - e1 == pytest.approx(saved, rel=1e-6) and l0 == l1
+    assert _step_costs(1, None).linear(8, False) == _step_costs(1, "vllm").linear(8, False)
+
+
+def test_calibrate_says_in_one_line_when_symm_mem_is_missing_and_keeps_nccl(tmp_path):
+    from perfmodel.calibrate.collectives_cli import custom_summary
+    from perfmodel.calibrate.links import write_sidecar
+
+    line = custom_summary({"unavailable": "ImportError: no _symmetric_memory"})
+    assert "\n" not in line and "unavailable" in line and "NCCL tables written alone" in line
+    nccl = {"gpus": 2, "method": "nccl", "tables": {"all_reduce": [[1024, 1.8e-5]]}}
+    path = write_sidecar(tmp_path / "x.yaml", nccl, {"kind": "nvlink4", "bandwidth": 4.5e+11},
+                         {"date": "2026-11-27"})
+    link = parse_interconnect({}, str(tmp_path / "x.yaml"))
+    assert path.is_file() and CUSTOM not in link.tables[2] and link.custom_method == ""
+    both = {**nccl, "custom_method": "symm", "tables": {**nccl["tables"], CUSTOM: [[1024, 6e-6]]}}
+    write_sidecar(tmp_path / "x.yaml", both, {"kind": "nvlink4", "bandwidth": 4.5e+11},
+                  {"date": "2026-11-27"})
+    link = parse_interconnect({}, str(tmp_path / "x.yaml"))
+    assert link.tables[2][CUSTOM] == ((1024.0, 6e-6),) and link.custom_method == "symm"

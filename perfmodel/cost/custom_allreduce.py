@@ -15,8 +15,9 @@ CudaCommunicator.all_reduce: custom all-reduce, then torch symmetric memory, the
   2: 64 MiB, 4: 32 MiB, 6: 512 KiB, 8: 256 KiB; sm100 2 and 4: 2 MiB, 6 and 8: 1 MiB.
   csrc/custom_all_reduce.cuh: 2 GPUs always one-shot; with NVLink one-shot below 512 KiB at
   ≤ 4 GPUs and below 256 KiB at ≤ 8, two-shot above.
-- symm_mem.py SymmMemCommunicator: on by default (envs.py VLLM_ALLREDUCE_USE_SYMM_MEM "1" from
-  v0.11); bf16 only; bytes ≤ SYMM_MEM_ALL_REDUCE_MAX_SIZES: sm90 2: 64 MiB, 4: 32 MiB, 6 and 8:
+- symm_mem.py SymmMemCommunicator: on by default (envs.py VLLM_ALLREDUCE_USE_SYMM_MEM "1" in
+  the late-2025/2026 files read; "0" in the v0.10-era ones, the switch came about v0.11); the
+  custom AR gets symm_mem_enabled from cuda_communicator.py; bf16 only; bytes ≤ SYMM_MEM_ALL_REDUCE_MAX_SIZES: sm90 2: 64 MiB, 4: 32 MiB, 6 and 8:
   64 MiB; sm100 2: 8 MiB, 4: 32 MiB, 6 and 8: 128 MiB; disabled where the buffer has no
   multicast address (needs NVSwitch multicast); two_shot_all_reduce_ at 2 GPUs,
   multimem_all_reduce_ (NVLink SHARP) at 4, 6, 8 on sm90.
@@ -25,8 +26,9 @@ SGLang, v0.5 (python/sglang/srt/distributed/device_communicators/custom_all_redu
   from vLLM v0.6.4): world sizes 2, 4, 6, 8, > 2 GPUs need full NVLink, bytes < _MAX_CAR_SIZE
   = 8 MiB on CUDA (sgl-kernel's copy of vLLM's one-/two-shot kernels); server_args.py
   enable_torch_symm_mem False and disable_custom_all_reduce False by default: NCCL above 8 MiB.
-TensorRT-LLM, v1.0 (PyTorch backend: tensorrt_llm/_torch/distributed/ops.py AllReduce, strategy
-  AUTO; cpp/tensorrt_llm/thop/allreduceOp.cpp AllreduceOp::selectImplementation): NCCL when the
+TensorRT-LLM, v1.0 (PyTorch backend: tensorrt_llm/_torch/distributed/ops.py AllReduce; strategy
+  AUTO, llmapi/llm_args.py allreduce_strategy default 'AUTO'; cpp/tensorrt_llm/thop/
+  allreduceOp.cpp AllreduceOp::selectImplementation, 1.0-era copy): NCCL when the
   message exceeds the workspace (common/customAllReduceUtils.h getMaxRequiredWorkspaceSize:
   16·10⁶ B at ≤ 2 GPUs, 8·10⁶ B above) or P2P/NVLink is missing; else MIN_LATENCY (its
   one-shot/two-shot kernels, fused with the residual add + RMSNorm) at 2 GPUs, and above 2 GPUs
@@ -47,7 +49,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MIB = float(1 << 20)
-KIB = 1024.0
 
 
 @dataclass(frozen=True)
