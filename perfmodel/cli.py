@@ -140,7 +140,8 @@ def calibrate_gpu(
         name: Annotated[Optional[str], typer.Option(
             "--name", help="Profile name (default <datasheet>-measured).")] = None,
         gpus: Annotated[Optional[str], typer.Option(
-            "--gpus", help="N or all: measure NCCL collectives over N GPUs instead, into "
+            "--gpus", help="N or all: measure NCCL collectives (and a custom-style "
+                           "symmetric-memory all-reduce) over N GPUs instead, into "
                            "collectives/<profile>.yaml beside --out (docs/parallel.md).")] = None,
         ) -> None:
     """Measure this box (matmul FLOP/s per dtype, bandwidth, small kernels) into a profile."""
