@@ -12,6 +12,8 @@ engines send outside their graphs. A sample is the slowest rank's; the table kee
 NVLink multicast stays off in every worker (NCCL_NVLS_ENABLE=0, TORCH_SYMM_MEM_DISABLE_MULTICAST=1,
 NVSHMEM_DISABLE_NVLS=1): on shared hosts it can take the GPUs out of service. The reducers are
 pure and CPU-tested; the launch runs on CPU with the gloo backend (eager, wall clock).
+The custom-style all-reduce timed beside these (the engines' one-/two-shot kernels' stand-in)
+is calibrate/symm_allreduce.py, launched the same way.
 """
 
 from __future__ import annotations
