@@ -190,3 +190,14 @@ def test_calibrate_says_in_one_line_when_symm_mem_is_missing_and_keeps_nccl(tmp_
                   {"date": "2026-11-27"})
     link = parse_interconnect({}, str(tmp_path / "x.yaml"))
     assert link.tables[2][CUSTOM] == ((1024.0, 6e-6),) and link.custom_method == "symm"
+
+
+def test_serve_says_where_the_custom_table_comes_from():
+    from perfmodel.serve import run_serve
+
+    kw = dict(concurrency=4, num_requests=8, isl=256, osl=16, tp=2)
+    h100 = run_serve("meta-llama/Llama-3.1-8B", gpu="h100-sxm-measured", engine="vllm", **kw)
+    assert any(w.startswith("custom all-reduce estimates borrowed from h200-measured")
+               for w in h100.warnings)
+    h200 = run_serve("meta-llama/Llama-3.1-8B", gpu="h200-measured", engine="vllm", **kw)
+    assert not any("custom all-reduce" in w for w in h200.warnings)
