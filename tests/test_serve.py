@@ -49,9 +49,18 @@ def test_decode_steps_pad_to_captured_graph_sizes():
 
 
 def test_engine_defaults_follow_the_cited_rules():
-    """SGLang on an 80 GB H100: (81559 MiB − 10 GiB) / 81559 MiB = 0.874; vLLM on ≥ 70 GiB:
-    max_num_seqs 1024, 8192 batched tokens; TensorRT-LLM: 0.9 of free memory."""
-    assert sglang(81559 * 1024 ** 2).memory_fraction == 0.874
+    """SGLang on an 80 GB H100 (81559 MiB): reserved 512 + 1.5·8192 + 2·256 + 1024/8 = 13440
+    MiB, (81559 − 13440) / 81559 = 0.835; on 8 H200s (143771 MiB, TP8): 512 + 12288 + 2·512 +
+    1024 = 14848, 0.897; DP8 attention over the same 8 (SGLang's tp_size 8, dp 8): + 3·512·8 +
+    1.5·512·8 = 33280, 0.769. vLLM on ≥ 70 GiB: max_num_seqs 1024, 8192 batched tokens;
+    TensorRT-LLM: 0.9 of free memory."""
+    h100, h200 = 81559 * 1024 ** 2, 143771 * 1024 ** 2
+    facts = sglang(h100)
+    assert (facts.memory_fraction, facts.max_num_batched_tokens, max(facts.capture_sizes)) == \
+        (0.835, 8192, 256)
+    assert engine_facts("sglang", h200, tp=8).memory_fraction == 0.897
+    assert max(engine_facts("sglang", h200, tp=8).capture_sizes) == 512
+    assert engine_facts("sglang", h200, dp=8).memory_fraction == 0.769
     facts = engine_facts("vllm", 85e9)
     assert (facts.max_num_seqs, facts.max_num_batched_tokens, facts.block_size) == \
         (1024, 8192, 16)

@@ -97,7 +97,7 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     cfg = load_model_config(model)
     spec = model_spec(cfg.config, cfg.where)
     prec = resolve_precision(cfg.config, precision, kv_dtype, act_quant, gpu_spec)
-    facts = engine_facts(engine, gpu_spec.mem_bytes).with_knobs(
+    facts = engine_facts(engine, gpu_spec.mem_bytes, tp, pp, dp).with_knobs(
         **{KNOBS[k]: v for k, v in engine_knobs.items() if KNOBS[k]})
     full = make_arrivals(concurrency=concurrency, request_rate=request_rate, isl=isl,
                          osl=osl, num_requests=num_requests, lengths=lengths, seed=seed)

@@ -89,16 +89,39 @@ def vllm(mem_bytes: float) -> EngineFacts:
          "vllm/config/compilation.py, v0.11 (piecewise graphs also cover mixed steps)"))
 
 
-def sglang(mem_bytes: float, tp: int = 1) -> EngineFacts:
+def sglang_memory(mem_bytes: float, tp: int = 1, pp: int = 1, dp: int = 1
+                  ) -> tuple[int, int, float]:
+    """SGLang's memory-dependent defaults: (chunked_prefill_size, cuda_graph_max_bs,
+    mem_fraction_static). python/sglang/srt/server_args.py _handle_gpu_memory_settings (the
+    2026 releases, with piecewise CUDA graphs): by GPU memory in MiB, chunk 2048 / 2048 / 4096 /
+    8192 / 16384 and cuda_graph_max_bs 8 / 24 (80 at tp ≥ 4) / 32 (160) / 256 (512) / 512 below
+    20 / 35 / 60 / 160 GiB / above; reserved MiB = 512 + 1.5·max(chunk, 2048) + 2·max_bs +
+    1024·tp·pp/8 (+ 3·max_bs·dp with DP attention, + 1.5·max_bs·dp more when max_bs > 300), at
+    least 10 GiB above 60 GiB; mem_fraction_static = (memory − reserved) / memory, 3 decimals.
+    Not counted: the piecewise-CUDA-graph term (8 MiB a captured size, when enabled)."""
     mib = mem_bytes / 1024 ** 2
-    reserved = (9.5 + tp / 2) * 1024 if mib < 90 * 1024 else (12 + tp / 2) * 1024
-    fraction = round((mib - reserved) / mib, 3)
+    big = tp >= 4
+    chunk, max_bs = ((2048, 8) if mib < 20 * 1024 else (2048, 80 if big else 24)
+                     if mib < 35 * 1024 else (4096, 160 if big else 32) if mib < 60 * 1024
+                     else (8192, 512 if big else 256) if mib < 160 * 1024 else (16384, 512))
+    reserved = 512 + 1.5 * max(chunk, 2048) + 2 * max_bs + 1024 * tp * pp / 8
+    if dp > 1:
+        reserved += 3 * max_bs * dp + (1.5 * max_bs * dp if max_bs > 300 else 0.0)
+    if mib > 60 * 1024:
+        reserved = max(reserved, 10 * 1024)
+    return chunk, max_bs, round((mib - reserved) / mib, 3)
+
+
+def sglang(mem_bytes: float, tp: int = 1, pp: int = 1, dp: int = 1) -> EngineFacts:
+    chunk, max_bs, fraction = sglang_memory(mem_bytes, tp, pp, dp)
     return EngineFacts(
-        "sglang", "sglang", 4096, 8192, fraction, "static", 1, True,
-        sglang_capture_sizes(256), False, False, "sglang",
-        ("mem_fraction_static = (gpu_mem − reserved) / gpu_mem, reserved (9.5 + tp·pp/2) GiB "
-         "below 90 GiB, (12 + tp·pp/2) GiB to 160 GiB; chunked_prefill_size 8192 on H100/H200; "
-         "cuda_graph_max_bs 256 at tp < 4: python/sglang/srt/server_args.py, v0.5",
+        "sglang", "sglang", 4096, chunk, fraction, "static", 1, True,
+        sglang_capture_sizes(max_bs), False, False, "sglang",
+        ("mem_fraction_static = (gpu_mem − reserved) / gpu_mem, reserved = 512 MiB + 1.5 × "
+         "chunked_prefill_size + 2 × cuda_graph_max_bs + tp·pp/8 GiB (+ DP-attention terms), "
+         "at least 10 GiB above 60 GiB; chunked_prefill_size 8192 and cuda_graph_max_bs 256 "
+         "(512 at tp ≥ 4) on 60-160 GiB GPUs: python/sglang/srt/server_args.py "
+         "_handle_gpu_memory_settings, 2026 releases",
          "page_size 1 (token granularity): server_args.py, v0.5",
          "new-token ratio 0.7 decaying to 0.7 × 0.14 over 600 decode steps, remaining output "
          "clipped at 4096: python/sglang/srt/environ.py + managers/scheduler.py, v0.5",
@@ -127,9 +150,13 @@ HOST_OVERHEAD_S: dict[str, float] = {"vllm": 1.76e-3, "sglang": 13.0e-3, "trtllm
 ENGINES = {"vllm": vllm, "sglang": sglang, "trtllm": trtllm}
 
 
-def engine_facts(name: str, mem_bytes: float) -> EngineFacts:
-    """The defaults of engine `name` on a GPU of mem_bytes, or a WorkloadError naming the choices."""
+def engine_facts(name: str, mem_bytes: float, tp: int = 1, pp: int = 1,
+                 dp: int = 1) -> EngineFacts:
+    """The defaults of engine `name` on a GPU of mem_bytes in a deployment of tp·pp·dp GPUs
+    (SGLang's memory rule depends on them), or a WorkloadError naming the choices."""
     if name not in ENGINES:
         raise WorkloadError(f"unknown serving engine {name!r}; use --engine "
                             f"{' | '.join(ENGINES)}")
+    if name == "sglang":  # its tp_size counts the attention-DP ranks (--enable-dp-attention)
+        return sglang(mem_bytes, tp * dp, pp, dp)
     return ENGINES[name](mem_bytes)
