@@ -36,6 +36,19 @@ def resolve_precision(config: dict, name: str | None, kv_dtype: str | None,
     return on_gpu(prec, gpu.peak_flops, gpu.name) if gpu is not None else prec
 
 
+def engine_allreduce(engine: str | None, spec, prec, gpu: GpuSpec, estimate: bool):
+    """The collectives' cost under a serving engine's own all-reduce (cost/custom_allreduce.py),
+    as `serve` costs them; None (NCCL) for the other presets."""
+    from perfmodel.cost.collective import collective_cost
+    from perfmodel.cost.custom_allreduce import custom_allreduce_for
+
+    custom = custom_allreduce_for(engine)
+    if custom is None:
+        return None
+    row = spec.hidden_size * prec.base_bytes
+    return lambda op: collective_cost(op, gpu, estimate, custom, row)
+
+
 def run_predict(model: str, *, gpu: str = DEFAULT_GPU, precision: str | None = None,
                 kv_dtype: str | None = None, batch: int = 1, input_len: int = 1024,
                 output_len: int = 256, engine: str | None = None,
@@ -50,8 +63,9 @@ def run_predict(model: str, *, gpu: str = DEFAULT_GPU, precision: str | None = N
     spec = model_spec(cfg.config, cfg.where)
     prec = resolve_precision(cfg.config, precision, kv_dtype, act_quant, gpu_spec)
     est = estimator_for(gpu_spec, prec, engine)
-    pred = predict(spec, prec, gpu_spec, workload, est.estimator, par)
-    warnings = parallel_warnings(gpu_spec, par, est.estimator is not None)
+    pred = predict(spec, prec, gpu_spec, workload, est.estimator, par,
+                   engine_allreduce(engine, spec, prec, gpu_spec, est.estimator is not None))
+    warnings = parallel_warnings(gpu_spec, par, est.estimator is not None, engine=engine)
     mem = pred.memory
     if not mem.fits:
         warnings.append(

@@ -25,8 +25,8 @@ from perfmodel.model.spec import ModelSpec
 from perfmodel.cost.ops import forward_ops
 from perfmodel.cost.parallel import Parallel, comm_ops, local_batch, shard
 from perfmodel.cost.precision import Precision
-from perfmodel.cost.predict import (Estimator, Memory, Phase, Prediction, _costed, _mean_decode,
-                                    memory)
+from perfmodel.cost.predict import (Comm, Estimator, Memory, Phase, Prediction, _costed,
+                                    _mean_decode, memory)
 from perfmodel.cost.workload import Workload
 
 
@@ -74,16 +74,18 @@ def parallel_memory(spec: ModelSpec, precision: Precision, gpu: GpuSpec, workloa
 
 
 def parallel_predict(spec: ModelSpec, precision: Precision, gpu: GpuSpec, workload: Workload,
-                     estimator: Estimator | None, par: Parallel) -> Prediction:
-    """TTFT, ITL and throughput of workload served by par (module docstring), per-GPU memory."""
+                     estimator: Estimator | None, par: Parallel,
+                     comm: Comm | None = None) -> Prediction:
+    """TTFT, ITL and throughput of workload served by par (module docstring), per-GPU memory;
+    collectives by comm (a serving engine's all-reduce) when given, else NCCL."""
     local, forward = sharded_forward(spec, par)
     rank = local_batch(workload.batch, par)
     prefill_ops = forward(spec, precision, "prefill", rank, workload.input_len,
                           workload.input_len)
-    prefill = Phase("prefill", tuple(_costed(op, gpu, estimator) for op in prefill_ops))
+    prefill = Phase("prefill", tuple(_costed(op, gpu, estimator, comm) for op in prefill_ops))
     decode = None
     if workload.decode_steps:
         micro = replace(workload, batch=micro_batch(workload.batch, par))
-        decode = _mean_decode(local, precision, gpu, micro, estimator, forward)
+        decode = _mean_decode(local, precision, gpu, micro, estimator, forward, comm)
     return Prediction(spec, precision, gpu, workload, prefill, decode,
                       parallel_memory(spec, precision, gpu, workload, par), par)

@@ -110,9 +110,13 @@ def memory(spec: ModelSpec, precision: Precision, gpu: GpuSpec, workload: Worklo
     return Memory(weights, per_token, workload.batch * per_seq, per_seq, gpu.mem_bytes)
 
 
-def _costed(op: Op, gpu: GpuSpec, estimator: Estimator | None) -> OpCost:
-    if op.kind == COLLECTIVE:  # NCCL over the link, not HBM (cost/collective.py)
-        return collective_cost(op, gpu, estimator is not None)
+Comm = Callable[[Op], OpCost]  # a collective's cost by a serving engine's own all-reduce
+
+
+def _costed(op: Op, gpu: GpuSpec, estimator: Estimator | None, comm: Comm | None = None
+            ) -> OpCost:
+    if op.kind == COLLECTIVE:  # NCCL (or comm: the engine's all-reduce) over the link
+        return comm(op) if comm else collective_cost(op, gpu, estimator is not None)
     return cost(op, gpu, estimator(op) if estimator else None)
 
 
@@ -129,7 +133,8 @@ def _segments(spec: ModelSpec, lo: int, hi: int) -> list[tuple[int, int]]:
 
 
 def _mean_decode(spec: ModelSpec, precision: Precision, gpu: GpuSpec, workload: Workload,
-                 estimator: Estimator | None, forward: Callable = forward_ops) -> Phase:
+                 estimator: Estimator | None, forward: Callable = forward_ops,
+                 comm: Comm | None = None) -> Phase:
     """The decode step averaged over contexts I+1 … I+O−1, exactly for the limit.
 
     Within a segment every op's FLOPs and bytes are affine in the context, so the mean of its
@@ -143,10 +148,10 @@ def _mean_decode(spec: ModelSpec, precision: Precision, gpu: GpuSpec, workload: 
         n = b - a + 1
         ends = [forward(spec, precision, "decode", workload.batch, 1, c) for c in (a, b)]
         for i, (op_a, op_b) in enumerate(zip(*ends)):
-            ca = _costed(op_a, gpu, estimator)
+            ca = _costed(op_a, gpu, estimator, comm)
             same = op_a.flops == op_b.flops and op_a.bytes == op_b.bytes and \
                 op_a.shape == op_b.shape  # most ops do not depend on the context
-            cb = ca if same else _costed(op_b, gpu, estimator)
+            cb = ca if same else _costed(op_b, gpu, estimator, comm)
             est = None if ca.estimate_s is None else n * (ca.estimate_s + cb.estimate_s) / 2
             row = [n * (op_a.flops + op_b.flops) / 2, n * (op_a.bytes + op_b.bytes) / 2,
                    n * (ca.compute_s + cb.compute_s) / 2, n * (ca.memory_s + cb.memory_s) / 2,
@@ -180,12 +185,14 @@ def step(spec: ModelSpec, precision: Precision, gpu: GpuSpec, phase: str, batch:
 
 
 def predict(spec: ModelSpec, precision: Precision, gpu: GpuSpec, workload: Workload,
-            estimator: Estimator | None = None, parallel=None) -> Prediction:
+            estimator: Estimator | None = None, parallel=None,
+            comm: Comm | None = None) -> Prediction:
     """Cost the prefill (TTFT) and the mean decode step (ITL) of workload on gpu (on each GPU
-    of `parallel`, cost/parallel_predict.py, when one is given)."""
+    of `parallel`, cost/parallel_predict.py, when one is given; its collectives by comm when
+    given, else NCCL)."""
     if parallel is not None and not parallel.is_single:
         from perfmodel.cost.parallel_predict import parallel_predict
-        return parallel_predict(spec, precision, gpu, workload, estimator, parallel)
+        return parallel_predict(spec, precision, gpu, workload, estimator, parallel, comm)
     prefill_ops = forward_ops(spec, precision, "prefill", workload.batch, workload.input_len,
                               workload.input_len)
     prefill = Phase("prefill", tuple(_costed(op, gpu, estimator) for op in prefill_ops))
