@@ -39,8 +39,13 @@ The time of the custom path comes from the profile's custom_all_reduce table (ca
 symm_allreduce.py: PyTorch's symmetric-memory one-shot/two-shot, the faster per size; a stand-in
 of the same algorithm family, not the engines' code). vLLM's multimem path (4-8 GPUs, 256 KiB -
 64 MiB on Hopper) is costed from the same table: multicast stays off on the lent boxes, so it
-is not measured. Not modelled: TensorRT-LLM's fusion of the RMSNorm into the all-reduce (the
-norm is still costed as its own kernel), fp16 activations (vLLM's symmetric path is bf16 only),
+is not measured. TensorRT-LLM's decoder layers fuse the residual add + RMSNorm that follows each
+TP all-reduce into it (tensorrt_llm/_torch/models/modeling_llama.py: AllReduceParams(fusion_op=
+AllReduceFusionOp.RESIDUAL_RMS_NORM) after attention and before the next layer's input norm;
+NCCL runs it as a separate kernel, allreduceOp.cpp): where its custom kernels take the
+all-reduce, the layer's attn_norm and mlp_norm cost nothing of their own (fused_norms; serve's
+step cost), the fused kernel timed as the plain custom all-reduce. Not modelled: fp16
+activations (vLLM's symmetric path is bf16 only),
 ROCm's quick all-reduce.
 """
 
@@ -60,6 +65,8 @@ class CustomAllReduce:
     engine: str
     limits: tuple[tuple[str, tuple[tuple[int, float], ...]], ...]
     max_tokens_above_two: int | None = None
+    # the residual add + RMSNorm after the all-reduce runs inside the custom kernel
+    fused_norms: tuple[str, ...] = ()
 
     def max_bytes(self, link_kind: str, gpus: int) -> float | None:
         """The largest message taken over `gpus` GPUs on a link of this kind, or None."""
@@ -93,7 +100,8 @@ SGLANG = CustomAllReduce("sglang", (("nvlink3", _CAR_8MIB), ("nvlink4", _CAR_8MI
                                     ("nvlink5", _CAR_8MIB), ("pcie", _sizes(g2=8 * MIB - 1))))
 _TRT_WORKSPACE = _sizes(g2=16e6, g4=8e6, g8=8e6)
 TRTLLM = CustomAllReduce("trtllm", (("nvlink3", _TRT_WORKSPACE), ("nvlink4", _TRT_WORKSPACE),
-                                    ("nvlink5", _TRT_WORKSPACE)), max_tokens_above_two=128)
+                                    ("nvlink5", _TRT_WORKSPACE)), max_tokens_above_two=128,
+                         fused_norms=("attn_norm", "mlp_norm"))
 
 CUSTOM_ALLREDUCE = {p.engine: p for p in (VLLM, SGLANG, TRTLLM)}
 

@@ -24,7 +24,7 @@ import bisect
 from dataclasses import replace
 from typing import Callable
 
-from perfmodel.cost.collective import collective_cost
+from perfmodel.cost.collective import collective_cost, takes_custom
 from perfmodel.cost.custom_allreduce import custom_allreduce_for
 from perfmodel.cost.ops import ATTENTION, Op, causal_pairs, forward_ops
 from perfmodel.cost.parallel import COLLECTIVE
@@ -95,10 +95,21 @@ class StepCost:
         est = self.estimator(op) if self.estimator else None
         return (limit if est is None else est), limit
 
+    def _fused_norms(self, ops: list[Op]) -> tuple[str, ...]:
+        """The norms the engine runs inside its all-reduce at this step's size: TensorRT-LLM's
+        residual + RMSNorm fusion, where its custom kernels take the TP all-reduce."""
+        fused = self.custom.fused_norms if self.custom else ()
+        if fused and any(takes_custom(op, self.gpu, self.custom, self.row_bytes)
+                         for op in ops if op.kind == COLLECTIVE and op.name == "attn_all_reduce"):
+            return fused
+        return ()
+
     def _table(self, build, keep, xs) -> tuple[list[float], list[float]]:
         est, lim = [], []
         for x in xs:
-            pairs = [self._costs(op) for op in build(x) if keep(op)]
+            ops = [op for op in build(x) if keep(op)]
+            fused = self._fused_norms(ops)
+            pairs = [(0.0, 0.0) if op.name in fused else self._costs(op) for op in ops]
             est.append(sum(e for e, _ in pairs))
             lim.append(sum(limit for _, limit in pairs))
         return est, lim
