@@ -17,6 +17,7 @@ from perfmodel.errors import GpuProfileError
 from perfmodel.hardware.interconnect import Interconnect, parse_interconnect
 from perfmodel.hardware.checks import Checker
 from perfmodel.hardware.tables import AttentionTable, LinearTable, Tables, parse_tables
+from perfmodel.hardware.yamlcache import load_yaml
 
 __all__ = ["PEAK_DTYPES", "GPU_DIR", "AttentionTable", "LinearTable", "Tables", "GpuSpec",
            "bundled_names", "load_gpu", "parse_gpu"]
@@ -75,7 +76,7 @@ def load_gpu(name_or_path: str) -> GpuSpec:
         raise GpuProfileError(f"GPU profile {path} does not exist; run `perfmodel calibrate-gpu "
                               "--out` to write one, or name a bundled GPU")
     try:
-        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        data = load_yaml(path.read_text())
     except (OSError, UnicodeDecodeError) as exc:
         raise GpuProfileError(f"cannot read GPU profile {path} ({exc}); pass a readable UTF-8 "
                               "profile YAML") from exc

@@ -34,6 +34,7 @@ from typing import Any, Mapping
 import yaml
 
 from perfmodel.errors import GpuProfileError
+from perfmodel.hardware.yamlcache import load_yaml
 
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
 CUSTOM_TABLES = ("custom_all_reduce", "one_shot_all_reduce", "two_shot_all_reduce")
@@ -79,8 +80,7 @@ def parse_interconnect(data: Mapping[str, Any], path: str = "<profile>") -> Inte
     side = sidecar_path(path) if path and not path.startswith("<") else None
     if side is not None and side.is_file():
         try:
-            extra = yaml.load(side.read_text(),
-                              Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+            extra = load_yaml(side.read_text()) or {}
         except yaml.YAMLError as exc:
             raise GpuProfileError(f"{side} is not valid YAML; fix or delete it") from exc
         if not isinstance(extra, dict):
