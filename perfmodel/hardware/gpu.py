@@ -11,13 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from perfmodel.errors import GpuProfileError
 from perfmodel.hardware.interconnect import Interconnect, parse_interconnect
 from perfmodel.hardware.checks import Checker
 from perfmodel.hardware.tables import AttentionTable, LinearTable, Tables, parse_tables
-from perfmodel.hardware.yamlcache import load_yaml
+from perfmodel.hardware.yamlcache import YamlError, load_yaml
 
 __all__ = ["PEAK_DTYPES", "GPU_DIR", "AttentionTable", "LinearTable", "Tables", "GpuSpec",
            "bundled_names", "load_gpu", "parse_gpu"]
@@ -80,7 +78,7 @@ def load_gpu(name_or_path: str) -> GpuSpec:
     except (OSError, UnicodeDecodeError) as exc:
         raise GpuProfileError(f"cannot read GPU profile {path} ({exc}); pass a readable UTF-8 "
                               "profile YAML") from exc
-    except yaml.YAMLError as exc:
+    except YamlError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise GpuProfileError(f"GPU profile {path} is not valid YAML{where}; fix or regenerate "

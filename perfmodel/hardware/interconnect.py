@@ -31,10 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from perfmodel.errors import GpuProfileError
-from perfmodel.hardware.yamlcache import load_yaml
+from perfmodel.hardware.yamlcache import YamlError, load_yaml
 
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
 CUSTOM_TABLES = ("custom_all_reduce", "one_shot_all_reduce", "two_shot_all_reduce")
@@ -81,7 +79,7 @@ def parse_interconnect(data: Mapping[str, Any], path: str = "<profile>") -> Inte
     if side is not None and side.is_file():
         try:
             extra = load_yaml(side.read_text()) or {}
-        except yaml.YAMLError as exc:
+        except YamlError as exc:
             raise GpuProfileError(f"{side} is not valid YAML; fix or delete it") from exc
         if not isinstance(extra, dict):
             raise GpuProfileError(f"{side} must be a YAML mapping; fix or delete it")

@@ -16,9 +16,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+class YamlError(ValueError):
+    """The text is not valid YAML; problem_mark (line, column) where the parser saw it."""
+
+    def __init__(self, message: str, problem_mark: Any = None) -> None:
+        super().__init__(message)
+        self.problem_mark = problem_mark
 
 
 def cache_dir() -> Path:
@@ -30,14 +35,20 @@ def cache_dir() -> Path:
 
 
 def load_yaml(text: str) -> Any:
-    """The YAML document of text (raises yaml.YAMLError), through the JSON cache."""
+    """The YAML document of text (raises YamlError), through the JSON cache. PyYAML is imported
+    only on a miss: a warm `predict` never pays its import."""
     key = hashlib.sha1(text.encode()).hexdigest()
     path = cache_dir() / "yaml" / f"{key}.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         pass
-    data = yaml.load(text, Loader=LOADER)
+    import yaml
+
+    try:
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        raise YamlError(str(exc), getattr(exc, "problem_mark", None)) from exc
     try:
         encoded = json.dumps(data)
         if json.loads(encoded) == data:
