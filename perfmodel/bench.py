@@ -146,6 +146,10 @@ def main(argv: list[str]) -> int:
         for line in (found.below_limit + found.falls)[:20]:
             print(" ", line)
         return 1 if found.below_limit or found.falls else 0
+    if argv and not (argv[0].isdigit() and int(argv[0]) > 0 and len(argv) == 1):
+        print("usage: python -m perfmodel.bench [N predictions, default 10000] | --grid",
+              file=sys.stderr)
+        return 0 if argv[0] in ("-h", "--help") else 2
     n = int(argv[0]) if argv else 10_000
     seconds, cpu, estimated = run_cpu(n)
     print(f"{n} predictions in {seconds:.2f} s wall, {cpu:.2f} s CPU "
