@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from perfmodel.model.architectures import model_spec
 from perfmodel.model.source import load_model_config
+from perfmodel.cost.collective import engine_comm
 from perfmodel.cost.estimate import Estimate, estimator_for
 from perfmodel.hardware.gpu import GpuSpec, load_gpu
 from perfmodel.cost.precision import Precision, on_gpu
@@ -36,19 +37,6 @@ def resolve_precision(config: dict, name: str | None, kv_dtype: str | None,
     return on_gpu(prec, gpu.peak_flops, gpu.name) if gpu is not None else prec
 
 
-def engine_allreduce(engine: str | None, spec, prec, gpu: GpuSpec, estimate: bool):
-    """The collectives' cost under a serving engine's own all-reduce (cost/custom_allreduce.py),
-    as `serve` costs them; None (NCCL) for the other presets."""
-    from perfmodel.cost.collective import collective_cost
-    from perfmodel.cost.custom_allreduce import custom_allreduce_for
-
-    custom = custom_allreduce_for(engine)
-    if custom is None:
-        return None
-    row = spec.hidden_size * prec.base_bytes
-    return lambda op: collective_cost(op, gpu, estimate, custom, row)
-
-
 def run_predict(model: str, *, gpu: str = DEFAULT_GPU, precision: str | None = None,
                 kv_dtype: str | None = None, batch: int = 1, input_len: int = 1024,
                 output_len: int = 256, engine: str | None = None,
@@ -63,8 +51,9 @@ def run_predict(model: str, *, gpu: str = DEFAULT_GPU, precision: str | None = N
     spec = model_spec(cfg.config, cfg.where)
     prec = resolve_precision(cfg.config, precision, kv_dtype, act_quant, gpu_spec)
     est = estimator_for(gpu_spec, prec, engine)
-    pred = predict(spec, prec, gpu_spec, workload, est.estimator, par,
-                   engine_allreduce(engine, spec, prec, gpu_spec, est.estimator is not None))
+    comm = engine_comm(engine, gpu_spec, est.estimator is not None,
+                       spec.hidden_size * prec.base_bytes)
+    pred = predict(spec, prec, gpu_spec, workload, est.estimator, par, comm)
     warnings = parallel_warnings(gpu_spec, par, est.estimator is not None, engine=engine)
     mem = pred.memory
     if not mem.fits:

@@ -26,11 +26,12 @@ import functools
 import math
 import re
 from dataclasses import replace
+from typing import Callable
 
 from perfmodel.errors import GpuProfileError
 from perfmodel.hardware.gpu import GPU_DIR, GpuSpec, bundled_names, load_gpu
 from perfmodel.hardware.interconnect import Interconnect, Table, parse_interconnect, sidecar_path
-from perfmodel.cost.custom_allreduce import CustomAllReduce
+from perfmodel.cost.custom_allreduce import CustomAllReduce, custom_allreduce_for
 from perfmodel.cost.ops import Op
 from perfmodel.cost.roofline import OpCost
 
@@ -179,3 +180,14 @@ def collective_cost(op: Op, gpu: GpuSpec, estimate: bool, custom: CustomAllReduc
         one = _one_estimate(op, gpu, custom, row_bytes)
         est = None if one is None else max(op.count * one, wire)
     return OpCost(op, 0.0, wire, wire, est)
+
+
+def engine_comm(engine: str | None, gpu: GpuSpec, estimate: bool, row_bytes: float
+                ) -> Callable[[Op], OpCost] | None:
+    """The collectives' cost under serving engine `engine`'s own all-reduce rule, as `serve`
+    costs them (predict --engine vllm|sglang|trtllm); None (NCCL) for the other presets.
+    row_bytes: one token's activation bytes (the rule may count tokens)."""
+    custom = custom_allreduce_for(engine)
+    if custom is None:
+        return None
+    return lambda op: collective_cost(op, gpu, estimate, custom, row_bytes)
