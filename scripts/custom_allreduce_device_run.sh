@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One device call (kind nvidia-h100-x4) for the engines' custom all-reduce: calibrate-gpu --gpus 2
+# One device call (kind nvidia-h100-x2 or -x4; sizes 2, and 4 where 4 GPUs are visible) for the engines' custom all-reduce: calibrate-gpu --gpus 2
 # and 4 (NCCL tables + the symmetric-memory one/two-shot all-reduce) into $OUT/collectives/,
 # the independent NCCL all-reduce check, and the GPU tests. NVLink multicast stays off.
 # Usage (device tool, repo root): bash scripts/custom_allreduce_device_run.sh
@@ -18,14 +18,15 @@ NAME=$(python3 -c "import torch; n = torch.cuda.get_device_name(0)
 print('h100-sxm-measured' if 'H100' in n else 'h200-measured' if 'H200' in n else 'unknown')")
 echo "profile $NAME" | tee -a "$OUT/env.log"
 if [ "${1:-}" = "--h100-only" ] && [ "$NAME" != "h100-sxm-measured" ]; then echo "not H100: stop"; exit 0; fi
-for n in 2 4; do
+NG=$(nvidia-smi -L | wc -l); SIZES=$( [ "$NG" -ge 4 ] && echo "2 4" || echo "2")
+for n in $SIZES; do
   timeout 200 python3 -c "from perfmodel.cli import main; main()" calibrate-gpu --gpus "$n" \
     --name "$NAME" --out "$OUT/$NAME.yaml" 2>&1 | tee -a "$OUT/calibrate.log"
 done
 cat "$OUT/collectives/$NAME.yaml"
 [ "${1:-}" = "--calibrate-only" ] && exit 0
 [ "${2:-}" = "--no-tests" ] && NO_TESTS=1
-for n in 2 4; do
+for n in $SIZES; do
   timeout 90 torchrun --standalone --nproc_per_node="$n" scripts/allreduce_check.py \
     "$OUT/allreduce_check.jsonl" "$n" > "$OUT/check$n.log" 2>&1 || echo "check $n failed"
 done
