@@ -89,7 +89,8 @@ def validate_serving(
         markdown: Annotated[bool, _opt("--markdown", "Print only the error table as Markdown "
                                        "(docs/serving.md).")] = False,
         fit: Annotated[bool, _opt("--fit", "Print the host overhead per step fitted on the "
-                                  "training half (sha1(id) even).")] = False,
+                                  "training half (sha1(id) even) of the one- and many-GPU "
+                                  "rows.")] = False,
         rows: Annotated[str, _opt("--rows", "single: the one-GPU rows (both halves); multi: "
                                   "the TP/EP/attention-DP rows, test half only (docs/serving.md)."
                                   )] = "single",
@@ -115,12 +116,13 @@ def validate_serving(
         if rows not in ("single", "multi") or sample < 1:
             raise WorkloadError(f"--rows takes single or multi (not {rows!r}) and --sample a "
                                 f"whole number ≥ 1 (not {sample})")
-        if fit and rows == "multi":
-            raise WorkloadError("--fit fits the host overheads on the single-GPU training half "
-                                "only; drop --rows multi")
-        if fit:
-            train = [r for r in silicon.serving_rows() if silicon.is_training(r)]
-            typer.echo(json.dumps(silicon.fit_host_overhead(train), indent=1))
+        if fit:  # the training half of every aggregated row, one GPU and many
+            import os
+
+            from perfmodel.validate.silicon_multi import train_rows
+            train = [r for r in silicon.serving_rows() if silicon.is_training(r)] + train_rows()
+            typer.echo(json.dumps(silicon.fit_host_overhead(train, workers=os.cpu_count() or 1),
+                                  indent=1))
             return
         if rows == "multi":
             from perfmodel.validate.silicon_multi import validate_multi

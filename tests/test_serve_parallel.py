@@ -138,6 +138,9 @@ def test_multi_gpu_rows_rules():
     assert skipped == {"model not bundled": 1, "inconsistent parallel columns": 1,
                        "duplicate measurement": 1, "training half": 1, "sampled out": 0,
                        "unsupported": 0}
+    train_id = rows[-1]["id"]
+    keep, skipped = select(rows, sample=1, half="train")  # the fit's rows: the other half
+    assert [r["id"] for r in keep] == [train_id] and skipped["training half"] == 1
     dp = _row("x", tp_size="1", attention_dp_size="8", moe_ep_size="8", batch_size="32",
               model_path="deepseek-ai/DeepSeek-R1")
     assert silicon.parallel_of(dp) == {"tp": 1, "ep": 8, "dp": 8}
@@ -146,7 +149,7 @@ def test_multi_gpu_rows_rules():
 
 
 def test_validate_serving_multi_option_errors():
-    for args, text in ((["--rows", "both"], "--rows"), (["--rows", "multi", "--fit"], "--fit")):
+    for args, text in ((["--rows", "both"], "--rows"), (["--sample", "0"], "--sample")):
         bad = runner.invoke(app, ["validate-serving", *args])
         assert bad.exit_code == 2 and text in bad.output, (args, bad.output)
 
@@ -156,3 +159,13 @@ def test_cli_summary_names_the_deployment():
                              "--num-requests", "8", "--osl", "8"])
     assert ok.exit_code == 0, ok.output
     assert "TP2 on 2 GPUs" in ok.output and "TPOT" in ok.output
+
+
+def test_fitted_overhead_reproduces_the_row():
+    """The overhead the fit takes from one row (residual over d TPOT / d overhead) makes that
+    row's simulated TPOT its measured one; the per-engine median of one row is that value."""
+    row = _row("fit", silicon_tpot_ms="40", osl="64", batch_size="4", backend_version="0.12.0")
+    engine, need = silicon._overhead_needed(row, 1e-3)
+    assert engine == "vllm" and need > 0
+    assert abs(silicon.simulate_row(row, need).tpot_est_s / 0.040 - 1) < 0.03
+    assert silicon.fit_host_overhead([row]) == {"vllm": need}

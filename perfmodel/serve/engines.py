@@ -143,9 +143,10 @@ def trtllm(mem_bytes: float) -> EngineFacts:
 
 
 # Host overhead per engine step (scheduling, input preparation, sampling bookkeeping, detokenizer
-# hand-off): the one constant fitted to serving measurements, on the training half only
-# (docs/serving.md: rows whose sha1(id) is even; `perfmodel validate-serving --fit` prints it).
-HOST_OVERHEAD_S: dict[str, float] = {"vllm": 1.76e-3, "sglang": 13.0e-3, "trtllm": 2.54e-3}
+# hand-off): the one constant fitted to serving measurements, on the training half only of the
+# one- and many-GPU aggregated rows (docs/serving.md: rows whose sha1(id) is even; `perfmodel
+# validate-serving --fit` prints it; 2026-11-27).
+HOST_OVERHEAD_S: dict[str, float] = {"vllm": 1.06e-3, "sglang": 0.0, "trtllm": 2.46e-3}
 
 ENGINES = {"vllm": vllm, "sglang": sglang, "trtllm": trtllm}
 

@@ -204,17 +204,39 @@ def error_summary(results: list[SimulatedRow]) -> dict[tuple[str, str], dict]:
     return out
 
 
-def fit_host_overhead(train: list[dict[str, str]], probe_s: float = 1e-3) -> dict[str, float]:
+def _overhead_needed(row: dict[str, str], probe_s: float) -> tuple[str, float] | None:
+    """(engine, the host overhead that makes the row's simulated TPOT its measured one), from
+    the TPOT residual at zero overhead over d TPOT / d overhead; None where it cannot tell."""
+    from perfmodel.errors import PerfmodelError
+
+    try:
+        zero, probe = simulate_row(row, 0.0), simulate_row(row, probe_s)
+    except PerfmodelError:
+        return None
+    slope = (probe.tpot_est_s - zero.tpot_est_s) / probe_s
+    if slope <= 0 or zero.prefix_cached:
+        return None
+    return row["backend"], (zero.tpot_s - zero.tpot_est_s) / slope
+
+
+def fit_host_overhead(train: list[dict[str, str]], probe_s: float = 1e-3,
+                      workers: int = 1) -> dict[str, float]:
     """Per engine, the host overhead per step that makes the median training row's TPOT match:
     each row's TPOT residual at zero overhead over d TPOT / d overhead (from a probe run),
-    median over the engine's training rows, floored at 0. Training rows only."""
+    median over the engine's training rows, floored at 0. Training rows only; `workers`
+    processes share the rows."""
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    need = partial(_overhead_needed, probe_s=probe_s)
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            found = list(pool.map(need, train, chunksize=4))
+    else:
+        found = [need(row) for row in train]
     per_engine: dict[str, list[float]] = {}
-    for row in train:
-        zero, probe = simulate_row(row, 0.0), simulate_row(row, probe_s)
-        slope = (probe.tpot_est_s - zero.tpot_est_s) / probe_s
-        if slope > 0:
-            per_engine.setdefault(row["backend"], []).append(
-                (zero.tpot_s - zero.tpot_est_s) / slope)
+    for engine, value in filter(None, found):
+        per_engine.setdefault(engine, []).append(value)
     return {engine: max(0.0, quantile(values, 0.5)) for engine, values in per_engine.items()}
 
 

@@ -8,8 +8,8 @@ architecture). Declared rules, fixed before any figure was seen:
   mix up their columns;
 - a measurement listed twice (same engine, model, system, parallelism, quantization, lengths,
   concurrency and TPOT; the CSV holds some under two ids) counts once, the first in the file;
-- only the test half (silicon.is_training false) is simulated: nothing is fitted on these rows,
-  and the host overheads are those fitted on the single-GPU training half;
+- only the test half (silicon.is_training false) is simulated; the training half (`train_rows`)
+  joins the single-GPU training half in fitting the host overheads (silicon.fit_host_overhead);
 - to keep the run near a minute, one test row in `sample` (default 4) is simulated: those whose
   sha1(id) // 2 is a multiple of sample (`--sample 1` runs every one, about 3.5 min).
 """
@@ -42,10 +42,11 @@ def _sampled(row: dict[str, str], sample: int) -> bool:
     return (int(hashlib.sha1(row["id"].encode()).hexdigest(), 16) // 2) % sample == 0
 
 
-def select(rows: list[dict[str, str]],
-           sample: int = 4) -> tuple[list[dict[str, str]], dict[str, int]]:
+def select(rows: list[dict[str, str]], sample: int = 4,
+           half: str = "test") -> tuple[list[dict[str, str]], dict[str, int]]:
     """(the rows to simulate, how many were skipped for each reason in SKIP_REASONS but the
-    last, which simulation fills in)."""
+    last, which simulation fills in). half "train" keeps the training half instead of the
+    test half (the reason "training half" then counts the test rows left out)."""
     keep, seen = [], set()
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     for r in rows:
@@ -56,7 +57,7 @@ def select(rows: list[dict[str, str]],
         reason = ("model not bundled" if r["model_path"] not in silicon.BUILDS else
                   "inconsistent parallel columns" if par["tp"] * par["dp"] > NODE_GPUS else
                   "duplicate measurement" if key in seen else
-                  "training half" if silicon.is_training(r) else
+                  "training half" if silicon.is_training(r) != (half == "train") else
                   "sampled out" if not _sampled(r, sample) else None)
         seen.add(key)
         if reason:
@@ -64,6 +65,11 @@ def select(rows: list[dict[str, str]],
         else:
             keep.append(r)
     return keep, skipped
+
+
+def train_rows(path: Path | None = None) -> list[dict[str, str]]:
+    """Every training-half multi-GPU row that select's rules keep (no sampling)."""
+    return select(candidate_rows(path), sample=1, half="train")[0]
 
 
 def validate_multi(on_row=None, path: Path | None = None, sample: int = 4):
