@@ -103,7 +103,7 @@ def validate_serving(
     import dataclasses
 
     from perfmodel.errors import PerfmodelError, WorkloadError
-    from perfmodel.report.serve_view import markdown_table, print_validation
+    from perfmodel.report.serve_view import LazyProgress, markdown_table, print_validation
     from perfmodel.validate import silicon
 
     with friendly_errors():
@@ -116,22 +116,29 @@ def validate_serving(
         if rows not in ("single", "multi") or sample < 1:
             raise WorkloadError(f"--rows takes single or multi (not {rows!r}) and --sample a "
                                 f"whole number ≥ 1 (not {sample})")
-        if fit:  # the training half of every aggregated row, one GPU and many
-            import os
+        progress = LazyProgress("fitting" if fit else "simulating")
+        try:
+            if fit:  # the training half of every aggregated row, one GPU and many
+                import os
 
-            from perfmodel.validate.silicon_multi import train_rows
-            train = [r for r in silicon.serving_rows() if silicon.is_training(r)] + train_rows()
-            typer.echo(json.dumps(silicon.fit_host_overhead(train, workers=os.cpu_count() or 1),
-                                  indent=1))
+                from perfmodel.validate.silicon_multi import train_rows
+                train = [r for r in silicon.serving_rows() if silicon.is_training(r)] + \
+                    train_rows()
+                fitted = silicon.fit_host_overhead(train, workers=os.cpu_count() or 1,
+                                                   on_row=progress)
+            elif rows == "multi":
+                from perfmodel.validate.silicon_multi import validate_multi
+
+                results, reasons = validate_multi(on_row=progress, sample=sample)
+                skipped = sum(reasons.values())
+            else:
+                results, skipped = silicon.validate_serving(on_row=progress)
+                reasons = {"unsupported": skipped}
+        finally:
+            progress.close()
+        if fit:
+            typer.echo(json.dumps(fitted, indent=1))
             return
-        if rows == "multi":
-            from perfmodel.validate.silicon_multi import validate_multi
-
-            results, reasons = validate_multi(sample=sample)
-            skipped = sum(reasons.values())
-        else:
-            results, skipped = silicon.validate_serving()
-            reasons = {"unsupported": skipped}
         if not results:
             raise PerfmodelError(f"no {rows}-GPU row could be simulated ({reasons})")
     summary = silicon.error_summary(results)

@@ -4,6 +4,7 @@ conserved, the multi-GPU validation rows' rules, CLI."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 
 import pytest
@@ -169,3 +170,21 @@ def test_fitted_overhead_reproduces_the_row():
     assert engine == "vllm" and need > 0
     assert abs(silicon.simulate_row(row, need).tpot_est_s / 0.040 - 1) < 0.03
     assert silicon.fit_host_overhead([row]) == {"vllm": need}
+
+
+def test_validate_multi_reports_progress(tmp_path):
+    """validate-serving's progress bar is fed (done, total) after every simulated row."""
+    from perfmodel.validate.silicon_multi import validate_multi
+
+    ids = [f"p{i}" for i in range(99) if not silicon.is_training({"id": f"p{i}"})
+           and int(hashlib.sha1(f"p{i}".encode()).hexdigest(), 16) // 2 % 4 == 0][:2]
+    rows = [_row(i, backend_version="0.12.0", osl="16", batch_size=str(2 + n))
+            for n, i in enumerate(ids)]  # different measurements, not duplicates
+    path = tmp_path / "rows.csv"
+    with path.open("w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=list(rows[0]))
+        out.writeheader()
+        out.writerows(rows)
+    seen = []
+    results, _ = validate_multi(on_row=lambda done, total: seen.append((done, total)), path=path)
+    assert len(results) == 2 and seen == [(1, 2), (2, 2)]

@@ -220,20 +220,21 @@ def _overhead_needed(row: dict[str, str], probe_s: float) -> tuple[str, float] |
 
 
 def fit_host_overhead(train: list[dict[str, str]], probe_s: float = 1e-3,
-                      workers: int = 1) -> dict[str, float]:
+                      workers: int = 1, on_row=None) -> dict[str, float]:
     """Per engine, the host overhead per step that makes the median training row's TPOT match:
     each row's TPOT residual at zero overhead over d TPOT / d overhead (from a probe run),
     median over the engine's training rows, floored at 0. Training rows only; `workers`
-    processes share the rows."""
+    processes share the rows; on_row(done, total) after each row."""
     from concurrent.futures import ProcessPoolExecutor
+    from contextlib import nullcontext
     from functools import partial
 
-    need = partial(_overhead_needed, probe_s=probe_s)
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            found = list(pool.map(need, train, chunksize=4))
-    else:
-        found = [need(row) for row in train]
+    need, found = partial(_overhead_needed, probe_s=probe_s), []
+    with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+        for value in (pool.map(need, train, chunksize=4) if pool else map(need, train)):
+            found.append(value)
+            if on_row is not None:
+                on_row(len(found), len(train))
     per_engine: dict[str, list[float]] = {}
     for engine, value in filter(None, found):
         per_engine.setdefault(engine, []).append(value)
@@ -241,15 +242,17 @@ def fit_host_overhead(train: list[dict[str, str]], probe_s: float = 1e-3,
 
 
 def validate_serving(on_row=None) -> tuple[list[SimulatedRow], int]:
-    """Simulate every single-GPU aggregated row; (results, rows skipped as unsupported)."""
+    """Simulate every single-GPU aggregated row; (results, rows skipped as unsupported).
+    on_row(done, total) after each row."""
     from perfmodel.errors import PerfmodelError
 
     results, skipped = [], 0
-    for row in serving_rows():
+    todo = serving_rows()
+    for row in todo:
         try:
             results.append(simulate_row(row))
         except PerfmodelError:
             skipped += 1
         if on_row is not None:
-            on_row(len(results) + skipped)
+            on_row(len(results) + skipped, len(todo))
     return results, skipped

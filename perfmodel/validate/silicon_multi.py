@@ -73,7 +73,8 @@ def train_rows(path: Path | None = None) -> list[dict[str, str]]:
 
 
 def validate_multi(on_row=None, path: Path | None = None, sample: int = 4):
-    """Simulate the selected test-half rows; (results, skipped by reason)."""
+    """Simulate the selected test-half rows; (results, skipped by reason). on_row(done, total)
+    after each row."""
     from perfmodel.errors import PerfmodelError
 
     rows, skipped = select(candidate_rows(path), sample)
@@ -84,5 +85,5 @@ def validate_multi(on_row=None, path: Path | None = None, sample: int = 4):
         except PerfmodelError:
             skipped["unsupported"] += 1
         if on_row is not None:
-            on_row(i)
+            on_row(i, len(rows))
     return results, skipped
