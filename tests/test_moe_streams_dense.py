@@ -1,6 +1,7 @@
-"""TensorRT-LLM's fused MoE (EnginePreset.moe_streams_dense): a memory-bound grouped expert GEMM
-is timed as the better of the grouped table and one dense GEMM over the touched experts'
-columns; compute-bound ones and the other engines keep the grouped table (CPU only)."""
+"""The serving engines' fused MoE (EnginePreset.moe_streams_dense): a memory-bound grouped expert
+GEMM is timed as the better of the grouped table and one dense GEMM over the touched experts'
+columns, for the weight formats each engine's tuned kernel covers; compute-bound ones and the
+torch engine keep the grouped table (CPU only)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from perfmodel.api import resolve_precision
 from perfmodel.cost.engines import engine_preset
 from perfmodel.cost.estimate import _matmul, _target_rates, estimator_for, kernel_model
 from perfmodel.cost.ops import GROUPED, forward_ops
@@ -30,18 +32,39 @@ def seconds(engine: str, op) -> float:
     return estimator_for(load_gpu(GPU), preset("bf16"), engine).estimator(op)
 
 
-def test_only_tensorrt_llm_streams_moe_weights_as_dense():
-    assert engine_preset("trtllm").moe_streams_dense
-    assert not engine_preset("vllm").moe_streams_dense
-    assert not engine_preset("sglang").moe_streams_dense
-    assert not engine_preset("torch-cudagraph").moe_streams_dense
+def test_which_engines_stream_which_expert_weights_as_dense():
+    """TensorRT-LLM's CUTLASS MoE for every format; vLLM's and SGLang's tuned Triton fused_moe
+    for all but the 4-bit formats (Marlin / triton_kernels); the torch engine never."""
+    trt, torch_ = engine_preset("trtllm"), engine_preset("torch-cudagraph")
+    assert {"bf16", "fp8", "int4", "mxfp4"} <= trt.moe_streams_dense
+    for name in ("vllm", "sglang"):
+        streams = engine_preset(name).moe_streams_dense
+        assert {"bf16", "fp8"} <= streams and not streams & {"int4", "mxfp4", "fp4"}
+    assert not torch_.moe_streams_dense
+
+
+def test_four_bit_experts_keep_the_grouped_table_in_vllm():
+    """gpt-oss-120b's mxfp4 experts: vLLM's estimate is the grouped table's, TensorRT-LLM's
+    never worse; its bf16 and fp8 experts (Qwen3-30B-A3B) stream as TensorRT-LLM's do."""
+    gpu = load_gpu(GPU)
+    cfg = load_model_config("openai/gpt-oss-120b")
+    spec = model_spec(cfg.config, cfg.where)
+    prec = resolve_precision(cfg.config, None, None, gpu=gpu)
+    ops = [op for op in forward_ops(spec, prec, "decode", 32, 1, 2048) if op.kind == GROUPED]
+    assert ops and all(op.weight_dtype == "mxfp4" for op in ops)
+    vllm_, plain = (estimator_for(gpu, prec, e).estimator for e in ("vllm", "torch-cudagraph"))
+    trt = estimator_for(gpu, prec, "trtllm").estimator
+    for op in ops:
+        assert trt(op) <= vllm_(op) * (1 + 1e-12)
+    for op in grouped_ops("Qwen/Qwen3-30B-A3B", "decode", 8, 1):
+        assert seconds("vllm", op) == pytest.approx(seconds("trtllm", op), rel=0.05)
 
 
 @pytest.mark.parametrize("batch", [1, 8, 64])
 def test_memory_bound_decode_takes_the_better_of_grouped_and_dense(batch):
     gpu = load_gpu(GPU)
     for op in grouped_ops("Qwen/Qwen3-30B-A3B", "decode", batch, 1):
-        trt, vllm = seconds("trtllm", op), seconds("vllm", op)
+        trt, vllm = seconds("trtllm", op), seconds("torch-cudagraph", op)
         limit = op.flops / gpu.peak_flops["bf16"], op.bytes / gpu.mem_bandwidth
         assert trt <= vllm * (1 + 1e-12)  # never worse than the grouped table
         assert trt >= max(limit) * op.count * (1 - 1e-12)  # never below the roofline
@@ -64,3 +87,4 @@ def test_the_dense_stand_in_is_one_matmul_over_the_touched_columns():
 def test_compute_bound_prefill_keeps_the_grouped_table():
     for op in grouped_ops("Qwen/Qwen3-30B-A3B", "prefill", 4, 4096):
         assert seconds("trtllm", op) == pytest.approx(seconds("vllm", op), rel=1e-12)
+        assert seconds("sglang", op) == pytest.approx(seconds("vllm", op), rel=1e-12)

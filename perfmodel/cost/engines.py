@@ -114,9 +114,10 @@ class EnginePreset:
     int4_table: str = "int4"  # the linear table W4A16 matmuls are timed from
     fused_quant: bool = True  # W8A8 activations quantized by one fused kernel (act_quant fused)
     banded_prefill: bool = True  # sliding-window prefill skips the tiles outside the window
-    # a memory-bound grouped expert GEMM streams the touched experts' weights as a dense GEMM
-    # of the same bytes does (the serving engines' fused MoE kernels; cost/serving_engines.py)
-    moe_streams_dense: bool = False
+    # the expert weight dtypes whose memory-bound grouped GEMM streams the touched experts'
+    # weights as a dense GEMM of the same bytes does (the serving engines' tuned fused MoE
+    # kernels; cost/serving_engines.py); empty: the grouped table alone
+    moe_streams_dense: frozenset[str] = frozenset()
 
     def kernels_for(self, op: Op) -> tuple[Kernel, ...]:
         """The kernels of a memory-bound op (default: one contiguous kernel at its bytes)."""

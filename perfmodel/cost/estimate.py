@@ -128,9 +128,10 @@ def make_estimator(model: KernelModel, target: Rates, engine: EnginePreset,
     def seconds(op: Op) -> float | None:
         roof = target.roofline(op.flops, op.bytes, op.dtype)
         if op.kind in (MATMUL, GROUPED):
-            t = _matmul(model, op, _table_for(op, engine), engine.moe_streams_dense)
+            dense = (op.weight_dtype or op.dtype) in engine.moe_streams_dense
+            t = _matmul(model, op, _table_for(op, engine), dense)
             if t is None and _table_for(op, engine) != "bf16":
-                t = _matmul(model, op, "bf16", engine.moe_streams_dense)
+                t = _matmul(model, op, "bf16", dense)
             if t is None:
                 return None
             t = max(t, roof) + act_quant_seconds(model, op, engine, act_scheme)

@@ -33,8 +33,13 @@ the better of the profile's grouped-GEMM table (a generic grouped GEMM, weak at 
 expert) and one dense GEMM over the touched experts' columns at the dense table's efficiency:
 a per-shape tuned kernel streams the weights as a tuned dense GEMM streams them
 (EnginePreset.moe_streams_dense). A stated assumption like the fp8 one below
-(docs/serving.md), not a fit. vLLM's and SGLang's Triton fused_moe run static per-device
-configs and keep the grouped table.
+(docs/serving.md), not a fit. vLLM's and SGLang's Triton fused_moe is tuned the same way, per
+shape and device, offline: both ship one config per (experts, width, device, dtype, block)
+(vllm/model_executor/layers/fused_moe/configs/, python/sglang/srt/layers/moe/fused_moe_triton/
+configs/triton_3_x_x/, e.g. "E=257,N=256,device_name=NVIDIA_H200,dtype=fp8_w8a8,
+block_shape=[128, 128].json" for DeepSeek-V3 at TP8, SGLang v0.5), so their bf16, fp16, fp8
+and int8 experts stream the same way; their 4-bit experts (MXFP4, GPTQ/AWQ int4) run Marlin or
+triton_kernels' matmul_ogs on Hopper instead and keep the grouped table.
 """
 
 from __future__ import annotations
@@ -92,7 +97,14 @@ TRTLLM = _preset("trtllm", "TensorRT-LLM (PyTorch backend): fused add+RMSNorm, R
                  "KV append inside the attention op, fused SwiGLU, fp8 quant kernel, CUTLASS "
                  "fp8, CUTLASS fused MoE with autotuned tactics",
                  {"rope": _none, "kv_write": _none}, {})
-TRTLLM = replace(TRTLLM, moe_streams_dense=True)
+# whose memory-bound expert GEMMs stream as a dense GEMM (module docstring): TensorRT-LLM's
+# CUTLASS MoE for every weight format; vLLM's and SGLang's tuned Triton fused_moe for all but the
+# 4-bit formats, which take Marlin / triton_kernels instead
+EVERY_EXPERT_DTYPE = frozenset({"bf16", "fp16", "fp8", "int8", "int4", "mxfp4", "fp4"})
+TRITON_FUSED_MOE = EVERY_EXPERT_DTYPE - {"int4", "mxfp4", "fp4"}
+TRTLLM = replace(TRTLLM, moe_streams_dense=EVERY_EXPERT_DTYPE)
+VLLM = replace(VLLM, moe_streams_dense=TRITON_FUSED_MOE)
+SGLANG = replace(SGLANG, moe_streams_dense=TRITON_FUSED_MOE)
 
 SERVING_PRESETS = {p.name: p for p in (VLLM, SGLANG, TRTLLM)}
 
