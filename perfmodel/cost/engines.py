@@ -118,6 +118,10 @@ class EnginePreset:
     # weights as a dense GEMM of the same bytes does (the serving engines' tuned fused MoE
     # kernels; cost/serving_engines.py); empty: the grouped table alone
     moe_streams_dense: frozenset[str] = frozenset()
+    # MLA decode runs one fused kernel (FlashMLA / FA3 / TensorRT-LLM's MLA) that reads the
+    # latent cache once: its minimal bytes as one contiguous pass, or its FLOPs at the measured
+    # bf16 peak, whichever is longer (cost/serving_engines.py); False: the MLA decode tables
+    fused_mla_decode: bool = False
 
     def kernels_for(self, op: Op) -> tuple[Kernel, ...]:
         """The kernels of a memory-bound op (default: one contiguous kernel at its bytes)."""

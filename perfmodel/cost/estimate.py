@@ -72,6 +72,10 @@ def _matmul(model: KernelModel, op: Op, table: str, moe_streams_dense: bool = Fa
     return t
 
 
+def _mla_decode(op: Op) -> bool:
+    return op.phase == "decode" and op.attention is not None and op.attention.kind == "mla"
+
+
 def _memory_bound(model: KernelModel, op: Op) -> bool:
     peak = model.target.peaks.get(op.dtype) or model.target.peaks["bf16"]
     return op.bytes / model.target.bandwidth > op.flops / peak
@@ -135,6 +139,9 @@ def make_estimator(model: KernelModel, target: Rates, engine: EnginePreset,
             if t is None:
                 return None
             t = max(t, roof) + act_quant_seconds(model, op, engine, act_scheme)
+        elif op.kind == ATTENTION and engine.fused_mla_decode and _mla_decode(op):
+            t = max(model.kernel_seconds(op.bytes), target.roofline(op.flops, op.bytes, "bf16"),
+                    roof)  # an fp8 cache computes in bf16; fp16 at its own peak
         elif op.kind == ATTENTION:
             t = model.attention.seconds(op, roof, engine.banded_prefill)
             if t is None:

@@ -40,6 +40,18 @@ configs/triton_3_x_x/, e.g. "E=257,N=256,device_name=NVIDIA_H200,dtype=fp8_w8a8,
 block_shape=[128, 128].json" for DeepSeek-V3 at TP8, SGLang v0.5), so their bf16, fp16, fp8
 and int8 experts stream the same way; their 4-bit experts (MXFP4, GPTQ/AWQ int4) run Marlin or
 triton_kernels' matmul_ogs on Hopper instead and keep the grouped table.
+
+MLA decode (DeepSeek-V2/V3): all three run one fused kernel per layer that reads the compressed
+latent cache once and keeps the scores on chip: vLLM's FlashMLA backend
+(vllm/v1/attention/backends/mla/flashmla.py, v0.10–v0.12), SGLang's FlashAttention-3 backend,
+its default on Hopper, DeepSeek included (docs/backend/attention_backend.md, v0.5), TensorRT-LLM's
+own MLA generation kernels (tensorrt_llm/_torch/attention_backend/trtllm.py, v1.0). None can be
+timed by calibrate-gpu, whose MLA table times the torch engine's absorbed-bmm path (the latent
+read twice, the scores through HBM); so, as every fused kernel here, it is one contiguous pass
+over its minimal bytes, or its FLOPs at the measured bf16 matmul peak where those take longer
+(EnginePreset.fused_mla_decode). A stated assumption, not a fit; FlashMLA's own figures
+(deepseek-ai/FlashMLA README, 2025: up to 3000 GB/s memory-bound and 660 TFLOPS compute-bound on
+H800 SXM5) are about those two rates.
 """
 
 from __future__ import annotations
@@ -102,9 +114,9 @@ TRTLLM = _preset("trtllm", "TensorRT-LLM (PyTorch backend): fused add+RMSNorm, R
 # 4-bit formats, which take Marlin / triton_kernels instead
 EVERY_EXPERT_DTYPE = frozenset({"bf16", "fp16", "fp8", "int8", "int4", "mxfp4", "fp4"})
 TRITON_FUSED_MOE = EVERY_EXPERT_DTYPE - {"int4", "mxfp4", "fp4"}
-TRTLLM = replace(TRTLLM, moe_streams_dense=EVERY_EXPERT_DTYPE)
-VLLM = replace(VLLM, moe_streams_dense=TRITON_FUSED_MOE)
-SGLANG = replace(SGLANG, moe_streams_dense=TRITON_FUSED_MOE)
+TRTLLM = replace(TRTLLM, moe_streams_dense=EVERY_EXPERT_DTYPE, fused_mla_decode=True)
+VLLM = replace(VLLM, moe_streams_dense=TRITON_FUSED_MOE, fused_mla_decode=True)
+SGLANG = replace(SGLANG, moe_streams_dense=TRITON_FUSED_MOE, fused_mla_decode=True)
 
 SERVING_PRESETS = {p.name: p for p in (VLLM, SGLANG, TRTLLM)}
 

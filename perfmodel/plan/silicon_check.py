@@ -9,8 +9,10 @@ GPU; plan, given that TPOT as its SLO, picks the candidate with the most simulat
 GPU among those whose simulated TPOT meets it. The group passes when the pick's *measured*
 tokens/s per GPU is within 10% of the best measured. Only test-half rows count (the serving
 simulation's one fitted constant saw the training half only); `python -m
-perfmodel.plan.silicon_check [--all] [--markdown] [--slack=0.1]` prints the table (--slack
-loosens the target by that fraction: how close the misses were, not the check).
+perfmodel.plan.silicon_check [--all] [--one-gpu] [--markdown] [--slack=0.1]` prints the table
+(--slack loosens the target by that fraction: how close the misses were, not the check).
+The candidates of a group span its measured GPU counts and parallelisms too: the many-GPU rows
+that `validate-serving --rows multi` keeps join the one-GPU rows (--one-gpu: those alone).
 """
 
 from __future__ import annotations
@@ -51,10 +53,12 @@ class GroupCheck:
 
 
 def measured_tok_s_per_gpu(row: Row) -> float:
-    """C·O / (TTFT + (O−1)·TPOT) / GPUs, from the row's mean TTFT and TPOT."""
-    c, osl = int(row["batch_size"]), int(row["osl"])
+    """C·O / (TTFT + (O−1)·TPOT) / GPUs, from the row's mean TTFT and TPOT; with attention DP,
+    C is batch_size on each of the DP ranks and the GPUs are tp·dp·pp."""
+    dp = int(row.get("attention_dp_size") or 1)
+    c, osl = int(row["batch_size"]) * dp, int(row["osl"])
     e2e = float(row["silicon_ttft_ms"]) / 1e3 + (osl - 1) * float(row["silicon_tpot_ms"]) / 1e3
-    return c * osl / e2e / (int(row["tp_size"]) * int(row["pp_size"]))
+    return c * osl / e2e / (int(row["tp_size"]) * dp * int(row["pp_size"]))
 
 
 def groups(rows: Sequence[Row]) -> dict[tuple, list[Row]]:
@@ -66,12 +70,12 @@ def groups(rows: Sequence[Row]) -> dict[tuple, list[Row]]:
 
 
 def _point(row: Row) -> Point:
-    from perfmodel.validate.silicon import MODELS, serve_kwargs
+    from perfmodel.validate.silicon import BUILDS, serve_kwargs
 
     kw = serve_kwargs(row)
-    return Point(MODELS[row["model_path"]], kw["gpu"], SERVE, kw["precision"], kw["kv_dtype"],
-                 kw["engine"], load=kw["concurrency"], isl=kw["isl"], osl=kw["osl"],
-                 requests=kw["num_requests"],
+    return Point(BUILDS[row["model_path"]], kw["gpu"], SERVE, kw["precision"], kw["kv_dtype"],
+                 kw["engine"], tp=kw["tp"], ep=kw["ep"], dp=kw["dp"], load=kw["concurrency"],
+                 isl=kw["isl"], osl=kw["osl"], requests=kw["num_requests"],
                  max_num_batched_tokens=kw.get("max_num_batched_tokens"))
 
 
@@ -101,12 +105,26 @@ def check(rows: Sequence[Row], simulated: dict[str, dict[str, Any]], slack: floa
     return out
 
 
-def run(test_half_only: bool = True, workers: int | None = None, slack: float = 0.0
-        ) -> list[GroupCheck]:
-    """Simulate every row once (on all cores) and check each group."""
+def check_rows(test_half_only: bool = True, one_gpu: bool = False) -> list[Row]:
+    """The rows the check ranks: the one-GPU aggregated rows and, unless one_gpu, the many-GPU
+    ones (TP, EP, attention DP) that validate-serving --rows multi keeps; test half only unless
+    told otherwise."""
+    from perfmodel.validate import silicon_multi
     from perfmodel.validate.silicon import is_training, serving_rows
 
     rows = [r for r in serving_rows() if not (test_half_only and is_training(r))]
+    if not one_gpu:
+        many = silicon_multi.candidate_rows()
+        rows += silicon_multi.select(many, sample=1)[0]
+        if not test_half_only:
+            rows += silicon_multi.select(many, sample=1, half="train")[0]
+    return rows
+
+
+def run(test_half_only: bool = True, workers: int | None = None, slack: float = 0.0,
+        one_gpu: bool = False) -> list[GroupCheck]:
+    """Simulate every row once (on all cores) and check each group."""
+    rows = check_rows(test_half_only, one_gpu)
     sims = run_points([_point(r) for r in rows], workers=workers)
     return check(rows, {r["id"]: sim for r, sim in zip(rows, sims)}, slack)
 
@@ -114,7 +132,7 @@ def run(test_half_only: bool = True, workers: int | None = None, slack: float = 
 def main(argv: Sequence[str]) -> None:
     """Print each group's result (a markdown table with --markdown) and the count that pass."""
     slack = next((float(a.split("=", 1)[1]) for a in argv if a.startswith("--slack=")), 0.0)
-    results = run(test_half_only="--all" not in argv, slack=slack)
+    results = run(test_half_only="--all" not in argv, slack=slack, one_gpu="--one-gpu" in argv)
     markdown = "--markdown" in argv
     if markdown:
         print("| model | GPU | engine | ISL/OSL | rows | TPOT target | pick / best measured |")
