@@ -67,3 +67,19 @@ def test_one_real_group_runs_end_to_end():
     best = max(measured_tok_s_per_gpu(r) for r in members)
     assert group.best_tok_s_per_gpu == best
     assert group.pick_id is None or group.pick_tok_s_per_gpu <= best
+
+
+@pytest.mark.skipif(not (SHARED / "external" / "aiconfigurator-silicon").exists(),
+                    reason="no ../shared/external/aiconfigurator-silicon")
+def test_the_check_ranks_many_gpu_rows_of_the_test_half():
+    from perfmodel.plan.silicon_check import _point, check_rows
+    from perfmodel.validate.silicon import is_training
+
+    every, one = check_rows(), check_rows(one_gpu=True)
+    assert set(r["id"] for r in one) < set(r["id"] for r in every)
+    assert not any(is_training(r) for r in every)
+    many = [r for r in every if r not in one]
+    assert many and all(_point(r).gpus > 1 or _point(r).ep > 1 for r in many)
+    dp = next(r for r in many if (r["attention_dp_size"] or "1") != "1")
+    assert _point(dp).dp == int(dp["attention_dp_size"])  # its ranks, each batch_size clients
+    assert _point(dp).load == int(dp["batch_size"]) * _point(dp).dp
