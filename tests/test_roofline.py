@@ -51,6 +51,10 @@ def test_touched_experts():
     assert touched_experts(8, 2, 10**6) == pytest.approx(8)
     # B·T tokens at top-k of E under uniform routing
     assert touched_experts(64, 4, 16) == pytest.approx(64 * (1 - (1 - 4 / 64) ** 16))
+    # an EP shard whose tokens bring as many pairs as it has experts, or more (Mixtral over EP8:
+    # one local expert, 2 pairs a token): every local expert is touched, for any token count
+    for tokens in (1, 2, 3, 64):
+        assert touched_experts(1, 2, tokens) == 1 and touched_experts(2, 2, tokens) == 2
 
 
 @given(st.floats(0, 10), st.floats(0, 10), st.floats(0, 10), st.floats(0, 10),

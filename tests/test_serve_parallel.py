@@ -188,3 +188,13 @@ def test_validate_multi_reports_progress(tmp_path):
     seen = []
     results, _ = validate_multi(on_row=lambda done, total: seen.append((done, total)), path=path)
     assert len(results) == 2 and seen == [(1, 2), (2, 2)]
+
+
+def test_moe_with_one_expert_per_gpu_serves():
+    """Mixtral's 8 experts over DP8 + EP8 leave one expert per GPU, which every local token
+    reaches twice (top-2): it is read once a step and holds all the rank's pairs."""
+    from perfmodel.serve import run_serve
+
+    report = run_serve("mistralai/Mixtral-8x7B-v0.1", gpu=GPU, engine="vllm", concurrency=16,
+                       num_requests=32, isl=256, osl=8, tp=1, ep=8, dp=8)
+    assert report.metrics["tpot_s"]["mean"] > 0 and report.metrics["parallel"]["gpus"] == 8

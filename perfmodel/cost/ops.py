@@ -206,9 +206,12 @@ def attention_block(ctx: _Ctx, attn: Attention, context: int) -> list[Op]:
     return ops
 
 
-def touched_experts(experts: int, top_k: int, tokens: int) -> float:
-    """Distinct experts B·T tokens reach under uniform top-k routing: E·(1 − (1 − k/E)^(B·T))."""
-    return experts * (1.0 - (1.0 - top_k / experts) ** tokens)
+def touched_experts(experts: int, top_k: float, tokens: int) -> float:
+    """Distinct experts B·T tokens reach under uniform top-k routing: E·(1 − (1 − k/E)^(B·T)).
+    On an EP shard k is the pairs each local token brings (k·dp/ep, cost/parallel.py), which can
+    reach E (Mixtral's 8 experts over EP8: 2 pairs for 1 local expert): then every local
+    expert is touched."""
+    return experts * (1.0 - max(0.0, 1.0 - top_k / experts) ** tokens)
 
 
 def grouped(ctx: _Ctx, name: str, pairs: int, k: int, n: int, touched: float) -> Op:
