@@ -81,8 +81,8 @@ def make_arrivals(*, concurrency: int | None, request_rate: float | None, isl: i
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise WorkloadError(f"{flag} must be a whole number ≥ 1, not {value!r}")
     pairs = read_lengths(lengths) if lengths else [(isl, osl)]
-    count = num_requests or (len(pairs) if lengths else
-                             max(10 * concurrency, 100) if concurrency else 1000)
+    count = num_requests if num_requests is not None else (
+        len(pairs) if lengths else max(10 * concurrency, 100) if concurrency else 1000)
     if count < 1:
         raise WorkloadError(f"--num-requests must be ≥ 1, not {count}")
     rng = random.Random(seed)
