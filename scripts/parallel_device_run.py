@@ -2,6 +2,7 @@
 all-reduce timing, and `validate --tp 2` / `--tp 4` over dense and MoE models, bf16 and fp8.
 
     PYTHONPATH=. python3 scripts/parallel_device_run.py OUT_DIR [--budget-s 480] [--dry-run]
+        [--stages collectives,allreduce_check,tp2,tp4,tp2more]
 
 Each stage appends to its file under OUT_DIR as it goes (a stage that fails or runs out of the
 budget leaves what it measured): collectives.json, allreduce_check.json, validate_tp2.jsonl,
@@ -42,6 +43,13 @@ TP4_JOBS = [
                                          ["decode", 64, LONG]]),
     ("Qwen/Qwen3-30B-A3B", "bf16", [["prefill", 1, LONG], ["decode", 1, LONG],
                                     ["decode", 64, LONG]]),
+]
+TP2_MORE_JOBS = [  # stage tp2more (a 2-GPU box, 2026-11-27 session 2): two more dense models
+    ("Qwen/Qwen2.5-14B-Instruct", "bf16", [["prefill", 1, LONG], ["decode", 1, LONG],
+                                           ["decode", 64, LONG]]),
+    ("mistralai/Mistral-Small-24B-Instruct-2501", "bf16", [["prefill", 1, LONG],
+                                                           ["decode", 1, LONG],
+                                                           ["decode", 64, LONG]]),
 ]
 DRY_JOBS = [("meta-llama/Llama-3.2-1B", "bf16", [["prefill", 1, 16], ["decode", 2, 16]])]
 
@@ -118,6 +126,9 @@ def main() -> None:
                                  started + args.budget_s, dry)),
         ("tp4", lambda: validate(out / "validate_tp4.jsonl", 2 if dry else 4,
                                  DRY_JOBS if dry else TP4_JOBS, started + args.budget_s, dry)),
+        ("tp2more", lambda: validate(out / "validate_tp2_more.jsonl", 2,
+                                     DRY_JOBS if dry else TP2_MORE_JOBS,
+                                     started + args.budget_s, dry)),
     ]
     for name, stage in stages:
         if name not in args.stages.split(","):
