@@ -53,6 +53,9 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
           dp: Annotated[int, _opt("--dp", "Attention data parallelism.")] = 1,
           pp: Annotated[int, _opt("--pp", "Pipeline parallelism.")] = 1,
           seed: Annotated[int, _opt("--seed", "Seed of the Poisson arrivals.")] = 0,
+          host_overhead: Annotated[Optional[str], _opt(
+              "--host-overhead", "Engine: host time per step, e.g. 2ms (default: the value "
+              "fitted for the engine, docs/serving.md).")] = None,
           json_out: JsonOpt = False,
           trace: Annotated[Optional[Path], _opt("--trace", "Write one CSV line per engine "
                                                 "step here.")] = None) -> None:
@@ -63,6 +66,10 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
     progress = LazyProgress("simulating")
     try:
         with friendly_errors():
+            knobs = {}
+            if host_overhead is not None:
+                from perfmodel.plan.parse import parse_duration
+                knobs["host_overhead_s"] = parse_duration(host_overhead, allow_zero=True)
             report = run_serve(
                 model, gpu=gpu, engine=engine, concurrency=concurrency,
                 request_rate=request_rate, isl=isl, osl=osl, num_requests=num_requests,
@@ -70,7 +77,7 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
                 tp=tp, ep=ep, dp=dp, pp=pp, seed=seed, on_progress=progress, warmup=warmup,
                 max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                 gpu_memory_utilization=gpu_memory_utilization, block_size=block_size,
-                chunked_prefill=chunked_prefill)
+                chunked_prefill=chunked_prefill, **knobs)
     finally:
         progress.close()
     if trace is not None:

@@ -149,7 +149,8 @@ def test_cli_summary_and_errors():
     for args, text in ((["--concurrency", "4", "--tp", "3"], "--tp 3"),
                        (["--concurrency", "4", "--request-rate", "2"], "exactly one"),
                        (["--concurrency", "4", "--engine", "tgi"], "--engine"),
-                       (["--concurrency", "4", "--max-num-seqs", "0"], "max-num-seqs")):
+                       (["--concurrency", "4", "--max-num-seqs", "0"], "max-num-seqs"),
+                       (["--concurrency", "4", "--host-overhead", "-1ms"], "duration")):
         bad = runner.invoke(app, ["serve", MODEL, "--gpu", GPU, *args])
         assert bad.exit_code == 2 and text in bad.output, (args, bad.output)
         assert "Traceback" not in bad.output
@@ -190,3 +191,18 @@ def test_warmup_must_leave_requests_to_measure():
     result = runner.invoke(app, ["serve", MODEL, "--gpu", GPU, "--concurrency", "4",
                                  "--num-requests", "8", "--warmup", "-1"])
     assert result.exit_code == 2 and "--warmup" in result.output
+
+
+def test_cli_host_overhead_is_added_to_every_step():
+    """--host-overhead replaces the fitted per-step host time: 5 ms more a step is about 5 ms
+    more TPOT (every decode step carries it), and the JSON reports it in seconds."""
+    docs = []
+    for value in ("0", "5ms"):
+        out = runner.invoke(app, ["serve", MODEL, "--gpu", GPU, "--concurrency", "4",
+                                  "--num-requests", "8", "--osl", "16", "--host-overhead",
+                                  value, "--json"])
+        assert out.exit_code == 0, out.output
+        docs.append(json.loads(out.output))
+    assert [d["host_overhead_s"] for d in docs] == [0.0, 0.005]
+    extra = docs[1]["tpot_s"]["mean"] - docs[0]["tpot_s"]["mean"]
+    assert 0.0045 < extra < 0.0075  # one 5 ms per decode step, give or take the schedule

@@ -14,13 +14,13 @@ _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|us|µs|
 _SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "m": 60.0, "min": 60.0}
 
 
-def parse_duration(text: str) -> float:
-    """'500ms', '0.5s', '50 ms', '2' (seconds) -> seconds."""
+def parse_duration(text: str, allow_zero: bool = False) -> float:
+    """'500ms', '0.5s', '50 ms', '2' (seconds) -> seconds; zero only where allow_zero."""
     match = _DURATION.match(text)
     if not match:
         raise PerfmodelError(f"cannot read the duration {text!r}; write e.g. 500ms, 0.5s or 50 ms")
     value = float(match.group(1)) * _SCALE[match.group(2) or "s"]
-    if value <= 0:
+    if value < 0 or (value == 0 and not allow_zero):
         raise PerfmodelError(f"a latency target must be above zero, not {text!r}")
     return value
 
