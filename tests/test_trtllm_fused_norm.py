@@ -1,6 +1,7 @@
 """TensorRT-LLM runs the residual add + RMSNorm after a TP all-reduce inside its custom
 all-reduce kernel (cost/custom_allreduce.py fused_norms): where that kernel takes the
-all-reduce, the layer's two norms cost nothing of their own in serve's step (CPU only)."""
+all-reduce, the layer's two norms cost nothing of their own, in serve's step and in predict
+--engine trtllm (CPU only)."""
 
 from __future__ import annotations
 
@@ -64,3 +65,21 @@ def test_one_gpu_has_nothing_to_fuse():
     trt, _ = step_cost(1, "trtllm")
     plain, _ = step_cost(1, "vllm")
     assert trt.linear(64, False) == plain.linear(64, False)
+
+
+@pytest.mark.parametrize("tp, batch, fused", [(2, 8, True), (4, 8, True), (4, 256, False)])
+def test_predict_engine_trtllm_fuses_the_same_norms(tp, batch, fused):
+    """`predict --engine trtllm --tp N` applies serve's rule: decode norms cost nothing where the
+    custom kernel takes the step's all-reduce (≤ 128 tokens above 2 GPUs), vLLM's always do."""
+    from perfmodel.api import run_predict
+
+    def norms(engine):
+        rep = run_predict("meta-llama/Llama-3.1-8B", gpu="h200-measured", engine=engine,
+                          batch=batch, input_len=512, output_len=8, tp=tp)
+        costs = [c for c in rep.prediction.decode.costs
+                 if c.op.name in ("attn_norm", "mlp_norm")]
+        assert costs and all(c.limit_s > 0 for c in costs)  # the roofline stays shown
+        return sum(c.estimate_s for c in costs)
+
+    assert norms("vllm") > 0
+    assert (norms("trtllm") == 0) == fused

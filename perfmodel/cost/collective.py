@@ -25,8 +25,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from dataclasses import replace
-from typing import Callable
+from dataclasses import dataclass, replace
 
 from perfmodel.errors import GpuProfileError
 from perfmodel.hardware.gpu import GPU_DIR, GpuSpec, bundled_names, load_gpu
@@ -182,12 +181,33 @@ def collective_cost(op: Op, gpu: GpuSpec, estimate: bool, custom: CustomAllReduc
     return OpCost(op, 0.0, wire, wire, est)
 
 
+@dataclass(frozen=True, eq=False)
+class EngineComm:
+    """The collectives of one step under an engine's all-reduce rule (custom None: NCCL's):
+    called on a collective op, its OpCost; fused_norms, the norms that run inside it."""
+
+    gpu: GpuSpec
+    estimate: bool
+    custom: CustomAllReduce | None
+    row_bytes: float  # one token's activation bytes (the rule may count tokens)
+
+    def __call__(self, op: Op) -> OpCost:
+        return collective_cost(op, self.gpu, self.estimate, self.custom, self.row_bytes)
+
+    def fused_norms(self, ops) -> tuple[str, ...]:
+        """The norms of a step's ops (its forward with collectives) that the engine runs inside
+        its all-reduce: TensorRT-LLM's residual + RMSNorm, where its custom kernels take the
+        step's TP all-reduce (custom_allreduce.py); none otherwise."""
+        fused = self.custom.fused_norms if self.custom else ()
+        if fused and any(op.name == "attn_all_reduce" and
+                         takes_custom(op, self.gpu, self.custom, self.row_bytes) for op in ops):
+            return fused
+        return ()
+
+
 def engine_comm(engine: str | None, gpu: GpuSpec, estimate: bool, row_bytes: float
-                ) -> Callable[[Op], OpCost] | None:
-    """The collectives' cost under serving engine `engine`'s own all-reduce rule, as `serve`
-    costs them (predict --engine vllm|sglang|trtllm); None (NCCL) for the other presets.
-    row_bytes: one token's activation bytes (the rule may count tokens)."""
+                ) -> EngineComm | None:
+    """The collectives under serving engine `engine`'s own all-reduce rule, as `serve` costs
+    them (predict --engine vllm|sglang|trtllm); None (NCCL) for the other presets."""
     custom = custom_allreduce_for(engine)
-    if custom is None:
-        return None
-    return lambda op: collective_cost(op, gpu, estimate, custom, row_bytes)
+    return None if custom is None else EngineComm(gpu, estimate, custom, row_bytes)

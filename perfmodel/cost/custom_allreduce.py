@@ -43,8 +43,9 @@ is not measured. TensorRT-LLM's decoder layers fuse the residual add + RMSNorm t
 TP all-reduce into it (tensorrt_llm/_torch/models/modeling_llama.py: AllReduceParams(fusion_op=
 AllReduceFusionOp.RESIDUAL_RMS_NORM) after attention and before the next layer's input norm;
 NCCL runs it as a separate kernel, allreduceOp.cpp): where its custom kernels take the
-all-reduce, the layer's attn_norm and mlp_norm cost nothing of their own (fused_norms; serve's
-step cost), the fused kernel timed as the plain custom all-reduce. Not modelled: fp16
+all-reduce, the layer's attn_norm and mlp_norm cost nothing of their own (fused_norms, applied
+by collective.EngineComm in serve's step and in predict --engine trtllm), the fused kernel timed
+as the plain custom all-reduce. Not modelled: fp16
 activations (vLLM's symmetric path is bf16 only),
 ROCm's quick all-reduce.
 """

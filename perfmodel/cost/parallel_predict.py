@@ -82,7 +82,9 @@ def parallel_predict(spec: ModelSpec, precision: Precision, gpu: GpuSpec, worklo
     rank = local_batch(workload.batch, par)
     prefill_ops = forward(spec, precision, "prefill", rank, workload.input_len,
                           workload.input_len)
-    prefill = Phase("prefill", tuple(_costed(op, gpu, estimator, comm) for op in prefill_ops))
+    fused = comm.fused_norms(prefill_ops) if comm else ()
+    prefill = Phase("prefill", tuple(_costed(op, gpu, estimator, comm, fused)
+                                     for op in prefill_ops))
     decode = None
     if workload.decode_steps:
         micro = replace(workload, batch=micro_batch(workload.batch, par))

@@ -7,7 +7,7 @@ from typing import Callable
 
 from perfmodel.hardware.gpu import GpuSpec
 from perfmodel.model.spec import ModelSpec
-from perfmodel.cost.collective import collective_cost
+from perfmodel.cost.collective import EngineComm, collective_cost
 from perfmodel.cost.ops import Op, forward_ops
 from perfmodel.cost.parallel import COLLECTIVE
 from perfmodel.cost.precision import Precision
@@ -110,13 +110,17 @@ def memory(spec: ModelSpec, precision: Precision, gpu: GpuSpec, workload: Worklo
     return Memory(weights, per_token, workload.batch * per_seq, per_seq, gpu.mem_bytes)
 
 
-Comm = Callable[[Op], OpCost]  # a collective's cost by a serving engine's own all-reduce
+Comm = EngineComm  # the collectives under a serving engine's own all-reduce
 
 
-def _costed(op: Op, gpu: GpuSpec, estimator: Estimator | None, comm: Comm | None = None
-            ) -> OpCost:
+def _costed(op: Op, gpu: GpuSpec, estimator: Estimator | None, comm: Comm | None = None,
+            fused: tuple[str, ...] = ()) -> OpCost:
+    """One op's OpCost; fused names the norms that run inside the engine's all-reduce (no
+    time of their own, comm.fused_norms)."""
     if op.kind == COLLECTIVE:  # NCCL (or comm: the engine's all-reduce) over the link
         return comm(op) if comm else collective_cost(op, gpu, estimator is not None)
+    if op.name in fused:
+        return cost(op, gpu, 0.0 if estimator else None)
     return cost(op, gpu, estimator(op) if estimator else None)
 
 
@@ -147,11 +151,12 @@ def _mean_decode(spec: ModelSpec, precision: Precision, gpu: GpuSpec, workload: 
     for a, b in _segments(spec, lo, hi):
         n = b - a + 1
         ends = [forward(spec, precision, "decode", workload.batch, 1, c) for c in (a, b)]
+        fused = comm.fused_norms(ends[0]) if comm else ()  # a decode step's size is its batch
         for i, (op_a, op_b) in enumerate(zip(*ends)):
-            ca = _costed(op_a, gpu, estimator, comm)
+            ca = _costed(op_a, gpu, estimator, comm, fused)
             same = op_a.flops == op_b.flops and op_a.bytes == op_b.bytes and \
                 op_a.shape == op_b.shape  # most ops do not depend on the context
-            cb = ca if same else _costed(op_b, gpu, estimator, comm)
+            cb = ca if same else _costed(op_b, gpu, estimator, comm, fused)
             est = None if ca.estimate_s is None else n * (ca.estimate_s + cb.estimate_s) / 2
             row = [n * (op_a.flops + op_b.flops) / 2, n * (op_a.bytes + op_b.bytes) / 2,
                    n * (ca.compute_s + cb.compute_s) / 2, n * (ca.memory_s + cb.memory_s) / 2,

@@ -24,7 +24,7 @@ import bisect
 from dataclasses import replace
 from typing import Callable
 
-from perfmodel.cost.collective import collective_cost, takes_custom
+from perfmodel.cost.collective import EngineComm
 from perfmodel.cost.custom_allreduce import custom_allreduce_for
 from perfmodel.cost.ops import ATTENTION, Op, causal_pairs, forward_ops
 from perfmodel.cost.parallel import COLLECTIVE
@@ -71,8 +71,8 @@ class StepCost:
                  capture_sizes: tuple[int, ...], pad_mixed: bool, host_overhead_s: float,
                  forward=forward_ops, allreduce: str | None = None):
         self.gpu = gpu
-        self.custom = custom_allreduce_for(allreduce)
-        self.row_bytes = spec.hidden_size * precision.base_bytes  # one token's activations
+        self.comm = EngineComm(gpu, estimator is not None, custom_allreduce_for(allreduce),
+                               spec.hidden_size * precision.base_bytes)
         self.estimator = fp8_at_bf16_efficiency(estimator, gpu) if estimator else None
         self.capture = sorted(capture_sizes)
         self.pad_mixed, self.host_overhead_s = pad_mixed, host_overhead_s
@@ -88,27 +88,17 @@ class StepCost:
 
     def _costs(self, op: Op) -> tuple[float, float]:
         if op.kind == COLLECTIVE:  # NCCL or the engine's own all-reduce (cost/collective.py)
-            c = collective_cost(op, self.gpu, self.estimator is not None, self.custom,
-                                self.row_bytes)
+            c = self.comm(op)
             return (c.limit_s if c.estimate_s is None else c.estimate_s), c.limit_s
         limit = cost(op, self.gpu).limit_s
         est = self.estimator(op) if self.estimator else None
         return (limit if est is None else est), limit
 
-    def _fused_norms(self, ops: list[Op]) -> tuple[str, ...]:
-        """The norms the engine runs inside its all-reduce at this step's size: TensorRT-LLM's
-        residual + RMSNorm fusion, where its custom kernels take the TP all-reduce."""
-        fused = self.custom.fused_norms if self.custom else ()
-        if fused and any(takes_custom(op, self.gpu, self.custom, self.row_bytes)
-                         for op in ops if op.kind == COLLECTIVE and op.name == "attn_all_reduce"):
-            return fused
-        return ()
-
     def _table(self, build, keep, xs) -> tuple[list[float], list[float]]:
         est, lim = [], []
         for x in xs:
             ops = [op for op in build(x) if keep(op)]
-            fused = self._fused_norms(ops)
+            fused = self.comm.fused_norms(ops)
             pairs = [(0.0, 0.0) if op.name in fused else self._costs(op) for op in ops]
             est.append(sum(e for e, _ in pairs))
             lim.append(sum(limit for _, limit in pairs))
