@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 class YamlError(ValueError):
     """The text is not valid YAML; problem_mark (line, column) where the parser saw it."""
 
