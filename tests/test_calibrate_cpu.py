@@ -159,11 +159,12 @@ def test_kernel_table_grids():
     assert full.strided_bytes == full.elementwise_bytes and full.route_tokens[-1] == 32768
     # the steps count every measurement: 24 rmsnorm, 19 strided, 19 silu-mul, 9 rope,
     # 6 + 6 routing and sort, 2 dtypes x 116 grouped points, 2 x 4 x 18 act_quant points,
-    # every attention point and 3 x 9 MoE blocks on top of the tables before them
+    # every attention point and 3 x 9 MoE blocks on top of the tables before them, and
+    # 2 dtypes x (1 table rate + 7 bursts) of the power-limit curve
     attention = sum(len(case.points) for case in full.attention)
     assert full.steps - len(full.elementwise_bytes) - 1 == (
         len(full.peak_dtypes) * 6 + 3 + 1 + 5 * 15 * 9 + len(full.prefill) + len(full.decode)
-        + 24 + 19 + 19 + 9 + 12 + 2 * 116 + 144 + attention + 27)
+        + 24 + 19 + 19 + 9 + 12 + 2 * 116 + 144 + attention + 27 + 2 * 8)
 
 
 @pytest.mark.parametrize("nbytes", [4096, 8192, 65536, 1 << 20, 1 << 30])

@@ -210,3 +210,16 @@ def test_engine_linear_per_scheme_matches_its_dequantized_weight(dtype, scheme, 
     got, want = lin(x).double(), x.double() @ weight.t()
     assert got.shape == (rows, 384)
     assert ((got - want).norm() / want.norm()).item() < (0.05 if dtype == "fp8" else 0.02)
+
+
+def test_matrix_work_held_for_seconds_loses_rate_to_the_power_limit(quick):
+    """An H100 or H200 SXM at 700 W: GEMM bursts of 2 s run at 0.83-0.87 of the table rate,
+    bursts of 50 ms at 0.97-0.98 (calibrate/power.py, 2026-11-27); other cards: a curve that
+    does not rise with the burst."""
+    spec, _ = quick
+    assert set(spec.sustained) == {"bf16", "fp8"}
+    for curve in spec.sustained.values():
+        assert all(0 < f <= 1 for _, f in curve)
+        assert curve[-1][1] <= curve[0][1] + 0.02
+        if spec.datasheet in ("h100-sxm", "h200"):
+            assert 0.78 < curve[-1][1] < 0.93 and curve[0][1] > 0.93

@@ -169,7 +169,7 @@ def test_serve_step_with_the_engines_all_reduce():
     nccl, custom = _step_costs(2, None), _step_costs(2, "vllm")
     saved = 65 * (estimate_seconds(link, "all_reduce", 2, 64 * KIB)
                   - estimate_seconds(link, CUSTOM, 2, 64 * KIB))
-    (e0, l0), (e1, l1) = nccl.linear(8, False), custom.linear(8, False)
+    (e0, l0, _), (e1, l1, _) = nccl.linear(8, False), custom.linear(8, False)
     assert e0 - e1 == pytest.approx(saved, rel=1e-6) and l0 == l1
     assert _step_costs(1, None).linear(8, False) == _step_costs(1, "vllm").linear(8, False)
 

@@ -16,6 +16,7 @@ import itertools
 from dataclasses import dataclass
 
 from perfmodel.calibrate.kernels import GROUPED_DTYPES, LINEAR_DTYPES, MATMUL_DTYPES
+from perfmodel.calibrate.power import BURSTS_S, QUICK_BURSTS_S
 
 METHOD_VERSION = 2  # 2: GEMM-only fp8/int8 linears, act_quant, attention variants, moe_block
 HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
@@ -106,6 +107,9 @@ class Plan:
     peak_dtypes: tuple[str, ...] = MATMUL_DTYPES
     linear_dtypes: tuple[str, ...] = LINEAR_DTYPES
     grouped_dtypes: tuple[str, ...] = GROUPED_DTYPES
+    sustained_bursts_s: tuple[float, ...] = ()  # calibrate/power.py; () skips it (CPU)
+    sustained_per_burst_s: float = 6.0
+    sustained_dtypes: tuple[str, ...] = ("bf16", "fp8")
 
     @property
     def grouped_steps(self) -> int:
@@ -123,7 +127,9 @@ class Plan:
         new = (len(QUANT_DTYPES) * len(QUANT_SCHEMES) * len(self.quant_rows)
                * len(self.quant_widths) + sum(len(c.points) for c in self.attention)
                + len(self.moe_tokens) * len(self.moe_shapes))
-        return peaks + linear + len(self.prefill) + len(self.decode) + small + new + 1
+        sustained = len(self.sustained_dtypes) * (len(self.sustained_bursts_s) + 1) \
+            if self.sustained_bursts_s else 0
+        return peaks + linear + len(self.prefill) + len(self.decode) + small + new + 1 + sustained
 
 
 def prefill_grid(batches: tuple[int, ...], lengths: tuple[int, ...]) -> dict:
@@ -181,7 +187,8 @@ def make_plan(quick: bool, cpu: bool) -> Plan:
             grouped_kn=GROUPED_KN[:2], quant_rows=(1, 64, 4096), quant_widths=(4096,),
             attention=attention_cases(((1, 2048), (1, 8192)), ((1, 4096), (32, 4096)),
                                       ((1, 8192),)),
-            moe_tokens=(1, 16), moe_shapes=MOE_SHAPES[:1])
+            moe_tokens=(1, 16), moe_shapes=MOE_SHAPES[:1],
+            sustained_bursts_s=QUICK_BURSTS_S, sustained_per_burst_s=3.0)
     return Plan(
         mode="full", peak_sizes=(4096, 6144, 8192, 12288, 16384), peak_repeats=4,
         copy_bytes=(1 * GIB, 2 * GIB, 4 * GIB),
@@ -201,4 +208,5 @@ def make_plan(quick: bool, cpu: bool) -> Plan:
             ((1, 512), (1, 2048), (1, 8192), (1, 32768), (8, 512), (8, 2048)),
             tuple((b, c) for b in (1, 8, 32, 128) for c in (512, 4096, 32768)) + ((1, 131072),),
             ((1, 2048), (1, 8192), (4, 2048))),
-        moe_tokens=(1, 2, 4, 8, 16, 32, 64, 128, 256), moe_shapes=MOE_SHAPES)
+        moe_tokens=(1, 2, 4, 8, 16, 32, 64, 128, 256), moe_shapes=MOE_SHAPES,
+        sustained_bursts_s=BURSTS_S)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -34,6 +34,7 @@ class Measurements:
     unsupported: Mapping[str, str]  # dtype -> why it could not run here
     notes: tuple[str, ...]
     run_time_s: float
+    sustained: Mapping[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
 
 
 def build_profile(*, name: str, description: str, date: str, mode: str, method_version: int,
@@ -56,6 +57,8 @@ def build_profile(*, name: str, description: str, date: str, mode: str, method_v
     data["environment"] = dict(environment)
     data["run_time_s"] = measured.run_time_s
     data["notes"] = list(measured.notes)
+    if measured.sustained:
+        data["sustained"] = sustained_data(measured.sustained)
     data["tables"] = tables_data(measured.tables)
     return data
 
@@ -65,6 +68,14 @@ def _spread(peak: Peak) -> dict:
     value: Any = peak.best_shape[0] if len(peak.best_shape) == 1 else list(peak.best_shape)
     return {"min": peak.spread.min, "median": peak.spread.median, "max": peak.spread.max,
             key: value, "sweep": [[size, rate] for size, rate in peak.sweep]}
+
+
+def sustained_data(curves: Mapping[str, tuple[tuple[float, float], ...]]) -> dict:
+    """The power-limit curves as the YAML mapping `perfmodel.hardware.gpu.parse_sustained`
+    reads back."""
+    return {"source": "perfmodel calibrate-gpu (perfmodel/calibrate/power.py)",
+            **{dtype: {"burst_s": [b for b, _ in curve], "fraction": [f for _, f in curve]}
+               for dtype, curve in curves.items()}}
 
 
 def tables_data(tables: Tables) -> dict:

@@ -3,7 +3,8 @@
 Order of work: resolve the device, probe which dtypes run, measure the peaks and bandwidth
 (while the card is cool), the launch floor, then the tables (linear, attention, activation
 quantization, elementwise, RMSNorm, strided elementwise, MoE routing, sort, grouped GEMM, whole
-MoE blocks); assemble; write atomically. A
+MoE blocks), then the rate matrix work keeps under the power limit (GPU only); assemble; write
+atomically. A
 progress callback (or a rich bar on stderr) names each step.
 """
 
@@ -15,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from perfmodel.calibrate import attention, kernels, moe, moe_block, peaks, quant, tables
+from perfmodel.calibrate import attention, kernels, moe, moe_block, peaks, power, quant, tables
 from perfmodel.calibrate.device import (CalibrationError, DeviceInfo, datasheet_for, describe,
                                         import_torch, profile_name, resolve_device)
 from perfmodel.calibrate.plan import (METHOD_VERSION, ROUTE_EXPERTS, ROUTE_TOP_K, Plan,
@@ -84,10 +85,25 @@ def measure(plan: Plan, timer: Timer, step: "_Steps", started: float) -> Measure
         found[dtype] = peaks.matmul_peak(dtype, plan, timer, step)
     bandwidth = peaks.copy_bandwidth(plan, timer, step)
     measured_tables = measure_tables(plan, timer, step, notes, unsupported)
+    sustained = measure_sustained(plan, timer, step, unsupported)
     step.finish()
     return Measurements(peaks=found, bandwidth=bandwidth, tables=measured_tables,
                         unsupported=unsupported, notes=tuple(notes),
-                        run_time_s=time.perf_counter() - started)
+                        run_time_s=time.perf_counter() - started, sustained=sustained)
+
+
+def measure_sustained(plan: Plan, timer: Timer, step: "_Steps",
+                      unsupported: dict[str, str]) -> dict[str, power.Curve]:
+    """Per dtype, the GEMM rate kept under the power limit by burst length (calibrate/power.py);
+    last, as serving loads a card that has run for a while."""
+    out = {}
+    for dtype in plan.sustained_dtypes if plan.sustained_bursts_s else ():
+        if dtype in unsupported:
+            step.skip(len(plan.sustained_bursts_s) + 1, f"sustained {dtype}: unsupported")
+            continue
+        out[dtype] = power.sustained_curve(dtype, timer, plan.sustained_bursts_s,
+                                           plan.sustained_per_burst_s, step)
+    return out
 
 
 def measure_tables(plan: Plan, timer: Timer, step: "_Steps", notes: list[str],

@@ -42,6 +42,9 @@ class GpuSpec:
     tables: Tables | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)  # spread, environment, notes
     interconnect: Interconnect | None = None  # link and measured collectives (interconnect.py)
+    # per dtype, ((burst seconds, fraction of the table rate), ...): matrix work held that long
+    # under the power limit (perfmodel/calibrate/power.py); empty where not measured
+    sustained: Mapping[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
 
     def peak(self, dtype: str) -> float | None:
         return self.peak_flops.get(dtype)
@@ -100,7 +103,7 @@ def parse_gpu(data: Any, path: str = "<profile>") -> GpuSpec:
     if kind not in ("datasheet", "measured"):
         raise GpuProfileError(f"GPU profile {path}: kind must be datasheet or measured")
     reserved = {"name", "description", "kind", "source", "date", "method", "peak_flops",
-                "mem_bandwidth", "mem_bytes", "datasheet", "tables", "interconnect", "collectives"}
+                "mem_bandwidth", "mem_bytes", "datasheet", "tables", "interconnect", "collectives", "sustained"}
     return GpuSpec(
         name=check.text(data, "name"), description=check.text(data, "description"), kind=kind,
         source=check.text(data, "source"), date=str(data.get("date", "")),
@@ -109,4 +112,32 @@ def parse_gpu(data: Any, path: str = "<profile>") -> GpuSpec:
         path=path, datasheet=data.get("datasheet"),
         tables=parse_tables(data.get("tables"), check, data.get("method_version", 1)),
         extra={k: v for k, v in data.items() if k not in reserved},
-        interconnect=parse_interconnect(data, path))
+        interconnect=parse_interconnect(data, path),
+        sustained=parse_sustained(data.get("sustained"), path))
+
+
+def parse_sustained(data: Any, path: str) -> dict[str, tuple[tuple[float, float], ...]]:
+    """`sustained: {dtype: {burst_s: [...], fraction: [...]}, source: text}`: burst lengths
+    rising and positive, fractions in (0, 1]."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise GpuProfileError(f"GPU profile {path}: sustained must be a mapping of dtypes")
+    out = {}
+    for dtype, curve in data.items():
+        if dtype == "source":
+            continue
+        bursts = curve.get("burst_s") if isinstance(curve, dict) else None
+        fractions = curve.get("fraction") if isinstance(curve, dict) else None
+        ok = (isinstance(bursts, list) and isinstance(fractions, list) and bursts
+              and len(bursts) == len(fractions)
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                      for v in bursts + fractions)
+              and all(b > 0 for b in bursts) and all(0 < f <= 1 for f in fractions)
+              and all(a < b for a, b in zip(bursts, bursts[1:])))
+        if not ok:
+            raise GpuProfileError(
+                f"GPU profile {path}: sustained.{dtype} needs burst_s (rising, > 0) and "
+                "fraction (each in (0, 1]) lists of one length")
+        out[str(dtype)] = tuple((float(b), float(f)) for b, f in zip(bursts, fractions))
+    return out

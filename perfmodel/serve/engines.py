@@ -146,7 +146,7 @@ def trtllm(mem_bytes: float) -> EngineFacts:
 # hand-off): the one constant fitted to serving measurements, on the training half only of the
 # one- and many-GPU aggregated rows (docs/serving.md: rows whose sha1(id) is even; `perfmodel
 # validate-serving --fit` prints it; 2026-11-27).
-HOST_OVERHEAD_S: dict[str, float] = {"vllm": 1.06e-3, "sglang": 0.21e-3, "trtllm": 2.62e-3}
+HOST_OVERHEAD_S: dict[str, float] = {"vllm": 1.04e-3, "sglang": 0.0, "trtllm": 2.51e-3}
 
 ENGINES = {"vllm": vllm, "sglang": sglang, "trtllm": trtllm}
 

@@ -10,7 +10,11 @@ A step runs M tokens: one per decoding sequence plus the prefill chunks. Its tim
 - prefill attention of each chunk, T new tokens over S = P + T context: its (query, key) pairs
   are pairs(P + T) − pairs(P), timed as one varlen kernel over all chunks of the step;
 - the final norm and LM head for the sequences that sample a token;
-- the engine's host overhead per step (estimate only).
+- the engine's host overhead per step (estimate only);
+- the power limit (estimate only): a step's compute-bound ops, which the tables time at full
+  clock, run at the profile's measured `sustained` fraction of that rate for a burst of matrix
+  work as long as theirs (perfmodel/calibrate/power.py: an H100 or H200 at 700 W holds ~0.98 of
+  it for 20 ms, ~0.85 from 1 s), the curve of the precision's compute dtype (else bf16's).
 On many GPUs (`forward` = cost/parallel_predict.sharded_forward) the tables are one GPU's shard
 plus its collectives (TP all-reduces at M tokens, EP dispatch/combine, PP sends in the per-token
 table; the vocab-parallel logits all-gather with the sampling ops), each collective costed over
@@ -24,6 +28,7 @@ import bisect
 from dataclasses import replace
 from typing import Callable
 
+from perfmodel.calibrate.power import sustained_fraction
 from perfmodel.cost.collective import EngineComm
 from perfmodel.cost.custom_allreduce import custom_allreduce_for
 from perfmodel.cost.ops import ATTENTION, Op, causal_pairs, forward_ops
@@ -74,35 +79,41 @@ class StepCost:
         self.comm = EngineComm(gpu, estimator is not None, custom_allreduce_for(allreduce),
                                spec.hidden_size * precision.base_bytes)
         self.estimator = fp8_at_bf16_efficiency(estimator, gpu) if estimator else None
+        self.sustained = (gpu.sustained.get(precision.compute_dtype) or gpu.sustained.get("bf16")
+                          or ()) if estimator else ()
         self.capture = sorted(capture_sizes)
         self.pad_mixed, self.host_overhead_s = pad_mixed, host_overhead_s
         self.ms = m_grid(max(max_tokens, max(self.capture, default=1), 2))
-        self.tok_est, self.tok_lim = self._table(
+        self.tok_est, self.tok_lim, self.tok_cmp = self._table(
             lambda m: forward(spec, precision, "prefill", 1, m, 1),
             lambda op: op.kind != ATTENTION and op.name not in SAMPLE_OPS, self.ms)
         self.bs = m_grid(max(max_seqs, 2))
-        self.smp_est, self.smp_lim = self._table(
+        self.smp_est, self.smp_lim, _ = self._table(
             lambda b: forward(spec, precision, "decode", b, 1, 1),
             lambda op: op.name in SAMPLE_OPS, self.bs)
         self.groups = self._attention_groups(spec, precision)
 
-    def _costs(self, op: Op) -> tuple[float, float]:
+    def _costs(self, op: Op) -> tuple[float, float, float]:
+        """(estimate, limit, the estimate's compute-bound share: the estimate where the op's
+        FLOPs at peak outlast its bytes, else 0)."""
         if op.kind == COLLECTIVE:  # NCCL or the engine's own all-reduce (cost/collective.py)
             c = self.comm(op)
-            return (c.limit_s if c.estimate_s is None else c.estimate_s), c.limit_s
-        limit = cost(op, self.gpu).limit_s
+            return (c.limit_s if c.estimate_s is None else c.estimate_s), c.limit_s, 0.0
+        roof = cost(op, self.gpu)
         est = self.estimator(op) if self.estimator else None
-        return (limit if est is None else est), limit
+        est = roof.limit_s if est is None else est
+        return est, roof.limit_s, est if roof.compute_s > roof.memory_s else 0.0
 
-    def _table(self, build, keep, xs) -> tuple[list[float], list[float]]:
-        est, lim = [], []
+    def _table(self, build, keep, xs) -> tuple[list[float], list[float], list[float]]:
+        est, lim, cmp = [], [], []
         for x in xs:
             ops = [op for op in build(x) if keep(op)]
             fused = self.comm.fused_norms(ops)
-            pairs = [(0.0, 0.0) if op.name in fused else self._costs(op) for op in ops]
-            est.append(sum(e for e, _ in pairs))
-            lim.append(sum(limit for _, limit in pairs))
-        return est, lim
+            costs = [(0.0, 0.0, 0.0) if op.name in fused else self._costs(op) for op in ops]
+            est.append(sum(c[0] for c in costs))
+            lim.append(sum(c[1] for c in costs))
+            cmp.append(sum(c[2] for c in costs))
+        return est, lim, cmp
 
     @staticmethod
     def _attention_groups(spec: ModelSpec, precision: Precision) -> list[tuple]:
@@ -126,29 +137,31 @@ class StepCost:
                            attn.num_heads * width * base, kv_heads * width * base))
         return groups
 
-    def linear(self, tokens: int, padded: bool) -> tuple[float, float]:
-        """Per-token ops at M = tokens: (estimate at the padded M, limit at M)."""
+    def linear(self, tokens: int, padded: bool) -> tuple[float, float, float]:
+        """Per-token ops at M = tokens: (estimate at the padded M, limit at M, the estimate's
+        compute-bound share)."""
         m = tokens
         if padded and self.capture and tokens <= self.capture[-1]:
             m = self.capture[bisect.bisect_left(self.capture, tokens)]
-        return _interp(self.ms, self.tok_est, m), _interp(self.ms, self.tok_lim, tokens)
+        return (_interp(self.ms, self.tok_est, m), _interp(self.ms, self.tok_lim, tokens),
+                _interp(self.ms, self.tok_cmp, m))
 
-    def decode_attention(self, seqs: int, context_sum: float) -> tuple[float, float]:
+    def decode_attention(self, seqs: int, context_sum: float) -> tuple[float, float, float]:
         """B = seqs sequences attending to context_sum cached tokens in all (each at most the
         layer's window, applied to the mean), every layer group as one batched kernel."""
-        est = lim = 0.0
+        est = lim = cmp = 0.0
         mean = context_sum / seqs
         for window, tmpl, qo, per_token, *_ in self.groups:
             s = mean if window is None else min(mean, window)
             op = replace(tmpl, flops=tmpl.flops * seqs * s, bytes=seqs * (qo + per_token * s),
                          shape=(seqs, s) + tuple(tmpl.shape[2:]))
-            e, limit = self._costs(op)
-            est, lim = est + e, lim + limit
-        return est, lim
+            e, limit, c = self._costs(op)
+            est, lim, cmp = est + e, lim + limit, cmp + c
+        return est, lim, cmp
 
-    def prefill_attention(self, chunks: list[tuple[int, int]]) -> tuple[float, float]:
+    def prefill_attention(self, chunks: list[tuple[int, int]]) -> tuple[float, float, float]:
         """Chunks of (P prior tokens, T new tokens), all in one varlen kernel per layer group."""
-        est = lim = 0.0
+        est = lim = cmp = 0.0
         for window, _, _, _, tmpl, per_pair, qo, kv in self.groups:
             flops = nbytes = 0.0
             new = 0
@@ -159,27 +172,29 @@ class StepCost:
                 new += t
             op = replace(tmpl, flops=flops, bytes=nbytes,
                          shape=(len(chunks), new / len(chunks)) + tuple(tmpl.shape[2:]))
-            e, limit = self._costs(op)
-            est, lim = est + e, lim + limit
-        return est, lim
+            e, limit, c = self._costs(op)
+            est, lim, cmp = est + e, lim + limit, cmp + c
+        return est, lim, cmp
 
-    def sample(self, seqs: int) -> tuple[float, float]:
+    def sample(self, seqs: int) -> tuple[float, float, float]:
         if seqs <= 0:
-            return 0.0, 0.0
-        return _interp(self.bs, self.smp_est, seqs), _interp(self.bs, self.smp_lim, seqs)
+            return 0.0, 0.0, 0.0
+        return _interp(self.bs, self.smp_est, seqs), _interp(self.bs, self.smp_lim, seqs), 0.0
 
     def step(self, decode_seqs: int, context_sum: float, chunks: list[tuple[int, int]],
              samples: int) -> tuple[float, float]:
         """(estimate, limit) seconds of one step: decode_seqs decoding over context_sum cached
         tokens, the prefill chunks, and `samples` sequences sampling a token."""
         tokens = decode_seqs + sum(t for _, t in chunks)
-        est, lim = self.linear(tokens, padded=not chunks or self.pad_mixed)
+        est, lim, cmp = self.linear(tokens, padded=not chunks or self.pad_mixed)
         parts = [self.sample(samples)]
         if decode_seqs:
             parts.append(self.decode_attention(decode_seqs, context_sum))
         if chunks:
             parts.append(self.prefill_attention(chunks))
-        for e, limit in parts:
-            est, lim = est + e, lim + limit
+        for e, limit, c in parts:
+            est, lim, cmp = est + e, lim + limit, cmp + c
+        if cmp > 0 and self.sustained:  # the power limit over this step's matrix work
+            est += cmp * (1 / sustained_fraction(self.sustained, cmp) - 1)
         return est + self.host_overhead_s, lim
 
