@@ -34,7 +34,7 @@ SMI = ("clocks.sm", "power.draw", "temperature.gpu")
 
 def smi() -> dict:
     out = subprocess.run(["nvidia-smi", f"--query-gpu={','.join(SMI)}",
-                          "--format=csv,noheader,nounits"], capture_output=True, text=True)
+                          "--format=csv,noheader,nounits"], capture_output=True, text=True, check=False)
     values = out.stdout.strip().split("\n")[0].split(", ")
     return dict(zip(SMI, (float(v) for v in values))) if len(values) == len(SMI) else {}
 
@@ -140,9 +140,10 @@ def main() -> None:
     for dtype in args.dtypes.split(","):
         run = measure(dtype, m, k, n, args.seconds, args.rest)
         result["runs"].append(run)
-        print(dtype, "table %.0f / hot %.0f TFLOP/s; sustained tail %.3f, mixed tail %.3f of table"
-              % (max(run["table"]) / 1e12, max(run["table_hot"]) / 1e12,
-                 run["sustained_tail_over_table"], run["mixed_tail_over_table"]), flush=True)
+        print(f"{dtype} table {max(run['table']) / 1e12:.0f} / hot "
+              f"{max(run['table_hot']) / 1e12:.0f} TFLOP/s; sustained tail "
+              f"{run['sustained_tail_over_table']:.3f}, mixed tail "
+              f"{run['mixed_tail_over_table']:.3f} of table", flush=True)
         for w in run["sustained"][::3]:
             print("  ", w, flush=True)
         with open(args.out, "w") as f:

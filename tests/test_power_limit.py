@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from perfmodel.calibrate.power import sustained_fraction
 from perfmodel.errors import GpuProfileError
-from perfmodel.hardware.gpu import load_gpu, parse_sustained
+from perfmodel.hardware.gpu import load_gpu
+from perfmodel.hardware.sustained import parse_sustained, sustained_fraction
 from perfmodel.serve import run_serve
 
 # The H100 bf16 curve as measured on 2026-11-27 (configs/gpus/h100-sxm-measured.yaml).

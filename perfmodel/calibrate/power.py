@@ -10,21 +10,19 @@ The measurement, per dtype: the GEMM's rate by the table method (`Timer.rotated`
 then for each burst length L a CUDA graph of GEMMs lasting about L, alternated with a graph of
 memory-bound copies lasting about as long (the decode steps between prefills), for
 `per_burst_s`; the GEMMs' rate over the second half over the table rate is the fraction at L
-(capped at 1). `sustained_fraction` interpolates it in log L for the serving simulation
-(perfmodel/serve/step_cost.py). `python -m perfmodel.calibrate.power --out F.json` runs it alone.
+(capped at 1). perfmodel/hardware/sustained.py reads it back and interpolates it for the serving
+simulation (perfmodel/serve/step_cost.py). `python -m perfmodel.calibrate.power --out F.json` runs it alone.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
 import time
 from typing import Any, Callable, Sequence
 
 from perfmodel.calibrate import kernels
 from perfmodel.calibrate.timing import Timer
+from perfmodel.hardware.sustained import Curve
 
-Curve = tuple[tuple[float, float], ...]  # (burst seconds, fraction of the table rate), L rising
 BURSTS_S = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 QUICK_BURSTS_S = (0.05, 0.5, 2.0)
 SHAPE = (8192, 8192, 8192)  # m, k, n: compute-bound in every dtype on every card we know
@@ -60,28 +58,7 @@ def sustained_curve(dtype: str, timer: Timer, bursts_s: Sequence[float] = BURSTS
         rate = flop * copies / _alternate(gemm, gap, per_burst_s / 2)
         curve.append((copies * one, min(1.0, rate / table)))
         del gemm, gap
-    del src, dst
-    torch.cuda.empty_cache()
     return tuple(curve)
-
-
-def sustained_fraction(curve: Curve, seconds: float) -> float:
-    """The curve's fraction at a burst of `seconds`: 1 below its first point (no burst that
-    short was measured to lose), its last beyond the last, linear in log L between."""
-    return 1.0 if not curve or seconds <= 0 else _at(curve, seconds)
-
-
-def _at(curve: Curve, seconds: float) -> float:
-    xs = [math.log(b) for b, _ in curve]
-    x = math.log(seconds)
-    if x <= xs[0]:  # below the shortest burst: from 1 at a tenth of it, as ramps go
-        lo = xs[0] - math.log(10)
-        return 1.0 - (1.0 - curve[0][1]) * max(0.0, x - lo) / (xs[0] - lo)
-    i = bisect.bisect_left(xs, x)
-    if i >= len(xs):
-        return curve[-1][1]
-    (x0, y0), (x1, y1) = (xs[i - 1], curve[i - 1][1]), (xs[i], curve[i][1])
-    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
 
 
 def graph_of(fns: list[Callable[[], Any]], copies: int) -> Any:

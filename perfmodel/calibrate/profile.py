@@ -20,6 +20,7 @@ import yaml
 
 from perfmodel.calibrate.peaks import Peak
 from perfmodel.hardware.gpu import PEAK_DTYPES, AttentionTable, Tables
+from perfmodel.hardware.sustained import Curve
 
 DIGITS = 4
 
@@ -34,7 +35,7 @@ class Measurements:
     unsupported: Mapping[str, str]  # dtype -> why it could not run here
     notes: tuple[str, ...]
     run_time_s: float
-    sustained: Mapping[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    sustained: Mapping[str, Curve] = field(default_factory=dict)  # calibrate/power.py
 
 
 def build_profile(*, name: str, description: str, date: str, mode: str, method_version: int,
@@ -70,7 +71,7 @@ def _spread(peak: Peak) -> dict:
             key: value, "sweep": [[size, rate] for size, rate in peak.sweep]}
 
 
-def sustained_data(curves: Mapping[str, tuple[tuple[float, float], ...]]) -> dict:
+def sustained_data(curves: Mapping[str, Curve]) -> dict:
     """The power-limit curves as the YAML mapping `perfmodel.hardware.gpu.parse_sustained`
     reads back."""
     return {"source": "perfmodel calibrate-gpu (perfmodel/calibrate/power.py)",

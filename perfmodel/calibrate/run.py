@@ -25,6 +25,7 @@ from perfmodel.calibrate.profile import Measurements, build_profile, write_profi
 from perfmodel.calibrate.timing import Timer
 from perfmodel.outpath import check_out_path
 from perfmodel.hardware.gpu import Tables
+from perfmodel.hardware.sustained import Curve
 
 Progress = Callable[[str, int, int], None]  # (current step, steps done, steps in all)
 
@@ -93,7 +94,7 @@ def measure(plan: Plan, timer: Timer, step: "_Steps", started: float) -> Measure
 
 
 def measure_sustained(plan: Plan, timer: Timer, step: "_Steps",
-                      unsupported: dict[str, str]) -> dict[str, power.Curve]:
+                      unsupported: dict[str, str]) -> dict[str, Curve]:
     """Per dtype, the GEMM rate kept under the power limit by burst length (calibrate/power.py);
     last, as serving loads a card that has run for a while."""
     out = {}

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from perfmodel.errors import GpuProfileError
 from perfmodel.hardware.interconnect import Interconnect, parse_interconnect
 from perfmodel.hardware.checks import Checker
+from perfmodel.hardware.sustained import Curve, parse_sustained
 from perfmodel.hardware.tables import AttentionTable, LinearTable, Tables, parse_tables
 from perfmodel.hardware.yamlcache import YamlError, load_yaml
 
@@ -44,7 +45,7 @@ class GpuSpec:
     interconnect: Interconnect | None = None  # link and measured collectives (interconnect.py)
     # per dtype, ((burst seconds, fraction of the table rate), ...): matrix work held that long
     # under the power limit (perfmodel/calibrate/power.py); empty where not measured
-    sustained: Mapping[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    sustained: Mapping[str, Curve] = field(default_factory=dict)
 
     def peak(self, dtype: str) -> float | None:
         return self.peak_flops.get(dtype)
@@ -114,30 +115,3 @@ def parse_gpu(data: Any, path: str = "<profile>") -> GpuSpec:
         extra={k: v for k, v in data.items() if k not in reserved},
         interconnect=parse_interconnect(data, path),
         sustained=parse_sustained(data.get("sustained"), path))
-
-
-def parse_sustained(data: Any, path: str) -> dict[str, tuple[tuple[float, float], ...]]:
-    """`sustained: {dtype: {burst_s: [...], fraction: [...]}, source: text}`: burst lengths
-    rising and positive, fractions in (0, 1]."""
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise GpuProfileError(f"GPU profile {path}: sustained must be a mapping of dtypes")
-    out = {}
-    for dtype, curve in data.items():
-        if dtype == "source":
-            continue
-        bursts = curve.get("burst_s") if isinstance(curve, dict) else None
-        fractions = curve.get("fraction") if isinstance(curve, dict) else None
-        ok = (isinstance(bursts, list) and isinstance(fractions, list) and bursts
-              and len(bursts) == len(fractions)
-              and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                      for v in bursts + fractions)
-              and all(b > 0 for b in bursts) and all(0 < f <= 1 for f in fractions)
-              and all(a < b for a, b in zip(bursts, bursts[1:])))
-        if not ok:
-            raise GpuProfileError(
-                f"GPU profile {path}: sustained.{dtype} needs burst_s (rising, > 0) and "
-                "fraction (each in (0, 1]) lists of one length")
-        out[str(dtype)] = tuple((float(b), float(f)) for b, f in zip(bursts, fractions))
-    return out

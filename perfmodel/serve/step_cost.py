@@ -28,7 +28,6 @@ import bisect
 from dataclasses import replace
 from typing import Callable
 
-from perfmodel.calibrate.power import sustained_fraction
 from perfmodel.cost.collective import EngineComm
 from perfmodel.cost.custom_allreduce import custom_allreduce_for
 from perfmodel.cost.ops import ATTENTION, Op, causal_pairs, forward_ops
@@ -37,6 +36,7 @@ from perfmodel.cost.precision import Precision
 from perfmodel.cost.roofline import cost
 from perfmodel.cost.serving_engines import fp8_at_bf16_efficiency
 from perfmodel.hardware.gpu import GpuSpec
+from perfmodel.hardware.sustained import sustained_fraction
 from perfmodel.model.spec import ModelSpec
 
 Estimator = Callable[[Op], "float | None"]
