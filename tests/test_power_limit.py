@@ -105,3 +105,14 @@ def test_the_power_limit_never_takes_an_estimate_below_its_limit():
                 [(b, b * 2000, [], b) for b in (1, 64, 512)] + [(32, 32 * 900, [(0, 4096)], 33)]:
         est, lim = cost.step(*step)
         assert est >= lim
+
+
+def test_serve_reports_the_curve_it_used_and_none_on_a_datasheet():
+    """--json names the power-limit curve: the compute dtype's (fp8 for --precision fp8), none
+    where the profile measured none."""
+    fp8 = run_serve("meta-llama/Llama-3.1-8B", gpu="h200-measured", precision="fp8",
+                    concurrency=2, num_requests=2, isl=64, osl=2).metrics["power_limit"]
+    assert fp8["dtype"] == "fp8"
+    assert tuple(zip(fp8["burst_s"], fp8["fraction"])) == load_gpu("h200-measured").sustained["fp8"]
+    assert run_serve("meta-llama/Llama-3.1-8B", gpu="b200", concurrency=2, num_requests=2,
+                     isl=64, osl=2).metrics["power_limit"] is None

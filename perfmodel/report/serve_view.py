@@ -79,7 +79,14 @@ def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
     console.print(f"KV cache {kv['tokens']} tokens ({kv['blocks']} blocks of {kv['block_size']}),"
                   f" peak use {kv['peak_fraction']:.0%}; preemptions {doc['preemptions']}; "
                   f"host overhead {doc['host_overhead_s'] * 1e3:.2f} ms/step")
-    console.print(f"[dim]{doc['estimate_note']}[/]")
+    power = doc.get("power_limit")
+    note = doc["estimate_note"]
+    if power:  # calibrate/power.py: the rate matrix work keeps under the card's power limit
+        note += (f"; power limit of the profile ({power['dtype']}: "
+                 f"{power['fraction'][0]:.2f} of the table rate at "
+                 f"{power['burst_s'][0] * 1e3:.0f} ms of matrix work, "
+                 f"{power['fraction'][-1]:.2f} at {power['burst_s'][-1]:g} s)")
+    console.print(f"[dim]{note}[/]")
     for line in warnings:
         console.print(f"[yellow]warning:[/] {line}")
 

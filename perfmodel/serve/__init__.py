@@ -128,7 +128,7 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                         "isl": None if lengths else isl, "osl": None if lengths else osl},
            **doc, "kv_cache": {**doc["kv_cache"], "block_size": kv.block_size,
                                "tokens": kv.tokens, "bytes_per_token": kv.bytes_per_token},
-           "host_overhead_s": host, "estimate_note": est.note}
+           "host_overhead_s": host, "power_limit": _power_limit(cost), "estimate_note": est.note}
     warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
         est.estimator), engine=facts.kernels), budget_warning(facts, longest)) if w)
     return ServeReport(doc, facts, kv, out, warnings, cost)
@@ -177,6 +177,14 @@ def _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress) -> Outcome:
         tuple(d for d in steady.done if d.index >= c)
     return replace(steady, done=done, preemptions=cold.preemptions + steady.preemptions,
                    peak_blocks=max(cold.peak_blocks, steady.peak_blocks))
+
+
+def _power_limit(cost: StepCost) -> dict | None:
+    """The profile's power-limit curve the step costs use (docs/json.md), or None."""
+    if not cost.sustained:
+        return None
+    return {"dtype": cost.sustained_dtype, "burst_s": [b for b, _ in cost.sustained],
+            "fraction": [f for _, f in cost.sustained]}
 
 
 def limit_bounds(out: Outcome, cost: StepCost) -> dict[str, dict]:

@@ -79,8 +79,10 @@ class StepCost:
         self.comm = EngineComm(gpu, estimator is not None, custom_allreduce_for(allreduce),
                                spec.hidden_size * precision.base_bytes)
         self.estimator = fp8_at_bf16_efficiency(estimator, gpu) if estimator else None
-        self.sustained = (gpu.sustained.get(precision.compute_dtype) or gpu.sustained.get("bf16")
-                          or ()) if estimator else ()
+        # the power limit: the curve of the precision's compute dtype, else bf16's, if measured
+        self.sustained_dtype = next((d for d in (precision.compute_dtype, "bf16")
+                                     if estimator and gpu.sustained.get(d)), None)
+        self.sustained = gpu.sustained[self.sustained_dtype] if self.sustained_dtype else ()
         self.capture = sorted(capture_sizes)
         self.pad_mixed, self.host_overhead_s = pad_mixed, host_overhead_s
         self.ms = m_grid(max(max_tokens, max(self.capture, default=1), 2))
