@@ -152,8 +152,11 @@ def _serve_row(point: Point) -> dict[str, Any]:
     for key, value in metrics.items():
         if key in ("model", "gpu", "engine", "precision", "workload"):
             continue  # the point's own columns say these
-        if isinstance(value, dict):
-            row.update({f"{key}_{k}": v for k, v in value.items() if not isinstance(v, dict)})
+        if key == "power_limit":  # one column: the curve's dtype, empty where none applied
+            row[key] = value and value["dtype"]
+        elif isinstance(value, dict):
+            row.update({f"{key}_{k}": v for k, v in value.items()
+                        if not isinstance(v, (dict, list, tuple))})
         elif not isinstance(value, (list, tuple)):
             row[key] = value
     put = metrics["throughput"]
