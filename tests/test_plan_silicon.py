@@ -83,3 +83,22 @@ def test_the_check_ranks_many_gpu_rows_of_the_test_half():
     dp = next(r for r in many if (r["attention_dp_size"] or "1") != "1")
     assert _point(dp).dp == int(dp["attention_dp_size"])  # its ranks, each batch_size clients
     assert _point(dp).load == int(dp["batch_size"]) * _point(dp).dp
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="needs ../shared/external")
+def test_prefix_cached_rows_are_left_out_as_validate_serving_leaves_them():
+    """vLLM 0.12 on an H200, Llama-3.1-8B-FP8, 1000 in / 100 out at 112 clients: 72 ms TTFT and
+    11.2 ms TPOT measured, 112 / (0.072 + 99 × 0.0112) = 94 requests/s; at 11.9 ms of roofline
+    prefill each, 1.12 s of prefill a second: a cached prefix. At 5 ms it would be 0.47."""
+    from perfmodel.plan.silicon_check import prefix_cached
+    from perfmodel.validate.silicon import serving_rows
+
+    (r,) = [r for r in serving_rows() if r["backend"] == "vllm" and r["isl"] == "1000"
+            and r["osl"] == "100" and r["batch_size"] == "112"]
+    rate = 112 / (float(r["silicon_ttft_ms"]) / 1e3 + 99 * float(r["silicon_tpot_ms"]) / 1e3)
+    assert rate * 0.0119 > 1 > rate * 0.005
+    cached = {"error": None, "limit_ttft_s": 0.0119, "parallel_schedulers": 1}
+    assert prefix_cached(r, cached)
+    assert not prefix_cached(r, {**cached, "limit_ttft_s": 0.005})
+    assert not prefix_cached(r, {**cached, "parallel_schedulers": 2})  # half the rate each
+    assert not prefix_cached(r, {"error": "does not fit"})

@@ -159,7 +159,8 @@ def _serve_row(point: Point) -> dict[str, Any]:
                         if not isinstance(v, (dict, list, tuple))})
         elif not isinstance(value, (list, tuple)):
             row[key] = value
-    put = metrics["throughput"]
+    put, limit = metrics["throughput"], metrics["limit"]
+    row.update(limit_ttft_s=limit["ttft_s"]["mean"], limit_tpot_s=limit["tpot_s"]["mean"])
     row.update(ttft_s=metrics["ttft_s"]["mean"], tpot_s=metrics["tpot_s"]["mean"],
                output_tok_s=put["output_tok_s"], tok_s_per_gpu=put["output_tok_s_per_gpu"],
                tok_s_per_user=put["output_tok_s_per_user"])

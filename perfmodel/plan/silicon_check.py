@@ -13,6 +13,7 @@ perfmodel.plan.silicon_check [--all] [--one-gpu] [--markdown] [--slack=0.1]` pri
 (--slack loosens the target by that fraction: how close the misses were, not the check).
 The candidates of a group span its measured GPU counts and parallelisms too: the many-GPU rows
 that `validate-serving --rows multi` keeps join the one-GPU rows (--one-gpu: those alone).
+Prefix-cached rows (validate-serving's rule) are left out, as they are from its figures.
 """
 
 from __future__ import annotations
@@ -79,6 +80,17 @@ def _point(row: Row) -> Point:
                  max_num_batched_tokens=kw.get("max_num_batched_tokens"))
 
 
+def prefix_cached(row: Row, sim: dict[str, Any]) -> bool:
+    """validate-serving's rule (validate/silicon.py prefill_load): a row whose measured request
+    rate needs more than the whole GPU at its roofline just to prefill the prompts from scratch
+    measured a cached prefix, a workload the simulation does not run; left out as there."""
+    from perfmodel.validate.silicon import prefill_load
+
+    if sim.get("error") is not None or not sim.get("limit_ttft_s"):
+        return False
+    return prefill_load(row, sim["parallel_schedulers"], sim["limit_ttft_s"]) > 1
+
+
 def pick(rows: Sequence[Row], simulated: Sequence[dict[str, Any]], target: float) -> Row | None:
     """plan's choice (search.pick_best): the most simulated tokens/s per GPU among the rows
     simulated to meet the target."""
@@ -93,7 +105,8 @@ def check(rows: Sequence[Row], simulated: dict[str, dict[str, Any]], slack: floa
     """Every group of two or more rows; simulated maps row id -> its serve row. slack > 0
     loosens the target to TPOT × (1 + slack), a sensitivity view, not the check itself."""
     out = []
-    for key, members in sorted(groups(rows).items()):
+    kept = [r for r in rows if not prefix_cached(r, simulated[r["id"]])]
+    for key, members in sorted(groups(kept).items()):
         if len(members) < 2:
             continue
         best = max(members, key=measured_tok_s_per_gpu)

@@ -163,6 +163,16 @@ def serve_kwargs(row: dict[str, str], gpus: dict[str, str] = MEASURED_GPUS) -> d
     return kw
 
 
+def prefill_load(row: dict[str, str], schedulers: int, prefill_s: float,
+                 gpus: dict[str, str] = MEASURED_GPUS) -> float:
+    """The share of a scheduler's time that prefilling the row's measured request rate from
+    scratch takes, each prompt alone at the roofline (prefill_s): above 1 the row is
+    prefix-cached (SimulatedRow.prefix_cached)."""
+    ttft, tpot = float(row["silicon_ttft_ms"]) / 1e3, float(row["silicon_tpot_ms"]) / 1e3
+    rate = serve_kwargs(row, gpus)["concurrency"] / (ttft + (int(row["osl"]) - 1) * tpot)
+    return rate / schedulers * prefill_s
+
+
 def simulate_row(row: dict[str, str], host_overhead_s: float | None = None,
                  gpus: dict[str, str] = MEASURED_GPUS) -> SimulatedRow:
     """Serve one row's workload with its engine and compare with its measurement."""
@@ -172,9 +182,8 @@ def simulate_row(row: dict[str, str], host_overhead_s: float | None = None,
     kw = serve_kwargs(row, gpus)
     report = run_serve(BUILDS[row["model_path"]], **kw, **knobs)
     m, isl, osl = report.metrics, int(row["isl"]), int(row["osl"])
-    ttft, tpot = float(row["silicon_ttft_ms"]) / 1e3, float(row["silicon_tpot_ms"]) / 1e3
-    rate = kw["concurrency"] / (ttft + (osl - 1) * tpot)  # per scheduler below
-    load = rate / m["parallel"]["schedulers"] * report.step_cost.step(0, 0, [(0, isl)], 1)[1]
+    load = prefill_load(row, m["parallel"]["schedulers"],
+                        report.step_cost.step(0, 0, [(0, isl)], 1)[1], gpus)
     return SimulatedRow(row["id"], row["backend"], row["backend_version"] or "?",
                         BUILDS[row["model_path"]], row["gemm_quant_mode"] or "bf16",
                         row["system"], int(row["isl"]), int(row["osl"]), kw["concurrency"],
