@@ -34,7 +34,8 @@ SMI = ("clocks.sm", "power.draw", "temperature.gpu")
 
 def smi() -> dict:
     out = subprocess.run(["nvidia-smi", f"--query-gpu={','.join(SMI)}",
-                          "--format=csv,noheader,nounits"], capture_output=True, text=True, check=False)
+                          "--format=csv,noheader,nounits"],
+                         capture_output=True, text=True, check=False)
     values = out.stdout.strip().split("\n")[0].split(", ")
     return dict(zip(SMI, (float(v) for v in values))) if len(values) == len(SMI) else {}
 

@@ -11,7 +11,8 @@ then for each burst length L a CUDA graph of GEMMs lasting about L, alternated w
 memory-bound copies lasting about as long (the decode steps between prefills), for
 `per_burst_s`; the GEMMs' rate over the second half over the table rate is the fraction at L
 (capped at 1). perfmodel/hardware/sustained.py reads it back and interpolates it for the serving
-simulation (perfmodel/serve/step_cost.py). `python -m perfmodel.calibrate.power --out F.json` runs it alone.
+simulation (perfmodel/serve/step_cost.py). `python -m perfmodel.calibrate.power --out F.json`
+runs it alone.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def main() -> None:
     parser.add_argument("--dtypes", default="bf16,fp8")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    timer = Timer("cuda:0", torch.cuda.get_device_properties(0).L2_cache_size, rest_s=2.0)
+    timer = Timer("cuda:0", torch.cuda.get_device_properties(0).L2_cache_size)
     result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "curves": {}}
     for dtype in args.dtypes.split(","):

@@ -72,7 +72,7 @@ def _spread(peak: Peak) -> dict:
 
 
 def sustained_data(curves: Mapping[str, Curve]) -> dict:
-    """The power-limit curves as the YAML mapping `perfmodel.hardware.gpu.parse_sustained`
+    """The power-limit curves as the YAML mapping `perfmodel.hardware.sustained.parse_sustained`
     reads back."""
     return {"source": "perfmodel calibrate-gpu (perfmodel/calibrate/power.py)",
             **{dtype: {"burst_s": [b for b, _ in curve], "fraction": [f for _, f in curve]}

@@ -104,7 +104,8 @@ def parse_gpu(data: Any, path: str = "<profile>") -> GpuSpec:
     if kind not in ("datasheet", "measured"):
         raise GpuProfileError(f"GPU profile {path}: kind must be datasheet or measured")
     reserved = {"name", "description", "kind", "source", "date", "method", "peak_flops",
-                "mem_bandwidth", "mem_bytes", "datasheet", "tables", "interconnect", "collectives", "sustained"}
+                "mem_bandwidth", "mem_bytes", "datasheet", "tables", "interconnect", "collectives",
+                "sustained"}
     return GpuSpec(
         name=check.text(data, "name"), description=check.text(data, "description"), kind=kind,
         source=check.text(data, "source"), date=str(data.get("date", "")),

@@ -90,7 +90,7 @@ class StepCost:
             lambda m: forward(spec, precision, "prefill", 1, m, 1),
             lambda op: op.kind != ATTENTION and op.name not in SAMPLE_OPS, self.ms)
         self.bs = m_grid(max(max_seqs, 2))
-        self.smp_est, self.smp_lim, _ = self._table(
+        self.smp_est, self.smp_lim, self.smp_cmp = self._table(
             lambda b: forward(spec, precision, "decode", b, 1, 1),
             lambda op: op.name in SAMPLE_OPS, self.bs)
         self.groups = self._attention_groups(spec, precision)
@@ -181,7 +181,8 @@ class StepCost:
     def sample(self, seqs: int) -> tuple[float, float, float]:
         if seqs <= 0:
             return 0.0, 0.0, 0.0
-        return _interp(self.bs, self.smp_est, seqs), _interp(self.bs, self.smp_lim, seqs), 0.0
+        return (_interp(self.bs, self.smp_est, seqs), _interp(self.bs, self.smp_lim, seqs),
+                _interp(self.bs, self.smp_cmp, seqs))
 
     def step(self, decode_seqs: int, context_sum: float, chunks: list[tuple[int, int]],
              samples: int) -> tuple[float, float]:
