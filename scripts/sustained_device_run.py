@@ -27,7 +27,7 @@ import json
 import subprocess
 import time
 
-from perfmodel.calibrate.power import BURSTS_S, graph_of, sustained_curve
+from perfmodel.calibrate.power import BURSTS_S, gemm_pair, graph_of, sustained_curve
 
 SMI = ("clocks.sm", "power.draw", "temperature.gpu")
 
@@ -66,29 +66,18 @@ def windows(replay, flop_per_replay: float, seconds: float, window_s: float = 2.
 def measure(dtype: str, m: int, k: int, n: int, seconds: float, rest_s: float) -> dict:
     import torch
 
-    from perfmodel.calibrate import kernels
     from perfmodel.calibrate.timing import Timer
 
     device = "cuda:0"
-    timer = Timer(device, torch.cuda.get_device_properties(0).L2_cache_size, rest_s=2.0)
-    flop = 2.0 * m * k * n
-    weights = [kernels.weight(dtype, n, k, device) for _ in range(2)]
-    xs = [kernels.activation(dtype, m, k, device) for _ in range(2)]
-
-    def make(i: int):
-        return kernels.linear(dtype, xs[i % 2], weights[i % 2])
-
-    set_bytes = kernels.weight_bytes(dtype, n, k) + kernels.activation_bytes(dtype, m, k)
-
-    def table() -> float:
-        return flop / timer.rotated(make, set_bytes).median
+    timer = Timer(device, torch.cuda.get_device_properties(0).L2_cache_size)
+    fns, flop, table = gemm_pair(dtype, (m, k, n), timer)
 
     time.sleep(rest_s)
     cool = smi()
     fresh = [table() for _ in range(3)]
     one = flop / fresh[0]
     copies = max(2, round(0.05 / one))  # a replay of about 50 ms
-    graph = graph_of([make(0), make(1)], copies)
+    graph = graph_of(fns, copies)
     sustained = windows(graph.replay, flop * copies, seconds)
     hot = [table() for _ in range(3)]
     src = torch.empty(1 << 28, dtype=torch.float32, device=device)  # 1 GiB

@@ -116,3 +116,17 @@ def test_serve_reports_the_curve_it_used_and_none_on_a_datasheet():
     assert tuple(zip(fp8["burst_s"], fp8["fraction"])) == load_gpu("h200-measured").sustained["fp8"]
     assert run_serve("meta-llama/Llama-3.1-8B", gpu="b200", concurrency=2, num_requests=2,
                      isl=64, osl=2).metrics["power_limit"] is None
+
+
+def test_the_burst_gemms_are_timed_as_the_tables_are():
+    """calibrate/power.py's pair of linears on the CPU: 2·m·k·n FLOPs, a positive table-method
+    rate, and the two calls give the same product shape."""
+    pytest.importorskip("torch")
+    from perfmodel.calibrate.power import gemm_pair
+    from perfmodel.calibrate.timing import Timer
+
+    fns, flop, rate = gemm_pair("bf16", (32, 64, 48), Timer("cpu", 1 << 20, rep_s=0.01,
+                                                            point_budget_s=0.001))
+    assert flop == 2 * 32 * 64 * 48
+    assert fns[0]().shape == fns[1]().shape == (32, 48)
+    assert rate() > 0

@@ -37,16 +37,11 @@ def sustained_curve(dtype: str, timer: Timer, bursts_s: Sequence[float] = BURSTS
     gap_ratio: the copies between bursts last this many times the burst (1: as long)."""
     import torch
 
-    m, k, n = shape
-    device, flop = timer.device, 2.0 * m * k * n
-    weights = [kernels.weight(dtype, n, k, device) for _ in range(2)]
-    xs = [kernels.activation(dtype, m, k, device) for _ in range(2)]
-    fns = [kernels.linear(dtype, xs[i], weights[i]) for i in range(2)]
-    set_bytes = kernels.weight_bytes(dtype, n, k) + kernels.activation_bytes(dtype, m, k)
+    fns, flop, table_rate = gemm_pair(dtype, shape, timer)
     step(f"sustained {dtype}: table rate")
-    table = max(flop / timer.rotated(lambda i: fns[i % 2], set_bytes).median for _ in range(3))
+    table = max(table_rate() for _ in range(3))
     one = flop / table
-    src = torch.empty(COPY_BYTES // 4, dtype=torch.float32, device=device)
+    src = torch.empty(COPY_BYTES // 4, dtype=torch.float32, device=timer.device)
     dst = torch.empty_like(src)
     copy_s = min(event_seconds(lambda: dst.copy_(src)) for _ in range(3))
     curve = []
@@ -60,6 +55,20 @@ def sustained_curve(dtype: str, timer: Timer, bursts_s: Sequence[float] = BURSTS
         curve.append((copies * one, min(1.0, rate / table)))
         del gemm, gap
     return tuple(curve)
+
+
+def gemm_pair(dtype: str, shape: tuple[int, int, int], timer: Timer
+              ) -> tuple[list[Callable[[], Any]], float, Callable[[], float]]:
+    """Two (m, k, n) linears of `dtype` on their own operands, the FLOPs of one, and a function
+    that times them by the table method (`Timer.rotated`) and returns FLOP/s."""
+    m, k, n = shape
+    device = timer.device
+    weights = [kernels.weight(dtype, n, k, device) for _ in range(2)]
+    xs = [kernels.activation(dtype, m, k, device) for _ in range(2)]
+    fns = [kernels.linear(dtype, xs[i], weights[i]) for i in range(2)]
+    set_bytes = kernels.weight_bytes(dtype, n, k) + kernels.activation_bytes(dtype, m, k)
+    flop = 2.0 * m * k * n
+    return fns, flop, lambda: flop / timer.rotated(lambda i: fns[i % 2], set_bytes).median
 
 
 def graph_of(fns: list[Callable[[], Any]], copies: int) -> Any:
