@@ -16,7 +16,6 @@ import itertools
 from dataclasses import dataclass
 
 from perfmodel.calibrate.kernels import GROUPED_DTYPES, LINEAR_DTYPES, MATMUL_DTYPES
-from perfmodel.calibrate.power import BURSTS_S, QUICK_BURSTS_S
 
 METHOD_VERSION = 2  # 2: GEMM-only fp8/int8 linears, act_quant, attention variants, moe_block
 HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
@@ -75,6 +74,8 @@ def attention_cases(prefill: tuple[tuple[int, int], ...], decode: tuple[tuple[in
 MOE_SHAPES = ((128, 8, 2048, 768), (128, 4, 2880, 2880), (8, 2, 4096, 14336))  # E, k, D, F:
 # Qwen3-30B-A3B, gpt-oss-120b (its E and k, SiLU·mul for its clamped SwiGLU), Mixtral-8x7B
 QUANT_SCHEMES = ("static", "dynamic-tensor", "dynamic-token", "fused")
+BURSTS_S = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)  # the power-limit curve (calibrate/power.py)
+QUICK_BURSTS_S = (0.05, 0.5, 2.0)
 QUANT_DTYPES = ("fp8", "int8")
 
 

@@ -21,11 +21,10 @@ import time
 from typing import Any, Callable, Sequence
 
 from perfmodel.calibrate import kernels
+from perfmodel.calibrate.plan import BURSTS_S, QUICK_BURSTS_S
 from perfmodel.calibrate.timing import Timer
 from perfmodel.hardware.sustained import Curve
 
-BURSTS_S = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
-QUICK_BURSTS_S = (0.05, 0.5, 2.0)
 SHAPE = (8192, 8192, 8192)  # m, k, n: compute-bound in every dtype on every card we know
 COPY_BYTES = 1 << 30
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from perfmodel.calibrate import attention, kernels, moe, moe_block, peaks, power, quant, tables
+from perfmodel.calibrate import attention, kernels, moe, moe_block, peaks, quant, tables
 from perfmodel.calibrate.device import (CalibrationError, DeviceInfo, datasheet_for, describe,
                                         import_torch, profile_name, resolve_device)
 from perfmodel.calibrate.plan import (METHOD_VERSION, ROUTE_EXPERTS, ROUTE_TOP_K, Plan,
@@ -97,6 +97,8 @@ def measure_sustained(plan: Plan, timer: Timer, step: "_Steps",
                       unsupported: dict[str, str]) -> dict[str, Curve]:
     """Per dtype, the GEMM rate kept under the power limit by burst length (calibrate/power.py);
     last, as serving loads a card that has run for a while."""
+    from perfmodel.calibrate import power  # here: `python -m perfmodel.calibrate.power` runs alone
+
     out = {}
     for dtype in plan.sustained_dtypes if plan.sustained_bursts_s else ():
         if dtype in unsupported:
