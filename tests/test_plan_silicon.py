@@ -102,3 +102,50 @@ def test_prefix_cached_rows_are_left_out_as_validate_serving_leaves_them():
     assert not prefix_cached(r, {**cached, "limit_ttft_s": 0.005})
     assert not prefix_cached(r, {**cached, "parallel_schedulers": 2})  # half the rate each
     assert not prefix_cached(r, {"error": "does not fit"})
+
+
+def test_an_exact_oracle_passes_every_group_and_a_noisy_one_loses_the_knife_edge():
+    from perfmodel.plan.silicon_oracle import oracle_passes
+
+    # group m/vllm: the best row c (64 clients) and b, a third of its tokens/s at a lower TPOT:
+    # only c passes, so the group turns on the sign of the error on c's TPOT (half the draws).
+    # group m/sglang: e at 93% of f's tokens/s and 20% lower TPOT passes either way.
+    rows = [row("a", 1, 50, 8), row("b", 8, 80, 12), row("c", 64, 400, 30),
+            row("e", 24, 100, 16, backend="sglang"), row("f", 32, 100, 20, backend="sglang")]
+    assert 0.9 < measured_tok_s_per_gpu(rows[3]) / measured_tok_s_per_gpu(rows[4]) < 1
+    assert oracle_passes(rows, 0.0, trials=5) == [2] * 5
+    passes = oracle_passes(rows, 0.03, trials=400)
+    assert min(passes) == 1 and max(passes) == 2
+    assert 0.35 < passes.count(2) / 400 < 0.65
+    assert oracle_passes(rows, 0.03, trials=400, slack=0.2) == [2] * 400  # 0.2 ≫ 3% noise
+
+
+def test_repeats_count_distinct_measurements_of_one_configuration():
+    from perfmodel.plan.silicon_oracle import repeats
+
+    def measured(rid, model, tpot, c=8):
+        return {**row(rid, c, 100, tpot), "model_path": model, "backend_version": "1.0"}
+
+    rows = [measured("a", "deepseek-ai/DeepSeek-R1", 10.0),  # V3's architecture (BUILDS)
+            measured("b", "deepseek-ai/DeepSeek-V3", 15.0),
+            measured("c", "deepseek-ai/DeepSeek-V3", 15.0),  # a copy of b: counts once
+            measured("d", "m", 20.0), measured("e", "m", 20.0),  # copies only: no repeat
+            measured("f", "m", 21.0, c=16)]  # another concurrency: another configuration
+    ((key, spread),) = repeats(rows)
+    assert key[0] == "deepseek-ai/DeepSeek-V3" and spread == pytest.approx(1.5)
+
+
+@pytest.mark.skipif(not (SHARED / "external" / "aiconfigurator-silicon").exists(),
+                    reason="no ../shared/external/aiconfigurator-silicon")
+def test_the_rows_repeat_closely_except_where_sources_contradict():
+    from perfmodel.plan.silicon_oracle import repeats
+    from perfmodel.validate.silicon import csv_rows
+
+    spreads = repeats([r for r in csv_rows() if r["mode"] == "agg"])
+    values = [s for _, s in spreads]
+    assert values == sorted(values) and values[0] >= 1
+    deepseek_trt = [s for k, s in spreads
+                    if k[0] == "deepseek-ai/DeepSeek-V3" and k[2] == "trtllm"]
+    assert len(deepseek_trt) >= 10 and min(deepseek_trt) > 1.15  # docs/plan.md: 1.20-1.92×
+    reruns = [s for k, s in spreads if k[2] == "vllm" and k[3] in ("0.16.0", "0.18.0")]
+    assert len(reruns) >= 20 and sorted(reruns)[len(reruns) // 2] < 1.01

@@ -9,8 +9,10 @@ GPU; plan, given that TPOT as its SLO, picks the candidate with the most simulat
 GPU among those whose simulated TPOT meets it. The group passes when the pick's *measured*
 tokens/s per GPU is within 10% of the best measured. Only test-half rows count (the serving
 simulation's one fitted constant saw the training half only); `python -m
-perfmodel.plan.silicon_check [--all] [--one-gpu] [--markdown] [--slack=0.1]` prints the table
-(--slack loosens the target by that fraction: how close the misses were, not the check).
+perfmodel.plan.silicon_check [--all] [--one-gpu] [--markdown] [--slack=0.1] [--oracle=0.01]`
+prints the table (--slack loosens the target by that fraction: how close the misses were, not
+the check; --oracle adds what a model passes that knows every measurement to ± that relative
+error, silicon_oracle.py).
 The candidates of a group span its measured GPU counts and parallelisms too: the many-GPU rows
 that `validate-serving --rows multi` keeps join the one-GPU rows (--one-gpu: those alone).
 Prefix-cached rows (validate-serving's rule) are left out, as they are from its figures.
@@ -102,11 +104,17 @@ def pick(rows: Sequence[Row], simulated: Sequence[dict[str, Any]], target: float
 
 def check(rows: Sequence[Row], simulated: dict[str, dict[str, Any]], slack: float = 0.0
           ) -> list[GroupCheck]:
-    """Every group of two or more rows; simulated maps row id -> its serve row. slack > 0
-    loosens the target to TPOT × (1 + slack), a sensitivity view, not the check itself."""
+    """Every group of two or more rows, prefix-cached rows left out; simulated maps row id ->
+    its serve row. slack > 0 loosens the target to TPOT × (1 + slack), a sensitivity view, not
+    the check itself."""
+    return rank([r for r in rows if not prefix_cached(r, simulated[r["id"]])], simulated, slack)
+
+
+def rank(rows: Sequence[Row], simulated: dict[str, dict[str, Any]], slack: float = 0.0
+         ) -> list[GroupCheck]:
+    """check's ranking of every group of two or more of `rows`, taken as they are."""
     out = []
-    kept = [r for r in rows if not prefix_cached(r, simulated[r["id"]])]
-    for key, members in sorted(groups(kept).items()):
+    for key, members in sorted(groups(rows).items()):
         if len(members) < 2:
             continue
         best = max(members, key=measured_tok_s_per_gpu)
@@ -134,18 +142,33 @@ def check_rows(test_half_only: bool = True, one_gpu: bool = False) -> list[Row]:
     return rows
 
 
+def simulate_rows(test_half_only: bool = True, workers: int | None = None,
+                  one_gpu: bool = False) -> tuple[list[Row], dict[str, dict[str, Any]]]:
+    """Simulate every row once (on all cores): the rows the check ranks (prefix-cached ones left
+    out) and each row's serve row by id."""
+    rows = check_rows(test_half_only, one_gpu)
+    sims = {r["id"]: sim for r, sim in zip(rows, run_points([_point(r) for r in rows],
+                                                             workers=workers))}
+    return [r for r in rows if not prefix_cached(r, sims[r["id"]])], sims
+
+
 def run(test_half_only: bool = True, workers: int | None = None, slack: float = 0.0,
         one_gpu: bool = False) -> list[GroupCheck]:
     """Simulate every row once (on all cores) and check each group."""
-    rows = check_rows(test_half_only, one_gpu)
-    sims = run_points([_point(r) for r in rows], workers=workers)
-    return check(rows, {r["id"]: sim for r, sim in zip(rows, sims)}, slack)
+    return rank(*simulate_rows(test_half_only, workers, one_gpu), slack)
+
+
+def _option(argv: Sequence[str], name: str, default: str) -> str:
+    return next((a.split("=", 1)[1] for a in argv if a.startswith(f"--{name}=")), default)
 
 
 def main(argv: Sequence[str]) -> None:
-    """Print each group's result (a markdown table with --markdown) and the count that pass."""
-    slack = next((float(a.split("=", 1)[1]) for a in argv if a.startswith("--slack=")), 0.0)
-    results = run(test_half_only="--all" not in argv, slack=slack, one_gpu="--one-gpu" in argv)
+    """Print each group's result (a markdown table with --markdown) and the count that pass;
+    --oracle=0.01,0.05 adds what an oracle with those errors passes (silicon_oracle.py)."""
+    slack = float(_option(argv, "slack", "0"))
+    sigmas = [float(x) for x in _option(argv, "oracle", "").split(",") if x]
+    kept, sims = simulate_rows(test_half_only="--all" not in argv, one_gpu="--one-gpu" in argv)
+    results = rank(kept, sims, slack)
     markdown = "--markdown" in argv
     if markdown:
         print("| model | GPU | engine | ISL/OSL | rows | TPOT target | pick / best measured |")
@@ -164,6 +187,19 @@ def main(argv: Sequence[str]) -> None:
     median = ratios[len(ratios) // 2] if ratios else float("nan")
     print(f"\n{passed} of {len(results)} groups: plan's pick within {TOLERANCE:.0%} of the best "
           f"measured tokens/s per GPU (median pick / best {100 * median:.1f}%)")
+    for sigma in sigmas:
+        print(_oracle_line(kept, sigma, slack, len(results)))
+
+
+def _oracle_line(rows: Sequence[Row], sigma: float, slack: float, groups_n: int) -> str:
+    from perfmodel.plan.silicon_oracle import oracle_passes
+    from perfmodel.stats import quantile
+
+    passes = oracle_passes(rows, sigma, slack=slack)
+    return (f"oracle, every row measured ± {100 * sigma:g}% (normal, {len(passes)} draws): "
+            f"median {quantile(passes, 0.5):.0f} of {groups_n} groups, 5-95% "
+            f"{quantile(passes, 0.05):.0f}-{quantile(passes, 0.95):.0f}, every group in "
+            f"{sum(p == groups_n for p in passes)} draws")
 
 
 if __name__ == "__main__":
