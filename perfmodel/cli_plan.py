@@ -150,6 +150,10 @@ def plan(model: ModelArg,
              "--waves", min=1, help="serve: simulate max(WAVES × concurrency, 40) requests per "
                                     "point (as validate-serving does).")
          ] = 4,
+         margin: Annotated[float, typer.Option(
+             "--margin", min=0.0, help="Also show the best that keeps this share of headroom "
+                                       "on every target (0.1: 10%, serve's median TPOT error "
+                                       "against real engines; 0: off).")] = 0.10,
          json_out: Annotated[bool, typer.Option("--json", help="Print the JSON document.")
                              ] = False,
          plot: PlotOpt = None, workers: WorkersOpt = None) -> None:
@@ -177,7 +181,7 @@ def plan(model: ModelArg,
                               osl=osl, slo=slo, max_gpus=max_gpus,
                               tps=parse_ints(tp, "--tp") if tp else None, prices=prices,
                               engine=engine, method=method, waves=waves, workers=workers,
-                              on_total=set_total, on_progress=advance)
+                              on_total=set_total, on_progress=advance, margin=margin)
         if plot is not None:
             from perfmodel.report.plot import pareto_plot
 

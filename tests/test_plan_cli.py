@@ -54,6 +54,18 @@ def test_json_document_and_slo():
                                  and point["tok_s_per_gpu"] <= best["tok_s_per_gpu"])
 
 
+def test_the_margin_pick_keeps_its_headroom():
+    doc = plan_json("--ttft-slo", "2s", "--tpot-slo", "12ms", "--margin", "0.2")
+    best, safe = doc["best"], doc["best_with_margin"]
+    assert doc["margin"] == 0.2 and safe is not None
+    assert safe["ttft_s"] * 1.2 <= 2.0 + 1e-12 and safe["tpot_s"] * 1.2 <= 0.012 + 1e-12
+    assert safe["tok_s_per_gpu"] <= best["tok_s_per_gpu"]
+    assert doc["best_headroom"]["tpot"] == pytest.approx(0.012 / best["tpot_s"] - 1)
+    assert plan_json("--tpot-slo", "12ms", "--margin", "0")["best_with_margin"] is None
+    text = invoke(*ARGS, "--tpot-slo", "12ms", "--margin", "0.2").output
+    assert "headroom" in text and "20% margin" in text
+
+
 def test_best_command_reproduces_the_best_point():
     best = plan_json("--tpot-slo", "10ms")["best"]
     args = shlex.split(best["command"])

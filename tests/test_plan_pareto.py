@@ -62,6 +62,28 @@ def test_best_meets_the_slo_and_nothing_meeting_it_beats_it(points, ttft, tpot):
         assert best["tok_s_per_gpu"] == max(r["tok_s_per_gpu"] for r in meeting)
 
 
+@settings(max_examples=300, deadline=None)
+@given(rows, st.one_of(st.none(), values), st.one_of(st.none(), values),
+       st.sampled_from([0.0, 0.1, 0.5]))
+def test_a_margin_keeps_that_headroom_and_never_beats_the_best(points, ttft, tpot, margin):
+    slo = Slo(ttft, tpot)
+    best, safe = (pick_best(points, s, by_cost=False) for s in (slo, slo.tightened(margin)))
+    if safe is not None:
+        assert slo.met(safe) and best is not None
+        assert all(room is None or room >= margin - 1e-12
+                   for room in slo.headroom(safe).values())
+        assert safe["tok_s_per_gpu"] <= best["tok_s_per_gpu"]
+    if margin == 0.0:
+        assert safe is best
+
+
+def test_headroom_by_hand():
+    room = Slo(0.5, 0.020).headroom({"ttft_s": 0.4, "tpot_s": 0.016})
+    assert room["ttft"] == 0.25 and abs(room["tpot"] - 0.25) < 1e-12
+    assert Slo(tpot_s=0.02).headroom({"ttft_s": 0.4, "tpot_s": 0.02}) == {"ttft": None,
+                                                                          "tpot": 0.0}
+
+
 def test_slo_none_metrics_fail_a_target():
     assert not Slo(tpot_s=0.05).met({"ttft_s": 0.1, "tpot_s": None})
     assert Slo(ttft_s=0.5).met({"ttft_s": 0.1, "tpot_s": None})

@@ -42,6 +42,22 @@ class Slo:
         return all(target is None or (row[key] is not None and row[key] <= target)
                    for key, target in (("ttft_s", self.ttft_s), ("tpot_s", self.tpot_s)))
 
+    def tightened(self, margin: float) -> Slo:
+        """Every target divided by 1 + margin: a point meeting these keeps that share of
+        headroom on each target."""
+        return Slo(*(None if t is None else t / (1 + margin) for t in (self.ttft_s, self.tpot_s)))
+
+    def headroom(self, row: Row) -> dict[str, float | None]:
+        """{"ttft", "tpot"}: target / estimate − 1 of a row that meets them (None: no target)."""
+        return {name: None if t is None or not row[f"{name}_s"] else t / row[f"{name}_s"] - 1
+                for name, t in (("ttft", self.ttft_s), ("tpot", self.tpot_s))}
+
+
+# The default headroom plan asks of its pick: the serving simulation's median TPOT |error|
+# against real engines, 9.4% on one GPU and 9.95% on 2-8 (test half of the
+# aiconfigurator-silicon rows, 2026-11-27; docs/validation.md, "Real serving engines").
+MARGIN = 0.10
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -56,6 +72,8 @@ class Plan:
     keys: tuple[str, str]
     notes: tuple[str, ...]
     best_per_gpu: tuple[tuple[str, Row | None], ...] = ()  # (GPU, its best) in --gpus order
+    margin: float = 0.0
+    best_with_margin: Row | None = None  # the best meeting every target ÷ (1 + margin)
 
     @property
     def searched(self) -> int:
@@ -161,8 +179,9 @@ def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
          tps: Sequence[int] | None = None, prices: dict[str, float] | None = None,
          engine: str | None = None, method: str | None = None, waves: int = 4,
          workers: int | None = None, on_total: Any = None,
-         on_progress: Progress | None = None) -> Plan:
-    """Search the deployments, evaluate every fitting one at every concurrency, rank them."""
+         on_progress: Progress | None = None, margin: float = 0.0) -> Plan:
+    """Search the deployments, evaluate every fitting one at every concurrency, rank them;
+    with margin > 0 also the best that keeps that headroom on every target."""
     method = method or (SERVE if serve_available() else PREDICT)
     prices = prices or {}
     kept, skipped, notes = deployments(model, gpus, precisions, max_gpus, isl, osl, method,
@@ -186,4 +205,5 @@ def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
     per_gpu = tuple((g, pick_best([r for r in valid if r["gpu"] == g], slo, by_cost))
                     for g in gpus)
     return Plan(method, tuple(rows), tuple(skipped + over), tuple(front),
-                pick_best(valid, slo, by_cost), keys, tuple(notes), per_gpu)
+                pick_best(valid, slo, by_cost), keys, tuple(notes), per_gpu, margin,
+                pick_best(valid, slo.tightened(margin), by_cost) if margin > 0 else None)

@@ -92,15 +92,46 @@ def print_plan(result: Any, slo: Any, console: Console | None = None) -> None:
                   f"{b.get('concurrency', b.get('batch'))}: {plain(b['tok_s_per_gpu'])} tok/s/GPU, "
                   f"{plain(b['tok_s_per_user'])} tok/s/user")
     console.print(f"  {b['command']}", soft_wrap=True, highlight=False)
+    _print_margin(result, slo, console)
+
+
+def _print_margin(result: Any, slo: Any, console: Console) -> None:
+    """The best's headroom on each target and, where it is under the margin, the best that
+    keeps the margin on every target."""
+    room = {k: v for k, v in slo.headroom(result.best).items() if v is not None}
+    if not room or result.margin <= 0:
+        return
+    console.print("  headroom (how far the estimate may grow before it misses): " +
+                  ", ".join(f"{k.upper()} {100 * v:.0f}%" for k, v in room.items()))
+    pct = f"{100 * result.margin:.0f}%"
+    safe = result.best_with_margin
+    if safe is result.best:
+        console.print(f"  it keeps the {pct} margin (--margin) on every target")
+    elif safe is None:
+        console.print(f"[yellow]no configuration keeps a {pct} margin (--margin) on every "
+                      "target[/yellow]")
+    else:
+        console.print(f"with a {pct} margin on every target (--margin: serve's median TPOT error "
+                      f"against real engines): {deployment(safe)} at "
+                      f"{'concurrency' if 'concurrency' in safe else 'batch'} "
+                      f"{safe.get('concurrency', safe.get('batch'))}: "
+                      f"{plain(safe['tok_s_per_gpu'])} tok/s/GPU, "
+                      f"{plain(safe['tok_s_per_user'])} tok/s/user")
+        console.print(f"  {safe['command']}", soft_wrap=True, highlight=False)
 
 
 def plan_json(result: Any, slo: Any) -> dict[str, Any]:
-    """{"method", "slo", "pareto": [points], "best": point | null, "best_per_gpu",
-    "searched", "skipped", "notes"}: SI units, null for what does not exist."""
+    """{"method", "slo", "pareto": [points], "best": point | null, "best_headroom",
+    "margin", "best_with_margin", "best_per_gpu", "searched", "skipped", "notes"}: SI units,
+    null for what does not exist."""
     return {"method": result.method, "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
             "front_axes": list(result.keys),
             "pareto": [clean(r) for r in result.pareto],
             "best": None if result.best is None else clean(result.best),
+            "best_headroom": None if result.best is None else slo.headroom(result.best),
+            "margin": result.margin,
+            "best_with_margin": None if result.best_with_margin is None else
+            clean(result.best_with_margin),
             "best_per_gpu": {gpu: None if row is None else clean(row)
                              for gpu, row in result.best_per_gpu},
             "searched": result.searched,
