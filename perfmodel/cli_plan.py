@@ -23,6 +23,10 @@ PlotOpt = Annotated[Optional[Path], typer.Option(
     "--plot", help="Draw the figure to FILE.png or FILE.svg (pip install 'perfmodel[plot]').")]
 WorkersOpt = Annotated[Optional[int], typer.Option(
     "--workers", help="Processes to evaluate on (default: every core).")]
+# plan's default --margin: the serving simulation's median TPOT |error| against real engines,
+# 9.4% on one GPU and 9.95% on 2-8 (test half of the aiconfigurator-silicon rows, 2026-11-27;
+# docs/validation.md, "Real serving engines").
+MARGIN = 0.10
 
 
 @contextlib.contextmanager
@@ -153,7 +157,7 @@ def plan(model: ModelArg,
          margin: Annotated[float, typer.Option(
              "--margin", min=0.0, help="Also show the best that keeps this share of headroom "
                                        "on every target (0.1: 10%, serve's median TPOT error "
-                                       "against real engines; 0: off).")] = 0.10,
+                                       "against real engines; 0: off).")] = MARGIN,
          json_out: Annotated[bool, typer.Option("--json", help="Print the JSON document.")
                              ] = False,
          plot: PlotOpt = None, workers: WorkersOpt = None) -> None:

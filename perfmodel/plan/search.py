@@ -53,11 +53,6 @@ class Slo:
                 for name, t in (("ttft", self.ttft_s), ("tpot", self.tpot_s))}
 
 
-# The default headroom plan asks of its pick: the serving simulation's median TPOT |error|
-# against real engines, 9.4% on one GPU and 9.95% on 2-8 (test half of the
-# aiconfigurator-silicon rows, 2026-11-27; docs/validation.md, "Real serving engines").
-MARGIN = 0.10
-
 
 @dataclass(frozen=True)
 class Plan:

@@ -86,13 +86,16 @@ def print_plan(result: Any, slo: Any, console: Console | None = None) -> None:
     if result.best is None:
         console.print(f"[yellow]no configuration meets {targets or 'the targets'}[/yellow]")
         return
-    b = result.best
-    console.print(f"best meeting {targets or 'no target'}: {deployment(b)} "
-                  f"at {'concurrency' if 'concurrency' in b else 'batch'} "
-                  f"{b.get('concurrency', b.get('batch'))}: {plain(b['tok_s_per_gpu'])} tok/s/GPU, "
-                  f"{plain(b['tok_s_per_user'])} tok/s/user")
-    console.print(f"  {b['command']}", soft_wrap=True, highlight=False)
+    console.print(f"best meeting {targets or 'no target'}: {_pick(result.best)}")
+    console.print(f"  {result.best['command']}", soft_wrap=True, highlight=False)
     _print_margin(result, slo, console)
+
+
+def _pick(row: Row) -> str:
+    """A chosen point in words: deployment, load, tokens/s per GPU and per user."""
+    load = "concurrency" if "concurrency" in row else "batch"
+    return (f"{deployment(row)} at {load} {row[load]}: {plain(row['tok_s_per_gpu'])} tok/s/GPU, "
+            f"{plain(row['tok_s_per_user'])} tok/s/user")
 
 
 def _print_margin(result: Any, slo: Any, console: Console) -> None:
@@ -112,11 +115,7 @@ def _print_margin(result: Any, slo: Any, console: Console) -> None:
                       "target[/yellow]")
     else:
         console.print(f"with a {pct} margin on every target (--margin: serve's median TPOT error "
-                      f"against real engines): {deployment(safe)} at "
-                      f"{'concurrency' if 'concurrency' in safe else 'batch'} "
-                      f"{safe.get('concurrency', safe.get('batch'))}: "
-                      f"{plain(safe['tok_s_per_gpu'])} tok/s/GPU, "
-                      f"{plain(safe['tok_s_per_user'])} tok/s/user")
+                      f"against real engines): {_pick(safe)}")
         console.print(f"  {safe['command']}", soft_wrap=True, highlight=False)
 
 
