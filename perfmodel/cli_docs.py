@@ -8,7 +8,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-COMMANDS = ((), ("predict",), ("models",), ("gpus",), ("calibrate-gpu",), ("validate",))
+COMMANDS = ((), ("predict",), ("models",), ("gpus",), ("calibrate-gpu",), ("validate",), ("sweep",),
+            ("plan",), ("serve",), ("validate-serving",))
 DOC = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 
 
