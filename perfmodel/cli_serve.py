@@ -35,6 +35,10 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
                                                "max(10·C, 100), or 1000).")] = None,
           warmup: Annotated[int, _opt("--warmup", "Requests run first and left out of the "
                                       "latency figures, as a benchmark's warm-up.")] = 0,
+          lock_step: Annotated[bool, _opt("--lock-step", "Closed loop: the clients stay in "
+                                          "lock-step after their first wave, as a benchmark "
+                                          "without jitter keeps them (default: they drift "
+                                          "apart; docs/serving.md).")] = False,
           max_num_seqs: Annotated[IntOpt, _opt("--max-num-seqs", "Engine: most requests "
                                                "running at once.")] = None,
           max_num_batched_tokens: Annotated[IntOpt, _opt("--max-num-batched-tokens",
@@ -75,6 +79,7 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
                 request_rate=request_rate, isl=isl, osl=osl, num_requests=num_requests,
                 lengths=lengths, precision=precision, kv_dtype=kv_dtype, act_quant=act_quant,
                 tp=tp, ep=ep, dp=dp, pp=pp, seed=seed, on_progress=progress, warmup=warmup,
+                stagger=not lock_step,
                 max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                 gpu_memory_utilization=gpu_memory_utilization, block_size=block_size,
                 chunked_prefill=chunked_prefill, **knobs)

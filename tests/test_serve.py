@@ -206,3 +206,23 @@ def test_cli_host_overhead_is_added_to_every_step():
     assert [d["host_overhead_s"] for d in docs] == [0.0, 0.005]
     extra = docs[1]["tpot_s"]["mean"] - docs[0]["tpot_s"]["mean"]
     assert 0.0045 < extra < 0.0075  # one 5 ms per decode step, give or take the schedule
+
+
+def test_lock_step_keeps_the_prefills_out_of_the_decode_window():
+    """--lock-step: the 4 clients stay together, so every wave's prompts (4 × 1024 tokens, one
+    SGLang prefill batch) run before its decode steps and no prefill lands inside a request's
+    decode window: TPOT is the mean decode step (ITL). Staggered clients drift apart, their
+    prompts land between others' tokens, and TPOT exceeds the ITL; each wave's prompts arrive
+    together in lock-step and queue, so its TTFT is the longer."""
+    docs = []
+    for flag in ("--lock-step", None):
+        args = ["serve", MODEL, "--gpu", GPU, "--engine", "sglang", "--concurrency", "4",
+                "--isl", "1024", "--osl", "64", "--num-requests", "32", "--json"]
+        out = runner.invoke(app, args + ([flag] if flag else []))
+        assert out.exit_code == 0, out.output
+        docs.append(json.loads(out.output))
+    lock, drift = docs
+    assert lock["workload"]["lock_step"] and not drift["workload"]["lock_step"]
+    assert lock["tpot_s"]["mean"] == pytest.approx(lock["itl_s"]["mean"], rel=1e-9)
+    assert drift["tpot_s"]["mean"] > 1.05 * drift["itl_s"]["mean"]
+    assert lock["ttft_s"]["mean"] > drift["ttft_s"]["mean"]

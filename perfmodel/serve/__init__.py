@@ -125,6 +125,7 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
            "precision": prec.label, "parallel": {**par.to_dict(), "schedulers": lay.schedulers},
            "workload": {"concurrency": concurrency, "request_rate": _finite(request_rate),
                         "num_requests": len(full.requests), "warmup": warmup,
+                        "lock_step": bool(concurrency) and not stagger,
                         "isl": None if lengths else isl, "osl": None if lengths else osl},
            **doc, "kv_cache": {**doc["kv_cache"], "block_size": kv.block_size,
                                "tokens": kv.tokens, "bytes_per_token": kv.bytes_per_token},
