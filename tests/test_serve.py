@@ -222,6 +222,9 @@ def test_lock_step_keeps_the_prefills_out_of_the_decode_window():
         assert out.exit_code == 0, out.output
         docs.append(json.loads(out.output))
     lock, drift = docs
+    text = runner.invoke(app, ["serve", MODEL, "--gpu", GPU, "--concurrency", "4",
+                               "--num-requests", "8", "--lock-step"]).output
+    assert "concurrency 4 (clients in lock-step)" in text
     assert lock["workload"]["lock_step"] and not drift["workload"]["lock_step"]
     assert lock["tpot_s"]["mean"] == pytest.approx(lock["itl_s"]["mean"], rel=1e-9)
     assert drift["tpot_s"]["mean"] > 1.05 * drift["itl_s"]["mean"]

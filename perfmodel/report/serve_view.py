@@ -54,6 +54,7 @@ def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
     w = doc["workload"]
     load = f"concurrency {w['concurrency']}" if w["concurrency"] else \
         f"request rate {w['request_rate'] or 'inf'}/s"
+    load += " (clients in lock-step)" if w.get("lock_step") else ""
     lengths = f"{w['isl']} in / {w['osl']} out" if w["isl"] else "lengths from file"
     console.print(f"[bold]{doc['model']}[/] on {doc['gpu']}, {doc['engine']}, {doc['precision']}")
     warm = f" (the first {w['warmup']} warm-up, left out of the latencies)" \
