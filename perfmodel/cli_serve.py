@@ -104,7 +104,8 @@ def validate_serving(
                                   "training half (sha1(id) even) of the one- and many-GPU "
                                   "rows.")] = False,
         rows: Annotated[str, _opt("--rows", "single: the one-GPU rows (both halves); multi: "
-                                  "the TP/EP/attention-DP rows, test half only (docs/serving.md)."
+                                  "the TP/EP/attention-DP rows, test half only; held-out: every "
+                                  "row of the models bundled after the fit (docs/serving.md)."
                                   )] = "single",
         sample: Annotated[int, _opt("--sample", "With --rows multi: simulate one test row in "
                                     "N (sha1 of the id; 1 runs all).")] = 4) -> None:
@@ -125,9 +126,9 @@ def validate_serving(
         if not silicon.serving_rows():
             raise PerfmodelError(f"{silicon.CSV} holds no single-GPU aggregated row of a "
                                  "bundled model")
-        if rows not in ("single", "multi") or sample < 1:
-            raise WorkloadError(f"--rows takes single or multi (not {rows!r}) and --sample a "
-                                f"whole number ≥ 1 (not {sample})")
+        if rows not in ("single", "multi", "held-out") or sample < 1:
+            raise WorkloadError(f"--rows takes single, multi or held-out (not {rows!r}) and "
+                                f"--sample a whole number ≥ 1 (not {sample})")
         progress = LazyProgress("fitting" if fit else "simulating")
         try:
             if fit:  # the training half of every aggregated row, one GPU and many
@@ -138,10 +139,11 @@ def validate_serving(
                     train_rows()
                 fitted = silicon.fit_host_overhead(train, workers=os.cpu_count() or 1,
                                                    on_row=progress)
-            elif rows == "multi":
+            elif rows in ("multi", "held-out"):
                 from perfmodel.validate.silicon_multi import validate_multi
 
-                results, reasons = validate_multi(on_row=progress, sample=sample)
+                results, reasons = validate_multi(on_row=progress, sample=sample,
+                                                  held_out=rows == "held-out")
                 skipped = sum(reasons.values())
             else:
                 results, skipped = silicon.validate_serving(on_row=progress)
@@ -168,5 +170,5 @@ def validate_serving(
         typer.echo("\n".join(markdown_table(summary)))
     else:
         print_validation(results, summary, skipped)
-        if rows == "multi":
+        if rows != "single":
             typer.echo("skipped: " + ", ".join(f"{n} {why}" for why, n in reasons.items()))

@@ -127,8 +127,9 @@ def _row(id_, **kw):
 
 
 def test_multi_gpu_rows_rules():
-    """Unbundled models, > 8 GPUs (mixed-up columns), duplicates and training rows are left
-    out by the declared rules; concurrency is batch_size per attention-DP rank."""
+    """Other models (here a held-out one), > 8 GPUs (mixed-up columns), duplicates and
+    training rows are left out by the declared rules; concurrency is batch_size per
+    attention-DP rank. The held-out model's rows, both halves, are what held_out_rows takes."""
     test_ids = [f"r{i}" for i in range(40) if not silicon.is_training({"id": f"r{i}"})]
     rows = [_row(test_ids[0]), _row(test_ids[1], model_path="Qwen/Qwen3-235B-A22B-FP8"),
             _row(test_ids[2], tp_size="64"), _row(test_ids[3]),
@@ -136,9 +137,12 @@ def test_multi_gpu_rows_rules():
                  tp_size="4")]
     keep, skipped = select(rows, sample=1)
     assert [r["id"] for r in keep] == [test_ids[0]]
-    assert skipped == {"model not bundled": 1, "inconsistent parallel columns": 1,
+    assert skipped == {"other model": 1, "inconsistent parallel columns": 1,
                        "duplicate measurement": 1, "training half": 1, "sampled out": 0,
                        "unsupported": 0}
+    held, held_skipped = select(rows, sample=1, half="both", models=silicon.HELD_OUT)
+    assert [r["id"] for r in held] == [test_ids[1]] and held_skipped["other model"] == 4
+    assert not set(silicon.HELD_OUT) & set(silicon.BUILDS)  # no fit or figure takes them in
     train_id = rows[-1]["id"]
     keep, skipped = select(rows, sample=1, half="train")  # the fit's rows: the other half
     assert [r["id"] for r in keep] == [train_id] and skipped["training half"] == 1
@@ -188,6 +192,29 @@ def test_validate_multi_reports_progress(tmp_path):
     seen = []
     results, _ = validate_multi(on_row=lambda done, total: seen.append((done, total)), path=path)
     assert len(results) == 2 and seen == [(1, 2), (2, 2)]
+
+
+def test_held_out_rows_simulate_both_halves(tmp_path):
+    """--rows held-out: every row of a held-out model, a training-half one too (no constant
+    saw either), with the held-out model's own bundled config."""
+    from perfmodel.validate.silicon_multi import validate_multi
+
+    train = next(f"h{i}" for i in range(99) if silicon.is_training({"id": f"h{i}"}))
+    test = next(f"h{i}" for i in range(99) if not silicon.is_training({"id": f"h{i}"}))
+    rows = [_row(i, model_path="Qwen/Qwen3-235B-A22B-FP8", gemm_quant_mode="fp8_block",
+                 tp_size="4", moe_ep_size="4", osl="16", batch_size=str(2 + n),
+                 backend="trtllm", backend_version="1.0.0rc3", silicon_tpot_ms="1000",
+                 silicon_ttft_ms="10000")
+            for n, i in enumerate((train, test))] + [_row("other", tp_size="2")]
+    path = tmp_path / "rows.csv"
+    with path.open("w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=list(rows[0]))
+        out.writeheader()
+        out.writerows(rows)
+    results, skipped = validate_multi(path=path, held_out=True)
+    assert [r.id for r in results] == [train, test] and skipped["other model"] == 1
+    assert {r.model for r in results} == {"Qwen/Qwen3-235B-A22B-FP8"}
+    assert all(r.tpot_lim_s <= r.tpot_est_s < r.tpot_s for r in results)
 
 
 def test_moe_with_one_expert_per_gpu_serves():

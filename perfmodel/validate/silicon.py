@@ -27,6 +27,11 @@ MODELS = {"meta-llama/Llama-3.1-8B-Instruct": "meta-llama/Llama-3.1-8B",
 BUILDS = {**MODELS, "deepseek-ai/DeepSeek-R1": "deepseek-ai/DeepSeek-V3",
           "deepseek-ai/DeepSeek-V3": "deepseek-ai/DeepSeek-V3"}
 PRECISION = {"": "bf16", "fp8": "fp8", "fp8_block": "fp8", "nvfp4": None}  # None: the config's
+# Models bundled after the host overheads were fitted (2026-11-27 11:21 UTC): no constant saw
+# their rows, so every one of them, both halves, tests the simulation (`validate-serving --rows
+# held-out`, docs/serving.md "A model no constant has seen"). They stay out of BUILDS so that
+# neither the figures above nor a refit take them in.
+HELD_OUT = {"Qwen/Qwen3-235B-A22B-FP8": "Qwen/Qwen3-235B-A22B-FP8"}
 
 
 @dataclass(frozen=True)
@@ -180,12 +185,13 @@ def simulate_row(row: dict[str, str], host_overhead_s: float | None = None,
 
     knobs = {} if host_overhead_s is None else {"host_overhead_s": host_overhead_s}
     kw = serve_kwargs(row, gpus)
-    report = run_serve(BUILDS[row["model_path"]], **kw, **knobs)
+    model = BUILDS.get(row["model_path"]) or HELD_OUT[row["model_path"]]
+    report = run_serve(model, **kw, **knobs)
     m, isl, osl = report.metrics, int(row["isl"]), int(row["osl"])
     load = prefill_load(row, m["parallel"]["schedulers"],
                         report.step_cost.step(0, 0, [(0, isl)], 1)[1], gpus)
     return SimulatedRow(row["id"], row["backend"], row["backend_version"] or "?",
-                        BUILDS[row["model_path"]], row["gemm_quant_mode"] or "bf16",
+                        model, row["gemm_quant_mode"] or "bf16",
                         row["system"], int(row["isl"]), int(row["osl"]), kw["concurrency"],
                         is_training(row), float(row["silicon_ttft_ms"]) / 1e3,
                         float(row["silicon_tpot_ms"]) / 1e3, m["ttft_s"]["mean"],

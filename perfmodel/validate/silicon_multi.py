@@ -2,7 +2,8 @@
 
 Rows: mode agg, pp 1, tp_size·attention_dp_size > 1 or moe_ep_size > 1, of a model perfmodel
 builds (silicon.BUILDS: DeepSeek-R1 rows run DeepSeek-V3's bundled config, the same
-architecture). Declared rules, fixed before any figure was seen:
+architecture; "other model" counts the rest, the held-out models among them, whose rows
+`held_out_rows` takes instead). Declared rules, fixed before any figure was seen:
 - a row whose tp_size·attention_dp_size exceeds 8 is skipped as inconsistent: the systems are
   8-GPU HGX nodes, and those rows (tp_size 64 or attention_dp_size 64 under ids saying tp8_ep8)
   mix up their columns;
@@ -22,7 +23,7 @@ from pathlib import Path
 from perfmodel.validate import silicon
 
 NODE_GPUS = 8
-SKIP_REASONS = ("model not bundled", "inconsistent parallel columns", "duplicate measurement",
+SKIP_REASONS = ("other model", "inconsistent parallel columns", "duplicate measurement",
                 "training half", "sampled out", "unsupported")
 
 
@@ -42,11 +43,13 @@ def _sampled(row: dict[str, str], sample: int) -> bool:
     return (int(hashlib.sha1(row["id"].encode()).hexdigest(), 16) // 2) % sample == 0
 
 
-def select(rows: list[dict[str, str]], sample: int = 4,
-           half: str = "test") -> tuple[list[dict[str, str]], dict[str, int]]:
+def select(rows: list[dict[str, str]], sample: int = 4, half: str = "test",
+           models: dict[str, str] = silicon.BUILDS
+           ) -> tuple[list[dict[str, str]], dict[str, int]]:
     """(the rows to simulate, how many were skipped for each reason in SKIP_REASONS but the
     last, which simulation fills in). half "train" keeps the training half instead of the
-    test half (the reason "training half" then counts the test rows left out)."""
+    test half (the reason "training half" then counts the test rows left out), "both" keeps
+    both; models: the model paths taken (silicon.BUILDS, or silicon.HELD_OUT)."""
     keep, seen = [], set()
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     for r in rows:
@@ -54,10 +57,11 @@ def select(rows: list[dict[str, str]], sample: int = 4,
         key = tuple(r[k] for k in ("backend", "model_path", "system", "tp_size",
                                    "attention_dp_size", "moe_ep_size", "gemm_quant_mode", "isl",
                                    "osl", "batch_size", "silicon_tpot_ms"))
-        reason = ("model not bundled" if r["model_path"] not in silicon.BUILDS else
+        reason = ("other model" if r["model_path"] not in models else
                   "inconsistent parallel columns" if par["tp"] * par["dp"] > NODE_GPUS else
                   "duplicate measurement" if key in seen else
-                  "training half" if silicon.is_training(r) != (half == "train") else
+                  "training half" if half != "both" and
+                  silicon.is_training(r) != (half == "train") else
                   "sampled out" if not _sampled(r, sample) else None)
         seen.add(key)
         if reason:
@@ -72,12 +76,22 @@ def train_rows(path: Path | None = None) -> list[dict[str, str]]:
     return select(candidate_rows(path), sample=1, half="train")[0]
 
 
-def validate_multi(on_row=None, path: Path | None = None, sample: int = 4):
-    """Simulate the selected test-half rows; (results, skipped by reason). on_row(done, total)
-    after each row."""
+def held_out_rows(path: Path | None = None) -> tuple[list[dict[str, str]], dict[str, int]]:
+    """Every aggregated row (one GPU or many, pp 1, both halves) of a model in
+    silicon.HELD_OUT, by select's other rules; (rows, skipped by reason)."""
+    rows = [r for r in silicon.csv_rows(path)
+            if r["mode"] == "agg" and r["pp_size"] == "1" and r["tp_size"]
+            and r["gemm_quant_mode"] in silicon.PRECISION]
+    return select(rows, sample=1, half="both", models=silicon.HELD_OUT)
+
+
+def validate_multi(on_row=None, path: Path | None = None, sample: int = 4,
+                   held_out: bool = False):
+    """Simulate the selected test-half rows (held_out: every row of the held-out models);
+    (results, skipped by reason). on_row(done, total) after each row."""
     from perfmodel.errors import PerfmodelError
 
-    rows, skipped = select(candidate_rows(path), sample)
+    rows, skipped = held_out_rows(path) if held_out else select(candidate_rows(path), sample)
     results = []
     for i, row in enumerate(rows, 1):
         try:
