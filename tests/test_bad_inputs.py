@@ -86,6 +86,8 @@ def test_bad_number_in_config_names_field_and_file(tmp_path, model_id, field, va
     (GPT_OSS, {"layer_types": "sliding_attention"}, ["'layer_types'", "list"]),
     (GPT_OSS, {"layer_types": ["sliding_attention"] * 3}, ["'layer_types' names 3 layers"]),
     (LLAMA, {"model_type": ["llama"]}, ["model_type [\"llama\"] is not supported"]),
+    ("MiniMaxAI/MiniMax-M2.5", {"attn_type_list": [0] + [1] * 61},
+     ["'attn_type_list'", "lightning attention"]),
 ])
 def test_inconsistent_config_names_field_and_file(tmp_path, model_id, fields, words):
     path = config_with(tmp_path, model_id, **fields)

@@ -209,6 +209,25 @@ def _gpt_oss(cfg: Config) -> ModelSpec:
     return _moe_layers(cfg, lambda i: sliding if flags[i] else full, lambda i: True, moe)
 
 
+def _minimax_m2(cfg: Config) -> ModelSpec:
+    """minimax_m2 (MiniMax-M2, M2.5): GQA with Q/K norms (use_qk_norm) and full attention in
+    every layer; every layer a MoE of num_local_experts experts of width intermediate_size,
+    num_experts_per_tok per token, a sigmoid router with a bias (use_routing_bias), shared
+    experts of shared_intermediate_size (0 in the released models). attn_type_list marks
+    lightning (linear) attention layers with 0, which MiniMax-Text-01 has and this reader
+    does not cost; the MTP modules (use_mtp) are not part of the forward pass."""
+    types = cfg.get("attn_type_list")
+    if types is not None and (not isinstance(types, list) or any(t != 1 for t in types)):
+        raise ConfigError(f"'attn_type_list' is {show(types)}: only full-attention layers (1) "
+                          "are supported, not lightning attention (0)")
+    moe = _moe(cfg, "intermediate_size", ("num_local_experts",),
+               shared_intermediate_size=integer(cfg, "shared_intermediate_size", default=0,
+                                                minimum=0),
+               router_bias=boolean(cfg, "use_routing_bias", False))
+    attn = _gqa(cfg, None, qk_norm=boolean(cfg, "use_qk_norm", False))
+    return _moe_layers(cfg, lambda i: attn, lambda i: True, moe)
+
+
 READERS: dict[str, Callable[[Config], ModelSpec]] = {
     "llama": read_dense,
     "mistral": read_dense,
@@ -224,6 +243,7 @@ READERS: dict[str, Callable[[Config], ModelSpec]] = {
     "deepseek_v2": _deepseek,
     "deepseek_v3": _deepseek,
     "gpt_oss": _gpt_oss,
+    "minimax_m2": _minimax_m2,
 }
 
 # Multimodal wrappers whose decoder lives in text_config.
