@@ -209,6 +209,23 @@ def _gpt_oss(cfg: Config) -> ModelSpec:
     return _moe_layers(cfg, lambda i: sliding if flags[i] else full, lambda i: True, moe)
 
 
+def _glm4_moe(cfg: Config) -> ModelSpec:
+    """glm4_moe (GLM-4.5, GLM-4.5-Air, GLM-4.6): GQA with Q/K/V biases (attention_bias; the
+    output projection has none) and Q/K norms where use_qk_norm; the first
+    first_k_dense_replace layers dense, the rest n_routed_experts routed experts plus
+    n_shared_experts shared ones of width moe_intermediate_size, a sigmoid router with a bias
+    (noaux_tc, as DeepSeek-V3's). The MTP layers (num_nextn_predict_layers) are not part of the
+    forward pass."""
+    expert_f = integer(cfg, "moe_intermediate_size")
+    moe = _moe(cfg, "moe_intermediate_size", ("n_routed_experts",),
+               shared_intermediate_size=expert_f * integer(cfg, "n_shared_experts", default=0,
+                                                         minimum=0),
+               router_bias=True)
+    attn = _gqa(cfg, None, qk_norm=boolean(cfg, "use_qk_norm", False), o_bias=False)
+    first_dense = integer(cfg, "first_k_dense_replace", default=0, minimum=0)
+    return _moe_layers(cfg, lambda i: attn, lambda i: i >= first_dense, moe)
+
+
 def _minimax_m2(cfg: Config) -> ModelSpec:
     """minimax_m2 (MiniMax-M2, M2.5): GQA with Q/K norms (use_qk_norm) and full attention in
     every layer; every layer a MoE of num_local_experts experts of width intermediate_size,
@@ -244,6 +261,7 @@ READERS: dict[str, Callable[[Config], ModelSpec]] = {
     "deepseek_v3": _deepseek,
     "gpt_oss": _gpt_oss,
     "minimax_m2": _minimax_m2,
+    "glm4_moe": _glm4_moe,
 }
 
 # Multimodal wrappers whose decoder lives in text_config.
