@@ -29,7 +29,7 @@ BUILDS = {**MODELS, "deepseek-ai/DeepSeek-R1": "deepseek-ai/DeepSeek-V3",
 PRECISION = {"": "bf16", "fp8": "fp8", "fp8_block": "fp8", "nvfp4": None}  # None: the config's
 # Models bundled after the host overheads were fitted (2026-11-27 11:21 UTC): no constant saw
 # their rows, so every one of them, both halves, tests the simulation (`validate-serving --rows
-# held-out`, docs/serving.md "A model no constant has seen"). They stay out of BUILDS so that
+# held-out`, docs/serving.md "Models no constant has seen"). They stay out of BUILDS so that
 # neither the figures above nor a refit take them in.
 HELD_OUT = {"Qwen/Qwen3-235B-A22B-FP8": "Qwen/Qwen3-235B-A22B-FP8",
             "MiniMaxAI/MiniMax-M2.5": "MiniMaxAI/MiniMax-M2.5"}

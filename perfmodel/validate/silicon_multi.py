@@ -32,11 +32,16 @@ def _multi(row: dict[str, str]) -> bool:
     return par["tp"] * par["dp"] > 1 or par["ep"] > 1
 
 
-def candidate_rows(path: Path | None = None) -> list[dict[str, str]]:
-    """Every multi-GPU aggregated row with pp 1 and a quantization perfmodel runs."""
+def _aggregated(path: Path | None) -> list[dict[str, str]]:
+    """Every aggregated row with pp 1, a tp_size and a quantization perfmodel runs."""
     return [r for r in silicon.csv_rows(path)
             if r["mode"] == "agg" and r["pp_size"] == "1" and r["tp_size"]
-            and r["gemm_quant_mode"] in silicon.PRECISION and _multi(r)]
+            and r["gemm_quant_mode"] in silicon.PRECISION]
+
+
+def candidate_rows(path: Path | None = None) -> list[dict[str, str]]:
+    """Every multi-GPU aggregated row with pp 1 and a quantization perfmodel runs."""
+    return [r for r in _aggregated(path) if _multi(r)]
 
 
 def _sampled(row: dict[str, str], sample: int) -> bool:
@@ -79,10 +84,7 @@ def train_rows(path: Path | None = None) -> list[dict[str, str]]:
 def held_out_rows(path: Path | None = None) -> tuple[list[dict[str, str]], dict[str, int]]:
     """Every aggregated row (one GPU or many, pp 1, both halves) of a model in
     silicon.HELD_OUT, by select's other rules; (rows, skipped by reason)."""
-    rows = [r for r in silicon.csv_rows(path)
-            if r["mode"] == "agg" and r["pp_size"] == "1" and r["tp_size"]
-            and r["gemm_quant_mode"] in silicon.PRECISION]
-    return select(rows, sample=1, half="both", models=silicon.HELD_OUT)
+    return select(_aggregated(path), sample=1, half="both", models=silicon.HELD_OUT)
 
 
 def validate_multi(on_row=None, path: Path | None = None, sample: int = 4,
