@@ -55,13 +55,17 @@ class GroupCheck:
         return self.ratio is not None and self.ratio >= 1 - TOLERANCE
 
 
+def row_gpus(row: Row) -> int:
+    """The GPUs a row ran on: tp·dp·pp (attention DP ranks are GPUs of their own)."""
+    return int(row["tp_size"]) * int(row.get("attention_dp_size") or 1) * int(row["pp_size"])
+
+
 def measured_tok_s_per_gpu(row: Row) -> float:
     """C·O / (TTFT + (O−1)·TPOT) / GPUs, from the row's mean TTFT and TPOT; with attention DP,
     C is batch_size on each of the DP ranks and the GPUs are tp·dp·pp."""
-    dp = int(row.get("attention_dp_size") or 1)
-    c, osl = int(row["batch_size"]) * dp, int(row["osl"])
+    c, osl = int(row["batch_size"]) * int(row.get("attention_dp_size") or 1), int(row["osl"])
     e2e = float(row["silicon_ttft_ms"]) / 1e3 + (osl - 1) * float(row["silicon_tpot_ms"]) / 1e3
-    return c * osl / e2e / (int(row["tp_size"]) * dp * int(row["pp_size"]))
+    return c * osl / e2e / row_gpus(row)
 
 
 def groups(rows: Sequence[Row]) -> dict[tuple, list[Row]]:

@@ -19,7 +19,7 @@ import random
 from collections import defaultdict
 from typing import Any, Sequence
 
-from perfmodel.plan.silicon_check import Row, measured_tok_s_per_gpu, rank
+from perfmodel.plan.silicon_check import Row, measured_tok_s_per_gpu, rank, row_gpus
 
 
 def oracle_sims(rows: Sequence[Row], sigma: float, rng: random.Random
@@ -30,9 +30,7 @@ def oracle_sims(rows: Sequence[Row], sigma: float, rng: random.Random
     for row in rows:
         e = max(rng.gauss(0.0, sigma), -0.5)  # a step time stays positive
         tpot = float(row["silicon_tpot_ms"]) / 1e3 * (1 + e)
-        gpus = int(row["tp_size"]) * int(row.get("attention_dp_size") or 1) * \
-            int(row["pp_size"])
-        out[row["id"]] = {"error": None, "tpot_s": tpot, "ttft_s": None, "gpus": gpus,
+        out[row["id"]] = {"error": None, "tpot_s": tpot, "ttft_s": None, "gpus": row_gpus(row),
                           "tok_s_per_gpu": measured_tok_s_per_gpu(row) / (1 + e),
                           "tok_s_per_user": 1 / tpot}
     return out
