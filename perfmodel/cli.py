@@ -261,6 +261,10 @@ from perfmodel import cli_serve  # noqa: E402 (serve simulation; no torch)
 app.command()(cli_serve.serve)
 app.command("validate-serving")(cli_serve.validate_serving)
 
+from perfmodel import cli_engine  # noqa: E402 (engine calibration; no torch)
+
+app.command("calibrate-engine")(cli_engine.calibrate_engine)
+
 
 def main() -> None:
     """Console-script entry point."""
