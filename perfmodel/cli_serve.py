@@ -21,7 +21,13 @@ def _opt(flag: str, text: str):
 
 def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
           engine: Annotated[str, _opt("--engine", "vllm | sglang | trtllm: whose scheduler, "
-                                      "defaults and kernels (docs/serving.md).")] = "vllm",
+                                      "defaults and kernels (docs/serving.md); the newest "
+                                      "measured profile of it for this GPU (configs/engines), "
+                                      "or ENGINE@VERSION, or ENGINE@published for the preset "
+                                      "fitted to published rows.")] = "vllm",
+          engine_profile: Annotated[Optional[str], _opt(
+              "--engine-profile", "An engine profile YAML (perfmodel calibrate-engine "
+              "--profile) instead of the bundled ones.")] = None,
           concurrency: Annotated[IntOpt, _opt("--concurrency", "Closed loop: C requests in "
                                               "flight, the next sent as one ends.")] = None,
           request_rate: Annotated[Optional[float], _opt("--request-rate", "Open loop: Poisson "
@@ -79,7 +85,7 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
                 request_rate=request_rate, isl=isl, osl=osl, num_requests=num_requests,
                 lengths=lengths, precision=precision, kv_dtype=kv_dtype, act_quant=act_quant,
                 tp=tp, ep=ep, dp=dp, pp=pp, seed=seed, on_progress=progress, warmup=warmup,
-                stagger=not lock_step,
+                stagger=not lock_step, engine_profile=engine_profile,
                 max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                 gpu_memory_utilization=gpu_memory_utilization, block_size=block_size,
                 chunked_prefill=chunked_prefill, **knobs)
@@ -108,7 +114,18 @@ def validate_serving(
                                   "row of the models bundled after the fit (docs/serving.md)."
                                   )] = "single",
         sample: Annotated[int, _opt("--sample", "With --rows multi: simulate one test row in "
-                                    "N (sha1 of the id; 1 runs all).")] = 4) -> None:
+                                    "N (sha1 of the id; 1 runs all).")] = 4,
+        runs: Annotated[Optional[Path], _opt(
+            "--runs", "Instead: compare serve with a folder of `vllm bench serve "
+            "--save-result` JSON files and the server logs beside them (calibrate-engine's "
+            "runs, or your own).")] = None,
+        engine: Annotated[str, _opt("--engine", "With --runs: the engine spec serve uses "
+                                    "(vllm, vllm@0.26.0, vllm@published).")] = "vllm",
+        engine_profile: Annotated[Optional[str], _opt(
+            "--engine-profile", "With --runs: an engine profile YAML instead.")] = None,
+        gpu: Annotated[Optional[str], _opt("--gpu", "With --runs: the GPU profile (default: "
+                                           "the bundled measured profile of the runs' GPU).")]
+        = None) -> None:
     """Simulate the aggregated serving rows of ../shared/external/aiconfigurator-silicon (one
     GPU, or with --rows multi many) and compare TTFT and TPOT with the measurements, per
     engine and train/test half."""
@@ -119,6 +136,9 @@ def validate_serving(
     from perfmodel.report.serve_view import LazyProgress, markdown_table, print_validation
     from perfmodel.validate import silicon
 
+    if runs is not None:
+        _validate_runs(runs, engine, engine_profile, gpu, json_out, markdown)
+        return
     with friendly_errors():
         if not silicon.CSV.exists():
             raise PerfmodelError(f"{silicon.CSV} not found; put ../shared/external/"
@@ -172,3 +192,30 @@ def validate_serving(
         print_validation(results, summary, skipped)
         if rows != "single":
             typer.echo("skipped: " + ", ".join(f"{n} {why}" for why, n in reasons.items()))
+
+
+def _validate_runs(folder: Path, engine: str, engine_profile: Optional[str], gpu: Optional[str],
+                   json_out: bool, markdown: bool) -> None:
+    """validate-serving --runs: serve against an engine's own benchmark results."""
+    from perfmodel.report.runs_view import print_runs, runs_json, runs_markdown
+    from perfmodel.validate.engine_fit import compare, gpu_for, summary
+    from perfmodel.validate.engine_runs import read_runs
+
+    with friendly_errors():
+        found = read_runs(folder)
+        gpu = gpu_for(found, gpu)
+        rows = compare(found, gpu, engine, engine_profile)
+    summaries = {half: summary(r for r in rows if r.run.half == half)
+                 for half in ("train", "test")}
+    summaries["all"] = summary(rows)
+    profile = rows[0].predicted.get("engine_profile")
+    note = (f"serve --engine {engine} on {gpu}: " + (
+        f"{profile['engine']} {profile['version']} profile ({profile['path']})" if profile
+        else "the preset fitted to published rows") + "; closed loops in lock-step (every "
+        "request of a point has the same lengths)")
+    if json_out:
+        typer.echo(json.dumps(runs_json(rows, summaries, note), indent=1, allow_nan=False))
+    elif markdown:
+        typer.echo("\n".join(runs_markdown(summaries)))
+    else:
+        print_runs(rows, summaries, note)

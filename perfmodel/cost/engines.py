@@ -168,8 +168,11 @@ PRESETS = {p.name: p for p in (TORCH_CUDAGRAPH, TUNED)}
 
 
 def engine_preset(name: str | None) -> EnginePreset:
+    """The kernel preset of an engine; name@version (vllm@0.26.0, vllm@published) names the
+    engine's kernels whatever the release (serve/engine_profile.py picks the release)."""
     if name is None:
         return TORCH_CUDAGRAPH
+    name = name.partition("@")[0]
     if name in PRESETS:
         return PRESETS[name]
     from perfmodel.cost.serving_engines import SERVING_PRESETS  # vllm, sglang, trtllm

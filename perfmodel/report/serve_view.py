@@ -88,8 +88,24 @@ def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
                  f"{power['burst_s'][0] * 1e3:.0f} ms of matrix work, "
                  f"{power['fraction'][-1]:.2f} at {power['burst_s'][-1]:g} s)")
     console.print(f"[dim]{note}[/]")
+    profile = doc.get("engine_profile")
+    console.print(f"[dim]{engine_source(doc['engine'], profile, doc.get('request_latency_s'))}[/]")
     for line in warnings:
         console.print(f"[yellow]warning:[/] {line}")
+
+
+def engine_source(engine: str, profile: dict | None, latency: float | None) -> str:
+    """Where the engine's settings and constants came from (docs/serving.md, "Engine
+    profiles")."""
+    if profile is None:
+        return (f"{engine}: the preset fitted to published rows of older releases "
+                "(docs/serving.md); a measured profile: --engine-profile or configs/engines/")
+    from pathlib import Path
+
+    return (f"{engine}: the {profile['engine']} {profile['version']} profile measured on "
+            f"{profile['gpu']} {profile['date']} ({Path(profile['path']).name}); request "
+            f"latency {(latency or 0) * 1e3:.1f} ms; --engine {engine}@published for the "
+            "published-row preset")
 
 
 def markdown_table(summary: dict[str, Any]) -> list[str]:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from perfmodel.errors import WorkloadError
+from perfmodel.serve.engine_profile import EngineProfile, display_path, gpu_key, \
+    select_profile, with_engine_tables
 from perfmodel.serve.engines import HOST_OVERHEAD_S, EngineFacts, engine_facts
 from perfmodel.serve.kv import KvPlan, kv_plan
 from perfmodel.serve.ranks import Layout, kv_share, layout, rank_arrivals, scale_throughput
@@ -72,16 +74,19 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
               precision: str | None = None, kv_dtype: str | None = None,
               act_quant: str | None = None, tp: int = 1, ep: int = 1, dp: int = 1, pp: int = 1,
               seed: int = 0, on_progress: Callable[[int, int], None] | None = None,
-              stagger: bool = True, warmup: int = 0,
+              stagger: bool = True, warmup: int = 0, engine_profile: str | None = None,
               **engine_knobs: Any) -> ServeReport:
     """Simulate `engine` serving `model` on `gpu`; raises PerfmodelError on bad input.
 
     warmup: the first `warmup` requests run but are left out of the latency figures (TTFT,
     TPOT, E2E and their limits), as a benchmark's warm-up requests are; throughput and ITL are
     the whole run's steady state either way.
+    engine: a name (vllm, sglang, trtllm: the newest measured profile of that engine on this
+    GPU, else the preset fitted to published rows), or name@version (vllm@0.26.0; vllm@published
+    the published-row preset); engine_profile: a profile YAML instead (serve/engine_profile.py).
     engine_knobs: max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, block_size,
-    chunked_prefill, mixed_chunk (None keeps the engine's default) and host_overhead_s (the
-    fitted per-step overhead by default).
+    chunked_prefill, mixed_chunk (None keeps the profile's or the engine's default) and
+    host_overhead_s (the profile's, else the fitted per-step overhead).
     """
     from perfmodel.api import resolve_precision
     from perfmodel.hardware.gpu import load_gpu
@@ -94,11 +99,14 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     if unknown:
         raise WorkloadError(f"unknown engine knob {unknown[0]!r}; use one of {', '.join(KNOBS)}")
     gpu_spec = load_gpu(gpu)
+    engine, profile = select_profile(engine, gpu_key(gpu_spec), engine_profile)
     cfg = load_model_config(model)
     spec = model_spec(cfg.config, cfg.where)
     prec = resolve_precision(cfg.config, precision, kv_dtype, act_quant, gpu_spec)
-    facts = engine_facts(engine, gpu_spec.mem_bytes, tp, pp, dp).with_knobs(
-        **{KNOBS[k]: v for k, v in engine_knobs.items() if KNOBS[k]})
+    facts = engine_facts(engine, gpu_spec.mem_bytes, tp, pp, dp)
+    if profile is not None:
+        facts = facts.with_knobs(**profile.knobs)
+    facts = facts.with_knobs(**{KNOBS[k]: v for k, v in engine_knobs.items() if KNOBS[k]})
     full = make_arrivals(concurrency=concurrency, request_rate=request_rate, isl=isl,
                          osl=osl, num_requests=num_requests, lengths=lengths, seed=seed)
     if not 0 <= warmup < len(full.requests):
@@ -108,14 +116,18 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     arrivals = rank_arrivals(full, lay.schedulers)
     kv = kv_share(kv_plan(lay.kv_spec, prec, gpu_spec, facts, lay.weights_bytes), pp)
     host = engine_knobs.get("host_overhead_s")
-    host = HOST_OVERHEAD_S.get(facts.name, 0.0) if host is None else host
+    if host is None:
+        host = profile.host_overhead_s if profile else HOST_OVERHEAD_S.get(facts.name, 0.0)
     longest = max(r.isl for r in arrivals.requests)
-    cost, est = step_cost_for(lay, prec, gpu_spec, facts, host,
-                              (cfg.model_id, cfg.source, gpu_spec.name), longest)
+    cost, est = step_cost_for(lay, prec, with_engine_tables(gpu_spec, profile), facts, host,
+                              (cfg.model_id, cfg.source, gpu_spec.name,
+                               profile.path if profile else None), longest)
     if arrivals.concurrency and stagger and len(arrivals.requests) > arrivals.concurrency:
         out = _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress)
     else:
         out = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress)
+    latency = profile.request_latency_s if profile else 0.0
+    out = with_request_latency(out, latency)
     doc = scale_throughput(metrics(out, par.gpus), full, arrivals, par.gpus)
     measured = after_warmup(out, warmup, lay.schedulers)
     if measured is not out:
@@ -129,10 +141,32 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                         "isl": None if lengths else isl, "osl": None if lengths else osl},
            **doc, "kv_cache": {**doc["kv_cache"], "block_size": kv.block_size,
                                "tokens": kv.tokens, "bytes_per_token": kv.bytes_per_token},
-           "host_overhead_s": host, "power_limit": _power_limit(cost), "estimate_note": est.note}
+           "host_overhead_s": host, "request_latency_s": latency,
+           "engine_profile": _profile_doc(profile),
+           "power_limit": _power_limit(cost), "estimate_note": est.note}
     warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
         est.estimator), engine=facts.kernels), budget_warning(facts, longest)) if w)
     return ServeReport(doc, facts, kv, out, warnings, cost)
+
+
+def with_request_latency(out: Outcome, latency: float) -> Outcome:
+    """Each request's TTFT and E2E with the time it spends outside the engine's steps (HTTP,
+    tokenization, the hop to the engine and back: the profile's request_latency_s) added; the
+    limit clock keeps none. Ignored: in a closed loop that time also delays each client's next
+    send by as much, lowering throughput by latency / E2E (under 1.5% in the runs it was fitted
+    on)."""
+    if not latency:
+        return out
+    return replace(out, done=tuple(replace(d, ttft=d.ttft + latency, e2e=d.e2e + latency)
+                                   for d in out.done))
+
+
+def _profile_doc(profile: EngineProfile | None) -> dict | None:
+    """The engine profile serve used (docs/json.md), or None for the published-row preset."""
+    if profile is None:
+        return None
+    return {"engine": profile.engine, "version": profile.version, "gpu": profile.gpu,
+            "date": profile.date, "path": display_path(profile.path)}
 
 
 def after_warmup(out: Outcome, warmup: int, schedulers: int) -> Outcome:

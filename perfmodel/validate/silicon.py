@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from perfmodel.serve.engine_profile import PUBLISHED
 from perfmodel.api import run_predict
 from perfmodel.stats import quantile
 
@@ -160,7 +161,10 @@ def serve_kwargs(row: dict[str, str], gpus: dict[str, str] = MEASURED_GPUS) -> d
     prompt + concurrency exceeds the 8192 default gets exactly that budget."""
     prec, par = PRECISION[row["gemm_quant_mode"]], parallel_of(row)
     conc, isl = int(row["batch_size"]) * par["dp"], int(row["isl"])
-    kw = dict(gpu=gpus[row["system"]], engine=row["backend"], concurrency=conc, isl=isl, **par,
+    # the rows are of releases older than any measured engine profile (configs/engines): the
+    # presets fitted to them, whatever profile serve would take for the GPU today
+    kw = dict(gpu=gpus[row["system"]], engine=f"{row['backend']}@{PUBLISHED}", concurrency=conc,
+              isl=isl, **par,
               osl=int(row["osl"]), num_requests=num_requests_for(conc, int(row["osl"])),
               precision=prec,
               kv_dtype="fp8" if prec == "fp8" else None)
