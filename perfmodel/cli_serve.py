@@ -140,15 +140,15 @@ def validate_serving(
         _validate_runs(runs, engine, engine_profile, gpu, json_out, markdown)
         return
     with friendly_errors():
+        if rows not in ("single", "multi", "held-out") or sample < 1:
+            raise WorkloadError(f"--rows takes single, multi or held-out (not {rows!r}) and "
+                                f"--sample a whole number ≥ 1 (not {sample})")
         if not silicon.CSV.exists():
             raise PerfmodelError(f"{silicon.CSV} not found; put ../shared/external/"
                                  "aiconfigurator-silicon beside this checkout")
         if not silicon.serving_rows():
             raise PerfmodelError(f"{silicon.CSV} holds no single-GPU aggregated row of a "
                                  "bundled model")
-        if rows not in ("single", "multi", "held-out") or sample < 1:
-            raise WorkloadError(f"--rows takes single, multi or held-out (not {rows!r}) and "
-                                f"--sample a whole number ≥ 1 (not {sample})")
         progress = LazyProgress("fitting" if fit else "simulating")
         try:
             if fit:  # the training half of every aggregated row, one GPU and many

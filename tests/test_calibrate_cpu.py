@@ -233,32 +233,52 @@ def cpu_profile(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("calib") / "cpu.yaml"
     steps = []
-    started = time.process_time()  # this process's CPU time: not the neighbours' load
+    started = time.perf_counter()
     path = calibrate(out=out, quick=True, device="cpu",
                      progress=lambda label, done, total: steps.append((label, done, total)))
-    return path, time.process_time() - started, steps
+    return path, time.perf_counter() - started, steps
 
 
 def test_cpu_quick_run_writes_a_loadable_profile(cpu_profile):
     path, seconds, steps = cpu_profile
-    assert seconds < 45, f"the CPU quick run took {seconds:.0f} s of CPU time"  # ~20 s here
     spec = load_gpu(str(path))
     assert spec.kind == "measured" and spec.name.endswith("-measured")
-    # Physical bounds: any CPU core that runs PyTorch does ≥ 1 GFLOP/s of bf16 and no CPU
-    # reaches 100 TFLOP/s; fp16 is emulated where the CPU has no fp16 units (0.57-0.91 GFLOP/s
-    # seen on this machine's EPYC under load, 2026-11-27); DRAM copies run between 1 GB/s and
-    # 1 TB/s; the memory is the machine's RAM.
-    assert 1e9 < spec.peak("bf16") < 1e14
-    assert 1e8 < spec.peak("fp16") < 1e14
     assert spec.peak("int4") is None
-    assert 1e9 < spec.mem_bandwidth < 1e12
     assert spec.mem_bytes == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    assert spec.extra["run_time_s"] > 0 and spec.extra["environment"]["torch"]
+    assert spec.extra["environment"]["torch"]
+    # The run's clock is this call's: positive, and no longer than the wall time around it.
+    assert 0 < spec.extra["run_time_s"] <= seconds
+    _check_peaks_against_their_time(spec)
     for dtype in make_plan(True, cpu=True).peak_dtypes:  # measured, or it says why not
         assert (spec.peak(dtype) is None) == (dtype in spec.extra["unsupported"]), dtype
     assert spec.peak("fp4") is None  # no fp4 matmul is timed (no FP4 tensor-core path here)
     assert steps[-1][1] == steps[-1][2]  # the bar ends full
     assert spec == parse_gpu(yaml.safe_load(path.read_text()), str(path))
+
+
+def _check_peaks_against_their_time(spec):
+    """Properties of the measured ceilings that hold on any machine at any load (no floor on
+    speed): each is positive and finite; the profile's value is the best (max) of the repeats at
+    the best shape, min <= median <= max; no size of the sweep beat it; and the work counted
+    (2·m·n·k FLOP per matmul, bytes read plus written per copy) over each rate is a time, the
+    median of at least one run, so their sum over every size timed fits in the run's time."""
+    timed_s = 0.0
+    peaks = {d: spec.peak(d) for d in PEAK_DTYPES if spec.peak(d) is not None}
+    assert "bf16" in peaks
+    for what, value in [*peaks.items(), ("mem_bandwidth", spec.mem_bandwidth)]:
+        spread = spec.extra["spread"][what]
+        assert math.isfinite(value) and value > 0, what
+        assert 0 < spread["min"] <= spread["median"] <= spread["max"] == value, what
+        assert all(0 < rate <= value for _, rate in spread["sweep"]), what
+        if what == "mem_bandwidth":
+            assert spread["best_bytes"] in [size for size, _ in spread["sweep"]]
+            timed_s += sum(stats.copy_bytes(size) / rate for size, rate in spread["sweep"])
+        else:
+            m, n, k = spread["best_shape"]
+            assert m == n == k and m in [size for size, _ in spread["sweep"]], what
+            timed_s += sum(stats.matmul_flop(size, size, size) / rate
+                           for size, rate in spread["sweep"])
+    assert 0 < timed_s <= spec.extra["run_time_s"] * 1.001  # 4 significant digits in the YAML
 
 
 def test_cpu_quick_run_fills_the_tables(cpu_profile):

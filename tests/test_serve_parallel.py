@@ -153,7 +153,9 @@ def test_multi_gpu_rows_rules():
     assert silicon.parallel_of(_row("y", moe_ep_size="0")) == {"tp": 2, "ep": 1, "dp": 1}
 
 
-def test_validate_serving_multi_option_errors():
+def test_validate_serving_multi_option_errors(tmp_path, monkeypatch):
+    """Bad flags are named before the data is looked for (here: as on a fresh clone, none)."""
+    monkeypatch.setattr(silicon, "CSV", tmp_path / "absent.csv")
     for args, text in ((["--rows", "both"], "--rows"), (["--sample", "0"], "--sample")):
         bad = runner.invoke(app, ["validate-serving", *args])
         assert bad.exit_code == 2 and text in bad.output, (args, bad.output)
