@@ -89,6 +89,11 @@ def predict(model: ModelArg, gpu: GpuOpt = "h100-sxm", precision: PrecisionOpt =
     from perfmodel.report.render import to_json
 
     with friendly_errors():
+        if plot is not None:
+            from perfmodel.outpath import input_files
+            from perfmodel.report.plot import check_plot_path
+
+            check_plot_path(plot, inputs=input_files(model, gpu))
         report = run_predict(model, gpu=gpu, precision=precision, kv_dtype=kv_dtype,
                              batch=batch, input_len=input_len, output_len=output_len,
                              engine=engine, revision=revision, act_quant=act_quant,
@@ -147,8 +152,10 @@ def calibrate_gpu(
     """Measure this box (matmul FLOP/s per dtype, bandwidth, small kernels) into a profile."""
     if gpus is not None:
         from perfmodel.calibrate.collectives_cli import calibrate_collectives
+        from perfmodel.outpath import check_out_path
 
         with friendly_errors():
+            check_out_path(out)
             typer.echo(calibrate_collectives(gpus, out=out, quick=quick, name=name))
         return
     with friendly_errors():
@@ -180,7 +187,7 @@ def _check_validate_args(model: str, precision: str, gpu: str | None, out: Path 
                          act_quant: str | None = None, tp: int = 1) -> None:
     """validate's model, precision, --act-quant, --gpu and --out, checked before it looks for a
     CUDA GPU."""
-    from perfmodel.outpath import check_out_path
+    from perfmodel.outpath import check_out_path, input_files
     from perfmodel.cost.precision import preset, with_act_scheme
     from perfmodel.errors import WorkloadError
     from perfmodel.hardware.gpu import load_gpu
@@ -199,7 +206,7 @@ def _check_validate_args(model: str, precision: str, gpu: str | None, out: Path 
     if gpu is not None:
         load_gpu(gpu)
     if out is not None:
-        check_out_path(out, folder_ok=False)
+        check_out_path(out, folder_ok=False, inputs=input_files(model, gpu))
 
 
 @app.command()
