@@ -19,6 +19,13 @@ from perfmodel.errors import PerfmodelError
 app = typer.Typer(
     help="Roofline performance model for LLM inference: TTFT, ITL and throughput of a model on "
          "a GPU, from its config.json and a measured or datasheet GPU profile.",
+    epilog="Output files (--out, --plot, --trace, --csv) are checked before any work: a new or "
+           "regular file in an existing folder; links, devices, /proc, /sys, /dev, the "
+           "filesystem root, the command's own inputs and perfmodel's bundled configs/ are "
+           "refused. Bounds: tokens per request ≤ 100,000,000; batch or concurrency ≤ "
+           "1,000,000; requests ≤ 10,000,000; parallel degrees ≤ 4096; points per sweep or "
+           "plan ≤ 100,000; values per list ≤ 10,000; latency targets ≤ 1 day; "
+           "--host-overhead ≤ 10 s; --waves ≤ 100; --workers ≤ 1024.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 ModelArg = Annotated[str, typer.Argument(

@@ -22,7 +22,7 @@ OutOpt = Annotated[Optional[Path], typer.Option(
 PlotOpt = Annotated[Optional[Path], typer.Option(
     "--plot", help="Draw the figure to FILE.png or FILE.svg (pip install 'perfmodel[plot]').")]
 WorkersOpt = Annotated[Optional[int], typer.Option(
-    "--workers", help="Processes to evaluate on (default: every core).")]
+    "--workers", help="Processes to evaluate on, 1-1024 (default: every core).")]
 # plan's default --margin: the serving simulation's median TPOT |error| against real engines,
 # 9.4% on one GPU and 9.95% on 2-8 (test half of the aiconfigurator-silicon rows, 2026-11-27;
 # docs/validation.md, "Real serving engines").
@@ -177,12 +177,12 @@ def plan(model: ModelArg,
          ] = None,
          waves: Annotated[int, typer.Option(
              "--waves", help="serve: simulate max(WAVES × concurrency, 40) requests per "
-                                    "point (as validate-serving does).")
+                                    "point (as validate-serving does); 1-100.")
          ] = 4,
          margin: Annotated[float, typer.Option(
              "--margin", help="Also show the best that keeps this share of headroom "
                                        "on every target (0.1: 10%, serve's median TPOT error "
-                                       "against real engines; 0: off).")] = MARGIN,
+                                       "against real engines; 0: off; at most 10).")] = MARGIN,
          json_out: Annotated[bool, typer.Option("--json", help="Print the JSON document.")
                              ] = False,
          plot: PlotOpt = None, workers: WorkersOpt = None) -> None:
