@@ -180,13 +180,14 @@ def calibrate_gpu(
                f"copy {spec.mem_bandwidth / 1e9:.4g} GB/s")
 
 
-def _ints(text: str, flag: str) -> list[int]:
+def _ints(text: str, flag: str, maximum: int) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
+    except ValueError:  # not a number, or more than 4,300 digits
         values = []
-    if not values or min(values) < 1:
-        raise PerfmodelError(f"{flag} takes whole numbers ≥ 1, comma-separated, not {text!r}")
+    if not values or min(values) < 1 or max(values) > maximum:
+        raise PerfmodelError(f"{flag} takes whole numbers from 1 to {maximum:,}, "
+                             f"comma-separated, not {text[:40]!r}")
     return values
 
 
@@ -246,7 +247,11 @@ def validate(model: ModelArg, precision: Annotated[str, typer.Option(
         from perfmodel.hardware.gpu import load_gpu
         from perfmodel.validate.compare import compare, default_gpu_profile, measure
 
-        batches, lengths = _ints(batch, "--batch"), _ints(input_len, "--input-len")
+        from perfmodel.errors import MAX_BATCH, MAX_DEGREE, MAX_TOKENS, whole
+
+        batches = _ints(batch, "--batch", MAX_BATCH)
+        lengths = _ints(input_len, "--input-len", MAX_TOKENS)
+        whole(tp, "--tp", MAX_DEGREE)
         _check_validate_args(model, precision, gpu, out, act_quant, tp)
         if tp > 1:
             from perfmodel.validate.distributed import measure_tp, points_for

@@ -162,3 +162,13 @@ def test_workers_leave_ctrl_c_to_the_parent():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--batch", BIG), ["--batch takes whole numbers from 1 to 1,000,000"]),
+    (("--input-len", "4" + "0" * 5000), ["--input-len takes whole numbers from 1 to 100,000,000"]),
+    (("--tp", BIG), ["--tp is a 400-digit number, above the bound of 4,096"]),
+])
+def test_validate_bounds_before_looking_for_cuda(args, words):
+    line = one_line_error(invoke("validate", "meta-llama/Llama-3.2-1B", *args), *words)
+    assert "CUDA" not in line
