@@ -19,6 +19,13 @@ from perfmodel.errors import PerfmodelError
 app = typer.Typer(
     help="Roofline performance model for LLM inference: TTFT, ITL and throughput of a model on "
          "a GPU, from its config.json and a measured or datasheet GPU profile.",
+    epilog="Output files (--out, --plot, --trace, --csv) are checked before any work: a new or "
+           "regular file in an existing folder; links, devices, /proc, /sys, /dev, the "
+           "filesystem root, the command's own inputs and perfmodel's bundled configs/ are "
+           "refused. Bounds: tokens per request ≤ 100,000,000; batch or concurrency ≤ "
+           "1,000,000; requests ≤ 10,000,000; parallel degrees ≤ 4096; points per sweep or "
+           "plan ≤ 100,000; values per list ≤ 10,000; latency targets ≤ 1 day; "
+           "--host-overhead ≤ 10 s; --waves ≤ 100; --workers ≤ 1024.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 ModelArg = Annotated[str, typer.Argument(
@@ -89,6 +96,11 @@ def predict(model: ModelArg, gpu: GpuOpt = "h100-sxm", precision: PrecisionOpt =
     from perfmodel.report.render import to_json
 
     with friendly_errors():
+        if plot is not None:
+            from perfmodel.outpath import input_files
+            from perfmodel.report.plot import check_plot_path
+
+            check_plot_path(plot, inputs=input_files(model, gpu))
         report = run_predict(model, gpu=gpu, precision=precision, kv_dtype=kv_dtype,
                              batch=batch, input_len=input_len, output_len=output_len,
                              engine=engine, revision=revision, act_quant=act_quant,
@@ -147,8 +159,10 @@ def calibrate_gpu(
     """Measure this box (matmul FLOP/s per dtype, bandwidth, small kernels) into a profile."""
     if gpus is not None:
         from perfmodel.calibrate.collectives_cli import calibrate_collectives
+        from perfmodel.outpath import check_out_path
 
         with friendly_errors():
+            check_out_path(out)
             typer.echo(calibrate_collectives(gpus, out=out, quick=quick, name=name))
         return
     with friendly_errors():
@@ -166,13 +180,14 @@ def calibrate_gpu(
                f"copy {spec.mem_bandwidth / 1e9:.4g} GB/s")
 
 
-def _ints(text: str, flag: str) -> list[int]:
+def _ints(text: str, flag: str, maximum: int) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
+    except ValueError:  # not a number, or more than 4,300 digits
         values = []
-    if not values or min(values) < 1:
-        raise PerfmodelError(f"{flag} takes whole numbers ≥ 1, comma-separated, not {text!r}")
+    if not values or min(values) < 1 or max(values) > maximum:
+        raise PerfmodelError(f"{flag} takes whole numbers from 1 to {maximum:,}, "
+                             f"comma-separated, not {text[:40]!r}")
     return values
 
 
@@ -180,7 +195,7 @@ def _check_validate_args(model: str, precision: str, gpu: str | None, out: Path 
                          act_quant: str | None = None, tp: int = 1) -> None:
     """validate's model, precision, --act-quant, --gpu and --out, checked before it looks for a
     CUDA GPU."""
-    from perfmodel.outpath import check_out_path
+    from perfmodel.outpath import check_out_path, input_files
     from perfmodel.cost.precision import preset, with_act_scheme
     from perfmodel.errors import WorkloadError
     from perfmodel.hardware.gpu import load_gpu
@@ -199,7 +214,7 @@ def _check_validate_args(model: str, precision: str, gpu: str | None, out: Path 
     if gpu is not None:
         load_gpu(gpu)
     if out is not None:
-        check_out_path(out, folder_ok=False)
+        check_out_path(out, folder_ok=False, inputs=input_files(model, gpu))
 
 
 @app.command()
@@ -232,7 +247,11 @@ def validate(model: ModelArg, precision: Annotated[str, typer.Option(
         from perfmodel.hardware.gpu import load_gpu
         from perfmodel.validate.compare import compare, default_gpu_profile, measure
 
-        batches, lengths = _ints(batch, "--batch"), _ints(input_len, "--input-len")
+        from perfmodel.errors import MAX_BATCH, MAX_DEGREE, MAX_TOKENS, whole
+
+        batches = _ints(batch, "--batch", MAX_BATCH)
+        lengths = _ints(input_len, "--input-len", MAX_TOKENS)
+        whole(tp, "--tp", MAX_DEGREE)
         _check_validate_args(model, precision, gpu, out, act_quant, tp)
         if tp > 1:
             from perfmodel.validate.distributed import measure_tp, points_for

@@ -22,7 +22,7 @@ OutOpt = Annotated[Optional[Path], typer.Option(
 PlotOpt = Annotated[Optional[Path], typer.Option(
     "--plot", help="Draw the figure to FILE.png or FILE.svg (pip install 'perfmodel[plot]').")]
 WorkersOpt = Annotated[Optional[int], typer.Option(
-    "--workers", help="Processes to evaluate on (default: every core).")]
+    "--workers", help="Processes to evaluate on, 1-1024 (default: every core).")]
 # plan's default --margin: the serving simulation's median TPOT |error| against real engines,
 # 9.4% on one GPU and 9.95% on 2-8 (test half of the aiconfigurator-silicon rows, 2026-11-27;
 # docs/validation.md, "Real serving engines").
@@ -64,15 +64,17 @@ def sweep(model: ModelArg,
           isl: Annotated[str, typer.Option("--isl", help="Input tokens per request.")] = "1024",
           osl: Annotated[str, typer.Option("--osl", help="Output tokens per request.")] = "128",
           num_requests: Annotated[Optional[int], typer.Option(
-              "--num-requests", min=1, help="serve: requests simulated per point (default: "
+              "--num-requests", help="serve: requests simulated per point (default: "
                                             "serve's).")] = None,
           out: OutOpt = None, plot: PlotOpt = None, workers: WorkersOpt = None) -> None:
     """Evaluate a grid (every combination of the lists given) with predict, or with serve when
     --concurrency is given; one row per point, with an `error` column where a point cannot run."""
+    import math
     from dataclasses import replace
 
     from perfmodel.cli import friendly_errors
-    from perfmodel.errors import PerfmodelError
+    from perfmodel.errors import MAX_BATCH, MAX_DEGREE, MAX_REQUESTS, PerfmodelError, whole
+    from perfmodel.plan.check import check_grid
     from perfmodel.plan.grid import PREDICT, SERVE, expand
     from perfmodel.plan.parse import parse_ints, parse_strs
     from perfmodel.plan.sweep import check_out_path, run_points, write_rows
@@ -82,18 +84,25 @@ def sweep(model: ModelArg,
             raise PerfmodelError("give --batch (static batches, predict) or --concurrency "
                                  "(serving simulation), not both")
         method = SERVE if concurrency is not None else PREDICT
-        _check_outputs(out, plot, check_out_path)
-        points = expand(
-            model, method=method, gpus=parse_strs(gpu),
-            loads=parse_ints(concurrency or batch or "1",
-                             "--concurrency" if concurrency else "--batch"),
-            precisions=parse_strs(precision) or [None], kv_dtypes=parse_strs(kv_dtype) or [None],
-            engines=parse_strs(engine) or [None], tps=parse_ints(tp, "--tp"),
-            eps=parse_ints(ep, "--ep"), dps=parse_ints(dp, "--dp"), pps=parse_ints(pp, "--pp"),
+        _check_outputs(out, plot, check_out_path, [model, *parse_strs(gpu)])
+        axes = dict(
+            gpus=parse_strs(gpu), precisions=parse_strs(precision) or [None],
+            kv_dtypes=parse_strs(kv_dtype) or [None], engines=parse_strs(engine) or [None],
+            tps=parse_ints(tp, "--tp", MAX_DEGREE), eps=parse_ints(ep, "--ep", MAX_DEGREE),
+            dps=parse_ints(dp, "--dp", MAX_DEGREE), pps=parse_ints(pp, "--pp", MAX_DEGREE),
             isls=parse_ints(isl, "--isl"), osls=parse_ints(osl, "--osl"))
+        if not axes["gpus"]:
+            raise PerfmodelError("--gpu needs at least one GPU profile")
+        loads = parse_ints(concurrency or batch or "1",
+                           "--concurrency" if concurrency else "--batch", MAX_BATCH)
+        if num_requests is not None:
+            whole(num_requests, "--num-requests", MAX_REQUESTS)
+        check_grid(model, method=method, workers=workers,
+                   points=len(loads) * math.prod(len(v) for v in axes.values()), **axes)
+        points = expand(model, method=method, loads=loads, **axes)
         if num_requests and method == SERVE:
             points = [replace(p, requests=num_requests) for p in points]
-        with _progress() as (set_total, advance):
+        with _progress() as (set_total, advance), _interruptible():
             set_total(len(points))
             rows = run_points(points, workers=workers, on_progress=advance)
         if out is not None:
@@ -115,13 +124,29 @@ def sweep(model: ModelArg,
                + (f"; wrote {out}" if out else "") + (f"; plot {plot}" if plot else ""), err=True)
 
 
-def _check_outputs(out: Path | None, plot: Path | None, check_out: Any) -> None:
+def _check_outputs(out: Path | None, plot: Path | None, check_out: Any,
+                   inputs: list[str]) -> None:
+    """--out and --plot checked before any work (perfmodel/outpath.py), never onto an input."""
+    from perfmodel.outpath import input_files
+
+    files = input_files(*inputs)
     if out is not None:
-        check_out(out)
+        check_out(out, inputs=files)
     if plot is not None:
         from perfmodel.report.plot import check_plot_path
 
-        check_plot_path(plot)
+        check_plot_path(plot, inputs=files)
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C while evaluating: one line and exit 130 (the workers ignore SIGINT, so none prints
+    a traceback); nothing has been written yet, so every output is as it was."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        typer.echo("interrupted: nothing written (existing outputs are unchanged)", err=True)
+        raise typer.Exit(130) from None
 
 
 def plan(model: ModelArg,
@@ -151,13 +176,13 @@ def plan(model: ModelArg,
              "--method", help="serve | predict (default: serve where this perfmodel has it).")
          ] = None,
          waves: Annotated[int, typer.Option(
-             "--waves", min=1, help="serve: simulate max(WAVES × concurrency, 40) requests per "
-                                    "point (as validate-serving does).")
+             "--waves", help="serve: simulate max(WAVES × concurrency, 40) requests per "
+                                    "point (as validate-serving does); 1-100.")
          ] = 4,
          margin: Annotated[float, typer.Option(
-             "--margin", min=0.0, help="Also show the best that keeps this share of headroom "
+             "--margin", help="Also show the best that keeps this share of headroom "
                                        "on every target (0.1: 10%, serve's median TPOT error "
-                                       "against real engines; 0: off).")] = MARGIN,
+                                       "against real engines; 0: off; at most 10).")] = MARGIN,
          json_out: Annotated[bool, typer.Option("--json", help="Print the JSON document.")
                              ] = False,
          plot: PlotOpt = None, workers: WorkersOpt = None) -> None:
@@ -165,9 +190,10 @@ def plan(model: ModelArg,
     meets the latency targets with the most tokens/s per GPU (or the lowest cost), and print
     the Pareto front with the command that reproduces the best point."""
     from perfmodel.cli import friendly_errors
-    from perfmodel.errors import PerfmodelError
+    from perfmodel.errors import MAX_BATCH, MAX_DEGREE, PerfmodelError
+    from perfmodel.plan.check import check_grid, check_plan
     from perfmodel.plan.parse import parse_duration, parse_ints, parse_prices, parse_strs
-    from perfmodel.plan.search import Slo, plan as run_plan
+    from perfmodel.plan.search import Slo, plan as run_plan, serve_available
 
     with friendly_errors():
         gpu_list = parse_strs(gpus)
@@ -175,15 +201,25 @@ def plan(model: ModelArg,
             raise PerfmodelError("--gpus needs at least one GPU profile")
         if method not in (None, "serve", "predict"):
             raise PerfmodelError(f"--method is serve or predict, not {method!r}")
-        slo = Slo(parse_duration(ttft_slo) if ttft_slo else None,
-                  parse_duration(tpot_slo) if tpot_slo else None)
+        slo = Slo(*(None if text is None else parse_duration(text, flag=flag)
+                    for flag, text in (("--ttft-slo", ttft_slo), ("--tpot-slo", tpot_slo))))
         prices = parse_prices(gpu_price, gpu_list)
-        _check_outputs(None, plot, None)
-        with _progress(not json_out) as (set_total, advance):
-            result = run_plan(model, gpus=gpu_list, precisions=parse_strs(precisions) or [None],
-                              concurrencies=parse_ints(concurrency, "--concurrency"), isl=isl,
+        _check_outputs(None, plot, None, [model, *gpu_list])
+        tp_list = parse_ints(tp, "--tp", MAX_DEGREE) if tp else None
+        check_plan(max_gpus=max_gpus, tps=tp_list, waves=waves, margin=margin, isl=isl, osl=osl)
+        loads = parse_ints(concurrency, "--concurrency", MAX_BATCH)
+        precision_list = parse_strs(precisions) or [None]
+        method = method or ("serve" if serve_available() else "predict")
+        check_grid(model, method=method, gpus=gpu_list, precisions=precision_list,
+                   kv_dtypes=[None], engines=[engine], tps=tp_list or [1], isls=[isl],
+                   osls=[osl], workers=workers,
+                   points=len(gpu_list) * len(precision_list) * len(loads) * 2 * (
+                       len(tp_list) if tp_list else max_gpus.bit_length()))
+        with _progress(not json_out) as (set_total, advance), _interruptible():
+            result = run_plan(model, gpus=gpu_list, precisions=precision_list,
+                              concurrencies=loads, isl=isl,
                               osl=osl, slo=slo, max_gpus=max_gpus,
-                              tps=parse_ints(tp, "--tp") if tp else None, prices=prices,
+                              tps=tp_list, prices=prices,
                               engine=engine, method=method, waves=waves, workers=workers,
                               on_total=set_total, on_progress=advance, margin=margin)
         if plot is not None:

@@ -19,6 +19,24 @@ def _opt(flag: str, text: str):
     return typer.Option(flag, help=text)
 
 
+MAX_HOST_OVERHEAD_S = 10.0  # host time per engine step; measured ones are ~1-10 ms
+
+
+def _check_serve_args(model: str, gpu: str, lengths: str | None, trace: Path | None,
+                      request_rate: float | None, lock_step: bool) -> None:
+    """Before any work: --trace's path (perfmodel/outpath.py, never an input of this run) and
+    --lock-step only with a closed loop."""
+    from perfmodel.errors import WorkloadError
+    from perfmodel.outpath import check_out_path, input_files
+
+    if lock_step and request_rate is not None:
+        raise WorkloadError("--lock-step keeps closed-loop clients in step; with --request-rate "
+                            "(open loop) drop it, or use --concurrency")
+    if trace is not None:
+        check_out_path(trace, folder_ok=False, flag="--trace",
+                       inputs=input_files(model, gpu, lengths))
+
+
 def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
           engine: Annotated[str, _opt("--engine", "vllm | sglang | trtllm: whose scheduler, "
                                       "defaults and kernels (docs/serving.md); the newest "
@@ -76,10 +94,13 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
     progress = LazyProgress("simulating")
     try:
         with friendly_errors():
+            _check_serve_args(model, gpu, lengths, trace, request_rate, lock_step)
             knobs = {}
             if host_overhead is not None:
                 from perfmodel.plan.parse import parse_duration
-                knobs["host_overhead_s"] = parse_duration(host_overhead, allow_zero=True)
+                knobs["host_overhead_s"] = parse_duration(
+                    host_overhead, allow_zero=True, flag="--host-overhead",
+                    maximum=MAX_HOST_OVERHEAD_S)
             report = run_serve(
                 model, gpu=gpu, engine=engine, concurrency=concurrency,
                 request_rate=request_rate, isl=isl, osl=osl, num_requests=num_requests,
@@ -136,6 +157,10 @@ def validate_serving(
     from perfmodel.report.serve_view import LazyProgress, markdown_table, print_validation
     from perfmodel.validate import silicon
 
+    with friendly_errors():
+        if json_out and markdown:
+            raise WorkloadError("give --json (every row) or --markdown (the error table), not "
+                                "both")
     if runs is not None:
         _validate_runs(runs, engine, engine_profile, gpu, json_out, markdown)
         return
@@ -143,6 +168,11 @@ def validate_serving(
         if rows not in ("single", "multi", "held-out") or sample < 1:
             raise WorkloadError(f"--rows takes single, multi or held-out (not {rows!r}) and "
                                 f"--sample a whole number ≥ 1 (not {sample})")
+        if csv_path is not None:
+            from perfmodel.outpath import check_out_path, input_files
+
+            check_out_path(csv_path, folder_ok=False, flag="--csv",
+                           inputs=input_files(silicon.CSV))
         if not silicon.CSV.exists():
             raise PerfmodelError(f"{silicon.CSV} not found; put ../shared/external/"
                                  "aiconfigurator-silicon beside this checkout")

@@ -90,7 +90,7 @@ def test_poisson_arrivals_are_seeded_and_inf_sends_all_at_once():
     with pytest.raises(PerfmodelError, match="exactly one"):
         make_arrivals(concurrency=2, request_rate=1.0, isl=8, osl=8, num_requests=5,
                       lengths=None, seed=0)
-    with pytest.raises(PerfmodelError, match="--num-requests must be ≥ 1, not 0"):
+    with pytest.raises(PerfmodelError, match="--num-requests must be a whole number ≥ 1, not 0"):
         make_arrivals(concurrency=2, request_rate=None, isl=8, osl=8, num_requests=0,
                       lengths=None, seed=0)  # 0 is not "the default"
 

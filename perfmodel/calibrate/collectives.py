@@ -228,6 +228,20 @@ def visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def gpu_count_error(flag: str, asked: int, visible: int) -> str:
+    """Why `asked` GPUs cannot run here, worded for how many this box shows (none, one, some)."""
+    if visible == 0:
+        return (f"{flag} {asked} needs at least 2 CUDA GPUs and torch sees none here; run it on "
+                "a multi-GPU box")
+    if asked < 2:
+        return f"{flag} {asked}: collectives need at least 2 GPUs; pass 2 to {max(visible, 2)}"
+    if visible == 1:
+        return (f"{flag} {asked} needs {asked} CUDA GPUs and torch sees one here; run it on a "
+                "multi-GPU box")
+    return (f"{flag} {asked} needs {asked} CUDA GPUs and torch sees {visible} here; pass 2 to "
+            f"{visible}, or run it on a bigger box")
+
+
 def measure_collectives(gpus: int | None = None, quick: bool = False, backend: str = "nccl",
                         ops: tuple[str, ...] = COLLECTIVES) -> dict[str, Any]:
     """{"gpus": n, "tables": {op: [[bytes, seconds]...]}, "bus_bandwidth": ..., environment}."""
@@ -235,8 +249,7 @@ def measure_collectives(gpus: int | None = None, quick: bool = False, backend: s
 
     world = gpus or visible_gpus()
     if backend == "nccl" and (world < 2 or world > visible_gpus()):
-        raise CalibrationError(f"--gpus {world} needs at least 2 and at most the "
-                               f"{visible_gpus()} visible CUDA GPUs")
+        raise CalibrationError(gpu_count_error("--gpus", world, visible_gpus()))
     sizes = list(QUICK_SIZES if quick else SIZES)
     if backend != "nccl":
         sizes = [s for s in sizes if s <= (1 << 20)]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from perfmodel.errors import WorkloadError
+from perfmodel.errors import MAX_DEGREE, WorkloadError, whole
 from perfmodel.model.spec import Attention, LayerSpec, Mlp, ModelSpec
 from perfmodel.cost.ops import Op
 from perfmodel.cost.precision import Precision
@@ -43,9 +43,7 @@ class Parallel:
 
     def __post_init__(self) -> None:
         for flag in ("tp", "pp", "ep", "dp"):
-            value = getattr(self, flag)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise WorkloadError(f"--{flag} takes a whole number ≥ 1, not {value!r}")
+            whole(getattr(self, flag), f"--{flag}", MAX_DEGREE)
         if self.ep > 1 and self.stage_gpus % self.ep:
             raise WorkloadError(f"--ep {self.ep} must divide the {self.stage_gpus} GPUs of a "
                                 "stage (tp·dp); experts spread over the attention GPUs")

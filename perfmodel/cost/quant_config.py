@@ -17,6 +17,7 @@ from typing import Any
 from perfmodel.cost.precision import (INT4_GROUP, PRECISIONS, Precision, preset,
                                       with_act_scheme, with_kv)
 from perfmodel.errors import ConfigError
+from perfmodel.model.fields import served_dtype
 
 _FIX = f"pass --precision ({', '.join(PRECISIONS)}) to override"
 
@@ -25,9 +26,11 @@ def base_dtype(cfg: dict[str, Any]) -> str:
     """The model's own dtype: fp16 for a float16 checkpoint, else bf16 (float32 checkpoints are
     served in bf16, as vLLM's dtype="auto" does)."""
     text = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else {}
-    dtype = cfg.get("torch_dtype") or cfg.get("dtype") or text.get("torch_dtype") \
-        or text.get("dtype")
-    return "fp16" if str(dtype) in ("float16", "torch.float16", "half") else "bf16"
+    for where in (cfg, text):
+        kind = served_dtype(where)
+        if kind is not None:
+            return kind
+    return "bf16"
 
 
 def resolve(cfg: dict[str, Any], name: str | None, kv_dtype: str | None,
@@ -123,12 +126,22 @@ def _int4(quant: dict[str, Any], method: str, base: str) -> Precision:
     if bits != 4:
         raise ConfigError(f"quantization_config {method} with {bits} bits is not supported; "
                           f"{_FIX}")
-    group = group if isinstance(group, int) and group > 0 else INT4_GROUP
+    group = _group_size(group, method)
     zeros = bool(quant.get("zero_point", True)) if method == "awq" \
         else not bool(quant.get("sym", True))
     what = "zero-points" if zeros else "symmetric"
     return preset("int4", group_size=group, zero_points=zeros, base=base,
                   source=f"quantization_config: {method}, 4-bit, group {group}, {what}")
+
+
+def _group_size(group: Any, method: str) -> int:
+    """An int4 group size: a whole number ≥ 1 (a typo of 0 or -8 was read as 128). GPTQ's -1
+    (one scale per output channel) is refused too: the per-group byte count has no width for
+    it; pass --precision int4 to cost it at group 128."""
+    if isinstance(group, bool) or not isinstance(group, int) or group < 1:
+        raise ConfigError(f"quantization_config {method} group_size is {group!r}, not a whole "
+                          f"number ≥ 1; fix config.json or {_FIX}")
+    return group
 
 
 def _compressed_tensors(quant: dict[str, Any], base: str) -> Precision:
@@ -154,7 +167,8 @@ def _compressed_tensors(quant: dict[str, Any], base: str) -> Precision:
     if bits == 4 and kind == "float" and weights.get("group_size") == 32 and not acts:
         return replace(preset("mxfp4", base=base), source=f"{source}, {fmt or 'mxfp4'}")
     if bits == 4 and kind in ("int", None) and not acts:
-        group = weights.get("group_size") or INT4_GROUP
+        group = weights.get("group_size")
+        group = _group_size(INT4_GROUP if group is None else group, "compressed-tensors")
         zeros = weights.get("symmetric") is False
         return preset("int4", group_size=group, zero_points=zeros, base=base,
                       source=source + f", group {group}")

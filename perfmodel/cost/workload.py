@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from perfmodel.errors import WorkloadError
+from perfmodel.errors import MAX_BATCH, MAX_TOKENS, whole
 
 
 @dataclass(frozen=True)
@@ -20,11 +20,9 @@ class Workload:
     output_len: int
 
     def __post_init__(self) -> None:
-        for name in ("batch", "input_len", "output_len"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                flag = "--" + name.replace("_", "-")
-                raise WorkloadError(f"{flag} must be a whole number ≥ 1, not {value!r}")
+        for name, bound in (("batch", MAX_BATCH), ("input_len", MAX_TOKENS),
+                            ("output_len", MAX_TOKENS)):
+            whole(getattr(self, name), "--" + name.replace("_", "-"), bound)
 
     @property
     def decode_steps(self) -> int:

@@ -85,8 +85,9 @@ def load_gpu(name_or_path: str) -> GpuSpec:
     except YamlError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise GpuProfileError(f"GPU profile {path} is not valid YAML{where}; fix or regenerate "
-                              "it") from exc
+        why = f" ({exc.reason})" if exc.reason else ""
+        raise GpuProfileError(f"GPU profile {path} is not valid YAML{where}{why}; fix or "
+                              "regenerate it") from exc
     return parse_gpu(data, str(path))
 
 

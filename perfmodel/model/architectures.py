@@ -11,7 +11,9 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from perfmodel.errors import ConfigError
-from perfmodel.model.fields import Config, boolean, found, integer, show
+from perfmodel.model.fields import (MAX_VOCAB, Config, boolean, first_dense, found,
+                                    group_routing, integer, layer_flags, served_dtype,
+                                    show)
 from perfmodel.model.spec import Attention, LayerSpec, Mlp, ModelSpec
 
 
@@ -64,13 +66,7 @@ def _window_flags(cfg: Config, layers: int, default_sliding: Callable[[int], boo
     """Which layers use the sliding window: `layer_types` when the config has it, else the rule."""
     types = cfg.get("layer_types")
     if types is not None:
-        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
-            raise ConfigError(f"'layer_types' is {show(types)}, not a list of layer names; "
-                              "fix it in the config")
-        if len(types) != layers:
-            raise ConfigError(f"'layer_types' names {len(types)} layers, 'num_hidden_layers' "
-                              f"{layers}; fix the config so that they agree")
-        return [t == "sliding_attention" for t in types]
+        return layer_flags(types, layers)
     return [default_sliding(i) for i in range(layers)]
 
 
@@ -79,7 +75,7 @@ def _assemble(cfg: Config, per_layer: list[LayerSpec]) -> ModelSpec:
     ordered = tuple((layer, counts[layer]) for layer in dict.fromkeys(per_layer))
     return ModelSpec(
         model_type=cfg["model_type"], hidden_size=integer(cfg, "hidden_size"),
-        vocab_size=integer(cfg, "vocab_size"),
+        vocab_size=integer(cfg, "vocab_size", maximum=MAX_VOCAB),
         tie_word_embeddings=boolean(cfg, "tie_word_embeddings", False), layers=ordered,
         max_position_embeddings=integer(cfg, "max_position_embeddings", default=None))
 
@@ -191,9 +187,10 @@ def _deepseek(cfg: Config) -> ModelSpec:
                shared_intermediate_size=expert_f * integer(cfg, "n_shared_experts", default=0,
                                                          minimum=0),
                router_bias=cfg["model_type"] == "deepseek_v3")
-    first_dense = integer(cfg, "first_k_dense_replace", default=0, minimum=0)
+    first = first_dense(cfg, _layers(cfg))
+    group_routing(cfg, moe.num_experts)
     freq = integer(cfg, "moe_layer_freq", default=1)
-    return _moe_layers(cfg, lambda i: attn, lambda i: i >= first_dense and i % freq == 0, moe)
+    return _moe_layers(cfg, lambda i: attn, lambda i: i >= first and i % freq == 0, moe)
 
 
 def _gpt_oss(cfg: Config) -> ModelSpec:
@@ -222,8 +219,9 @@ def _glm4_moe(cfg: Config) -> ModelSpec:
                                                          minimum=0),
                router_bias=True)
     attn = _gqa(cfg, None, qk_norm=boolean(cfg, "use_qk_norm", False), o_bias=False)
-    first_dense = integer(cfg, "first_k_dense_replace", default=0, minimum=0)
-    return _moe_layers(cfg, lambda i: attn, lambda i: i >= first_dense, moe)
+    first = first_dense(cfg, _layers(cfg))
+    group_routing(cfg, moe.num_experts)
+    return _moe_layers(cfg, lambda i: attn, lambda i: i >= first, moe)
 
 
 def _minimax_m2(cfg: Config) -> ModelSpec:
@@ -294,6 +292,7 @@ def model_spec(cfg: Config, where: str = "config.json") -> ModelSpec:
         raise ConfigError(f"{where}: model_type {show(kind)} is not supported; supported: "
                           f"{', '.join(sorted(READERS))}")
     try:
+        served_dtype(cfg)
         return reader(cfg)
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from error

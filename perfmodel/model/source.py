@@ -145,17 +145,29 @@ def _is_repo_id(model: str) -> bool:
             and ".." not in model and not model.endswith(".git"))
 
 
+MAX_CONFIG_CHARS = 50 * 10**6  # configs are a few kB; 50 MB is no config.json
+
+
 def _read_json(path: Path) -> dict:
     """Parse a config.json, naming the file (and the line) when it cannot be read."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark some editors add
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read {path}: {error}; pass a readable UTF-8 config.json") from error
+    if len(text) > MAX_CONFIG_CHARS:
+        raise ConfigError(f"{path} is over {MAX_CONFIG_CHARS // 10**6} MB, no config.json; pass "
+                          "the model's config.json")
     try:
         config = json.loads(text)
     except json.JSONDecodeError as error:
         raise ConfigError(f"{path} line {error.lineno} column {error.colno} is not valid JSON "
                           f"({error.msg}); fix that line or pass another config.json") from error
+    except RecursionError:
+        raise ConfigError(f"{path} nests objects or lists too deeply to be a config.json; pass "
+                          "the model's config.json") from None
+    except ValueError as error:  # a number of more than 4,300 digits (Python's int limit)
+        raise ConfigError(f"{path} holds a number too long to read ({str(error)[:40]}…); fix "
+                          "it in the config") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path} holds a JSON {type(config).__name__}, not an object; "
                           f"pass the model's config.json")
@@ -164,6 +176,7 @@ def _read_json(path: Path) -> dict:
 
 def _from_hub(repo_id: str, revision: str | None) -> ModelConfig:
     """Fetch only config.json of a Hub repo through the HF cache, and say whether it was cached."""
+    _check_timeouts()
     from huggingface_hub import (
         constants,
         get_hf_file_metadata,
@@ -189,6 +202,22 @@ def _from_hub(repo_id: str, revision: str | None) -> ModelConfig:
     how = "cache" if isinstance(cached_before, str) and Path(cached_before) == path else "download"
     commit = path.parent.name  # the snapshot folder: …/snapshots/<commit>/config.json
     return ModelConfig(repo_id, _read_json(path), f"Hugging Face Hub ({how}) {repo_id}@{commit}")
+
+
+def _check_timeouts() -> None:
+    """HF_HUB_ETAG_TIMEOUT and HF_HUB_DOWNLOAD_TIMEOUT (seconds, which huggingface_hub reads
+    with int() on import): a whole number ≥ 1, or unset."""
+    for name in ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT"):
+        raw = os.environ.get(name)
+        if raw is None:
+            continue
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if not 1 <= value <= 86400:
+            raise ModelNotFoundError(f"{name}={raw[:20]!r} is not a timeout: set it to whole "
+                                     "seconds from 1 to 86400 (e.g. 10), or unset it")
 
 
 class _NoBar:

@@ -6,22 +6,32 @@ names the expected form.
 
 from __future__ import annotations
 
+import math
 import re
 
-from perfmodel.errors import PerfmodelError
+from perfmodel.errors import MAX_TOKENS, PerfmodelError
+
+MAX_VALUES = 10_000  # values one list option names (docs/cli.md, "Bounds")
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|us|µs|s|m|min)?\s*$")
+MAX_DURATION_S = 86400.0  # one day: far above any latency target, finite
 _SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "m": 60.0, "min": 60.0}
 
 
-def parse_duration(text: str, allow_zero: bool = False) -> float:
-    """'500ms', '0.5s', '50 ms', '2' (seconds) -> seconds; zero only where allow_zero."""
+def parse_duration(text: str, allow_zero: bool = False, flag: str = "a latency target",
+                   maximum: float = MAX_DURATION_S) -> float:
+    """'500ms', '0.5s', '50 ms', '2' (seconds) -> seconds, finite and at most `maximum`; zero
+    only where allow_zero."""
     match = _DURATION.match(text)
     if not match:
-        raise PerfmodelError(f"cannot read the duration {text!r}; write e.g. 500ms, 0.5s or 50 ms")
+        raise PerfmodelError(f"{flag}: cannot read the duration {text!r}; write e.g. 500ms, 0.5s "
+                             "or 50 ms")
     value = float(match.group(1)) * _SCALE[match.group(2) or "s"]
     if value < 0 or (value == 0 and not allow_zero):
-        raise PerfmodelError(f"a latency target must be above zero, not {text!r}")
+        raise PerfmodelError(f"{flag} must be above zero, not {text!r}")
+    if not value <= maximum:
+        raise PerfmodelError(f"{flag} is {text!r}, above the bound of {maximum:g} s; pass a "
+                             "shorter duration")
     return value
 
 
@@ -32,8 +42,8 @@ def parse_strs(text: str | None) -> list[str]:
     return list(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
 
 
-def parse_ints(text: str, flag: str) -> list[int]:
-    """Whole numbers ≥ 1: '1,2,4', a range '1-64' (every integer), '1-64:8' (step 8) or a
+def parse_ints(text: str, flag: str, maximum: int = MAX_TOKENS) -> list[int]:
+    """Whole numbers from 1 to maximum (at most MAX_VALUES of them): '1,2,4', a range '1-64' (every integer), '1-64:8' (step 8) or a
     doubling range '1-64x2'; items combine: '1,2,4-8'. Order kept, duplicates removed."""
     values: list[int] = []
     for item in parse_strs(text):
@@ -42,11 +52,21 @@ def parse_ints(text: str, flag: str) -> list[int]:
             raise PerfmodelError(f"{flag} takes whole numbers ≥ 1 and ranges (1,2,4 or 1-64 or "
                                  f"1-64:8 or 1-64x2), not {text!r}")
         lo, hi, how, by = match.groups()
+        if max(len(g) for g in (lo, hi, by) if g) > 18:
+            raise PerfmodelError(f"{flag}: {item[:24]!r}… goes above the bound of {maximum:,}; "
+                                 "pass smaller numbers")
         lo_i, hi_i = int(lo), int(hi) if hi else int(lo)
         step = int(by) if by else 1
         if lo_i < 1 or hi_i < lo_i or (how == "x" and step < 2) or step < 1:
             raise PerfmodelError(f"{flag}: {item!r} is not a range of whole numbers ≥ 1 "
                                  "(low-high, a step ≥ 1, a factor ≥ 2)")
+        if hi_i > maximum:
+            raise PerfmodelError(f"{flag}: {item!r} goes above the bound of {maximum:,}; pass "
+                                 "smaller numbers")
+        count = (hi_i.bit_length() if how == "x" else (hi_i - lo_i) // step + 1)
+        if len(values) + count > MAX_VALUES:
+            raise PerfmodelError(f"{flag} {text!r} names more than {MAX_VALUES:,} values; use a "
+                                 "step (1-4096:64) or a factor (1-4096x2)")
         if how == "x":
             value = lo_i
             while value <= hi_i:
@@ -68,8 +88,9 @@ def parse_prices(text: str | None, gpus: list[str]) -> dict[str, float]:
             price = float(value)
         except ValueError:
             price = -1.0
-        if not name or price <= 0:
-            raise PerfmodelError(f"--gpu-price takes GPU=DOLLARS_PER_HOUR pairs, comma-separated "
+        if not name or not 0 < price < math.inf:
+            raise PerfmodelError(f"--gpu-price takes GPU=DOLLARS_PER_HOUR pairs (a finite price "
+                                 "above 0), comma-separated "
                                  f"(h100-sxm-measured=2.49), not {item!r}")
         if name.strip() not in gpus:
             raise PerfmodelError(f"--gpu-price names {name.strip()!r}, which is not among the GPUs "

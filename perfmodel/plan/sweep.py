@@ -48,13 +48,21 @@ def run_points(points: Sequence[Point], *, workers: int | None = None,
     context = multiprocessing.get_context("fork" if "fork" in
                                           multiprocessing.get_all_start_methods() else None)
     results = []
-    with context.Pool(workers) as pool:
+    with context.Pool(workers, initializer=_ignore_interrupt) as pool:
         for row in pool.imap(evaluate, rest, chunksize=chunk):
             results.append(row)
             if on_progress:
                 on_progress(1)
     done = iter(results)
     return [warm[i] if i in warm else next(done) for i in range(len(points))]
+
+
+def _ignore_interrupt() -> None:
+    """In a worker: Ctrl-C is the parent's to handle (one line, exit 130), not every worker's
+    traceback; the parent's pool terminates the workers on its way out."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _warm(points: Sequence[Point]) -> dict[int, dict[str, Any]]:
@@ -79,10 +87,10 @@ def _clean(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def check_out_path(path: Path) -> None:
+def check_out_path(path: Path, inputs: Sequence[Path] = ()) -> None:
     """A clear error before any work when --out names a format we cannot write, or a place no
-    file can go (perfmodel/outpath.py)."""
-    writable(path, folder_ok=False)
+    file can go or that must not be replaced (perfmodel/outpath.py)."""
+    writable(path, folder_ok=False, inputs=inputs)
     if path.suffix not in FORMATS:
         raise PerfmodelError(f"--out must end in {', '.join(FORMATS)}, not {path.name!r}")
     if path.suffix == ".parquet":

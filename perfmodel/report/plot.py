@@ -17,11 +17,12 @@ FORMATS = (".png", ".svg")
 Row = dict[str, Any]
 
 
-def check_plot_path(path: Path) -> None:
-    """A clear error before any work: the suffix and matplotlib itself."""
+def check_plot_path(path: Path, inputs: Sequence[Path] = ()) -> None:
+    """A clear error before any work: the suffix, the place (perfmodel/outpath.py, never one of
+    the command's `inputs`) and matplotlib itself."""
     if Path(path).suffix not in FORMATS:
         raise PerfmodelError(f"--plot must end in .png or .svg, not {Path(path).name!r}")
-    check_out_path(Path(path), folder_ok=False, flag="--plot")
+    check_out_path(Path(path), folder_ok=False, flag="--plot", inputs=inputs)
     _need_matplotlib()
 
 

@@ -14,7 +14,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from perfmodel.errors import WorkloadError
+from perfmodel.errors import (MAX_BATCH, MAX_REQUESTS, MAX_TOKENS, WorkloadError, shown,
+                              whole)
 
 
 @dataclass(frozen=True)
@@ -36,15 +37,28 @@ class Arrivals:
     rate: float | None
 
 
+MAX_LENGTHS_BYTES = 100 * 10**6  # a million lines of {"input_len": …, "output_len": …}
+
+
 def read_lengths(path: str) -> list[tuple[int, int]]:
     """(isl, osl) pairs from a JSONL file: one object a line with input_len and output_len
     (isl/osl and prompt_len/output_tokens are read too)."""
     file = Path(path)
     if not file.is_file():
-        raise WorkloadError(f"--lengths {path}: no such file; pass a JSONL file of "
+        what = ("is a folder" if file.is_dir() else "is a device or other special file"
+                if file.exists() else "no such file")
+        raise WorkloadError(f"--lengths {path}: {what}; pass a JSONL file of "
                             '{"input_len": I, "output_len": O} lines')
+    if file.stat().st_size > MAX_LENGTHS_BYTES:
+        raise WorkloadError(f"--lengths {path} is over {MAX_LENGTHS_BYTES // 10**6} MB; pass at "
+                            "most a million lines")
+    try:
+        text = file.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WorkloadError(f"--lengths {path}: cannot read it ({exc}); pass a readable UTF-8 "
+                            "JSONL file") from None
     pairs = []
-    for number, line in enumerate(file.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -52,7 +66,7 @@ def read_lengths(path: str) -> list[tuple[int, int]]:
             isl = row.get("input_len", row.get("isl", row.get("prompt_len")))
             osl = row.get("output_len", row.get("osl", row.get("output_tokens")))
             pairs.append((_whole(isl, "input_len"), _whole(osl, "output_len")))
-        except (ValueError, AttributeError, TypeError) as exc:
+        except (ValueError, AttributeError, TypeError, RecursionError) as exc:
             raise WorkloadError(f"--lengths {path} line {number}: {exc}; each line must be "
                                 '{"input_len": I, "output_len": O}') from None
     if not pairs:
@@ -61,8 +75,9 @@ def read_lengths(path: str) -> list[tuple[int, int]]:
 
 
 def _whole(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a whole number ≥ 1, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOKENS:
+        raise ValueError(f"{name} must be a whole number from 1 to {MAX_TOKENS:,}, not "
+                         f"{shown(value)}")
     return value
 
 
@@ -73,18 +88,16 @@ def make_arrivals(*, concurrency: int | None, request_rate: float | None, isl: i
     if (concurrency is None) == (request_rate is None):
         raise WorkloadError("pass exactly one of --concurrency C (closed loop) or "
                             "--request-rate R (Poisson; inf sends all at once)")
-    if concurrency is not None and (isinstance(concurrency, bool) or concurrency < 1):
-        raise WorkloadError(f"--concurrency must be a whole number ≥ 1, not {concurrency!r}")
+    if concurrency is not None:
+        whole(concurrency, "--concurrency", MAX_BATCH)
     if request_rate is not None and not request_rate > 0:
         raise WorkloadError(f"--request-rate must be > 0 (or inf), not {request_rate!r}")
     for flag, value in (("--isl", isl), ("--osl", osl)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise WorkloadError(f"{flag} must be a whole number ≥ 1, not {value!r}")
+        whole(value, flag, MAX_TOKENS)
     pairs = read_lengths(lengths) if lengths else [(isl, osl)]
     count = num_requests if num_requests is not None else (
         len(pairs) if lengths else max(10 * concurrency, 100) if concurrency else 1000)
-    if count < 1:
-        raise WorkloadError(f"--num-requests must be ≥ 1, not {count}")
+    whole(count, "--num-requests", MAX_REQUESTS)
     rng = random.Random(seed)
     times = [None] * count
     if request_rate is not None:

@@ -156,12 +156,12 @@ def measure_tp(jobs: list[dict[str, Any]], tp: int, *, ops: bool = True,
     records (JSON lines appended to out, if given)."""
     import json
 
-    from perfmodel.calibrate.collectives import launch, visible_gpus
+    from perfmodel.calibrate.collectives import gpu_count_error, launch, visible_gpus
     from perfmodel.errors import PerfmodelError
 
     if backend == "nccl" and (tp < 2 or tp > visible_gpus()):
-        raise PerfmodelError(f"--tp {tp} needs 2 to {visible_gpus()} visible CUDA GPUs; run it "
-                             "on a multi-GPU box (predict --tp needs none)")
+        raise PerfmodelError(gpu_count_error("--tp", tp, visible_gpus())
+                             + " (predict --tp needs none)")
     records = launch(validate_worker, tp, (jobs, ops, backend), timeout_s=300 * len(jobs))[0]
     if out is not None:
         with open(out, "a") as handle:
