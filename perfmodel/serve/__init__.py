@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from perfmodel.errors import WorkloadError
-from perfmodel.serve.engines import HOST_OVERHEAD_S, EngineFacts, engine_facts
-from perfmodel.serve.kv import KvPlan, kv_plan
+from perfmodel.serve.engines import HOST_OVERHEAD_S, EngineFacts, engine_facts, trtllm_bench
+from perfmodel.serve.kv import KvPlan, kv_bytes_per_token, kv_plan
 from perfmodel.serve.ranks import Layout, kv_share, layout, rank_arrivals, scale_throughput
-from perfmodel.serve.metrics import metrics
+from perfmodel.serve.metrics import finite, metrics
 from perfmodel.serve.metrics import summary as distribution
 from perfmodel.serve.requests import make_arrivals
 from perfmodel.serve.simulate import Outcome, simulate
@@ -97,14 +97,16 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     cfg = load_model_config(model)
     spec = model_spec(cfg.config, cfg.where)
     prec = resolve_precision(cfg.config, precision, kv_dtype, act_quant, gpu_spec)
-    facts = engine_facts(engine, gpu_spec.mem_bytes, tp, pp, dp).with_knobs(
-        **{KNOBS[k]: v for k, v in engine_knobs.items() if KNOBS[k]})
+    facts = engine_facts(engine, gpu_spec.mem_bytes, tp, pp, dp)
     full = make_arrivals(concurrency=concurrency, request_rate=request_rate, isl=isl,
                          osl=osl, num_requests=num_requests, lengths=lengths, seed=seed)
     if not 0 <= warmup < len(full.requests):
         raise WorkloadError(f"--warmup must be a whole number from 0 to one less than the "
                             f"{len(full.requests)} requests run; raise --num-requests")
     lay = layout(spec, prec, gpu_spec, par)
+    if facts.name == "trtllm" and request_rate == float("inf"):  # trtllm-bench's max throughput
+        facts = _trtllm_bench(facts, full, lay, prec, gpu_spec, pp, engine_knobs)
+    facts = facts.with_knobs(**{KNOBS[k]: v for k, v in engine_knobs.items() if KNOBS[k]})
     arrivals = rank_arrivals(full, lay.schedulers)
     kv = kv_share(kv_plan(lay.kv_spec, prec, gpu_spec, facts, lay.weights_bytes), pp)
     host = engine_knobs.get("host_overhead_s")
@@ -116,7 +118,7 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
         out = _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress)
     else:
         out = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress)
-    doc = scale_throughput(metrics(out, par.gpus), full, arrivals, par.gpus)
+    doc = scale_throughput(metrics(out, par.gpus), full, arrivals, par.gpus, lay.schedulers)
     measured = after_warmup(out, warmup, lay.schedulers)
     if measured is not out:
         doc = with_latencies(doc, metrics(measured, par.gpus))
@@ -132,7 +134,20 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
            "host_overhead_s": host, "power_limit": _power_limit(cost), "estimate_note": est.note}
     warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
         est.estimator), engine=facts.kernels), budget_warning(facts, longest)) if w)
-    return ServeReport(doc, facts, kv, out, warnings, cost)
+    return ServeReport(finite(doc), facts, kv, out, warnings, cost)
+
+
+def _trtllm_bench(facts, full, lay, prec, gpu_spec, pp, knobs) -> EngineFacts:
+    """TensorRT-LLM with every request sent at once: the settings trtllm-bench throughput
+    derives from the dataset (engines.trtllm_bench), chunked context as the user sets it."""
+    reqs = full.requests
+    chunked = knobs.get("chunked_prefill")
+    return trtllm_bench(
+        facts if chunked is None else replace(facts, chunked_prefill=chunked),
+        mem_bytes=gpu_spec.mem_bytes, weights_bytes=lay.weights_bytes,
+        kv_bytes_per_token=kv_bytes_per_token(lay.kv_spec, prec), pp=pp,
+        isl=sum(r.isl for r in reqs) / len(reqs), osl=sum(r.osl for r in reqs) / len(reqs),
+        longest=max(r.isl for r in reqs))
 
 
 def after_warmup(out: Outcome, warmup: int, schedulers: int) -> Outcome:

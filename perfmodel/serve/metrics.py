@@ -9,6 +9,7 @@ tokens over the whole run (first arrival to last token), per GPU and per user (1
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 from perfmodel.serve.simulate import Outcome
@@ -70,3 +71,17 @@ def metrics(out: Outcome, gpus: int) -> dict[str, Any]:
                      "peak_fraction": out.peak_blocks / out.total_blocks},
         "preemptions": out.preemptions,
     }
+
+
+def finite(doc: Any) -> Any:
+    """doc with every NaN or infinite float replaced by None (JSON null), at any depth: a
+    figure that is not a number is reported as absent, never written as NaN."""
+    if isinstance(doc, float):
+        return doc if math.isfinite(doc) else None
+    if isinstance(doc, dict):
+        return {k: finite(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [finite(v) for v in doc]
+    if isinstance(doc, tuple):
+        return tuple(finite(v) for v in doc)
+    return doc
