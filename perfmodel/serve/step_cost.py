@@ -62,6 +62,16 @@ def _interp(xs: list[int], ys: list[float], x: float) -> float:
     return ys[i - 1] + (ys[i] - ys[i - 1]) * (x - x0) / (x1 - x0)
 
 
+def _with(op: Op, **fields) -> Op:
+    """dataclasses.replace(op, **fields) without its per-call field introspection (the same
+    frozen Op, field for field; this runs once or twice every simulated step)."""
+    new = object.__new__(Op)
+    values = dict(op.__dict__)
+    values.update(fields)
+    object.__setattr__(new, "__dict__", values)
+    return new
+
+
 class StepCost:
     """Step times for one (model, precision, GPU, engine kernels); see the module docstring.
 
@@ -94,6 +104,8 @@ class StepCost:
             lambda b: forward(spec, precision, "decode", b, 1, 1),
             lambda op: op.name in SAMPLE_OPS, self.bs)
         self.groups = self._attention_groups(spec, precision)
+        self._linear: dict[tuple[int, bool], tuple[float, float, float]] = {}
+        self._sample: dict[int, tuple[float, float, float]] = {}
 
     def _costs(self, op: Op) -> tuple[float, float, float]:
         """(estimate, limit, the estimate's compute-bound share: the estimate where the op's
@@ -142,11 +154,16 @@ class StepCost:
     def linear(self, tokens: int, padded: bool) -> tuple[float, float, float]:
         """Per-token ops at M = tokens: (estimate at the padded M, limit at M, the estimate's
         compute-bound share)."""
-        m = tokens
-        if padded and self.capture and tokens <= self.capture[-1]:
-            m = self.capture[bisect.bisect_left(self.capture, tokens)]
-        return (_interp(self.ms, self.tok_est, m), _interp(self.ms, self.tok_lim, tokens),
-                _interp(self.ms, self.tok_cmp, m))
+        key = (tokens, padded)
+        got = self._linear.get(key)
+        if got is None:  # remembered: a run meets the same step sizes again and again
+            m = tokens
+            if padded and self.capture and tokens <= self.capture[-1]:
+                m = self.capture[bisect.bisect_left(self.capture, tokens)]
+            got = self._linear[key] = (_interp(self.ms, self.tok_est, m),
+                                       _interp(self.ms, self.tok_lim, tokens),
+                                       _interp(self.ms, self.tok_cmp, m))
+        return got
 
     def decode_attention(self, seqs: int, context_sum: float) -> tuple[float, float, float]:
         """B = seqs sequences attending to context_sum cached tokens in all (each at most the
@@ -155,8 +172,8 @@ class StepCost:
         mean = context_sum / seqs
         for window, tmpl, qo, per_token, *_ in self.groups:
             s = mean if window is None else min(mean, window)
-            op = replace(tmpl, flops=tmpl.flops * seqs * s, bytes=seqs * (qo + per_token * s),
-                         shape=(seqs, s) + tuple(tmpl.shape[2:]))
+            op = _with(tmpl, flops=tmpl.flops * seqs * s, bytes=seqs * (qo + per_token * s),
+                       shape=(seqs, s) + tuple(tmpl.shape[2:]))
             e, limit, c = self._costs(op)
             est, lim, cmp = est + e, lim + limit, cmp + c
         return est, lim, cmp
@@ -172,8 +189,8 @@ class StepCost:
                 span = prior + t if window is None else min(prior + t, window + t)
                 nbytes += t * qo + span * kv
                 new += t
-            op = replace(tmpl, flops=flops, bytes=nbytes,
-                         shape=(len(chunks), new / len(chunks)) + tuple(tmpl.shape[2:]))
+            op = _with(tmpl, flops=flops, bytes=nbytes,
+                       shape=(len(chunks), new / len(chunks)) + tuple(tmpl.shape[2:]))
             e, limit, c = self._costs(op)
             est, lim, cmp = est + e, lim + limit, cmp + c
         return est, lim, cmp
@@ -181,8 +198,12 @@ class StepCost:
     def sample(self, seqs: int) -> tuple[float, float, float]:
         if seqs <= 0:
             return 0.0, 0.0, 0.0
-        return (_interp(self.bs, self.smp_est, seqs), _interp(self.bs, self.smp_lim, seqs),
-                _interp(self.bs, self.smp_cmp, seqs))
+        got = self._sample.get(seqs)
+        if got is None:
+            got = self._sample[seqs] = (_interp(self.bs, self.smp_est, seqs),
+                                        _interp(self.bs, self.smp_lim, seqs),
+                                        _interp(self.bs, self.smp_cmp, seqs))
+        return got
 
     def step(self, decode_seqs: int, context_sum: float, chunks: list[tuple[int, int]],
              samples: int) -> tuple[float, float]:
