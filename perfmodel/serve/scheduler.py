@@ -22,10 +22,9 @@ TensorRT-LLM (in-flight batching, GUARANTEED_NO_EVICT): a request is admitted on
 from __future__ import annotations
 
 from perfmodel.serve.engines import EngineFacts
-from perfmodel.serve.state import Seq, State
+from perfmodel.serve.state import CLIP_NEW_TOKENS, Seq, State
 
 Plan = tuple[int, list[tuple[Seq, int]]]
-CLIP_NEW_TOKENS = 4096  # SGLANG_CLIP_MAX_NEW_TOKENS_ESTIMATION, python/sglang/srt/environ.py
 
 
 def _grow_decoders(state: State) -> None:
@@ -100,8 +99,7 @@ def _sglang_prefill(state: State, facts: EngineFacts, new_token_ratio: float) ->
         if take and _fit_chunk(state, seq, take):
             chunks.append((seq, take))
             budget -= take
-    reserved = sum(min(s.osl - state.generated(s), CLIP_NEW_TOKENS) * new_token_ratio
-                   for s in state.running)
+    reserved = state.remaining_output() * new_token_ratio
     room = state.free * state.block_size - reserved
     while state.waiting and budget > 0 and len(state.running) < facts.max_num_seqs:
         seq = state.waiting[0]

@@ -15,6 +15,8 @@ from collections import deque
 
 from perfmodel.serve.requests import RequestSpec
 
+CLIP_NEW_TOKENS = 4096  # SGLANG_CLIP_MAX_NEW_TOKENS_ESTIMATION, python/sglang/srt/environ.py
+
 
 class Seq:
     """One request's mutable simulation state (private to the simulator)."""
@@ -53,6 +55,10 @@ class State:
         self.grow_heap: list[tuple[int, int, int, Seq]] = []
         self.preemptions = 0
         self.peak_blocks = 0
+        # Σ (O − base − 1 + G₀) over decoders: their remaining outputs sum to this − n·G; and how
+        # many decoders started with more than CLIP_NEW_TOKENS left (then min() is summed one by one)
+        self.rem_sum = 0
+        self.rem_long = 0
 
     # -- KV blocks -------------------------------------------------------------------------
     def blocks_for(self, tokens: int) -> int:
@@ -88,6 +94,8 @@ class State:
         seq.decoding, seq.g0 = True, self.g
         self.n_decode += 1
         self.a_sum += seq.isl + seq.base + 1 - seq.g0
+        self.rem_sum += seq.osl - seq.base - 1 + seq.g0
+        self.rem_long += seq.osl - seq.base - 1 > CLIP_NEW_TOKENS
         heapq.heappush(self.finish_heap, (seq.g0 + seq.osl - 1 - seq.base, seq.i, seq.epoch, seq))
         if grow:
             self._push_grow(seq)
@@ -95,6 +103,15 @@ class State:
     def _push_grow(self, seq: Seq) -> None:
         key = seq.blocks * self.block_size - seq.isl - seq.base + seq.g0
         heapq.heappush(self.grow_heap, (key, seq.i, seq.epoch, seq))
+
+    def remaining_output(self) -> int:
+        """Σ over running requests of min(output tokens still to make, CLIP_NEW_TOKENS), as
+        SGLang's admission reserves them: O(prefilling requests) while no decoder started with
+        more than the clip left (the decoders' sum is kept), else one by one."""
+        if self.rem_long:
+            return sum(min(s.osl - self.generated(s), CLIP_NEW_TOKENS) for s in self.running)
+        return self.rem_sum - self.n_decode * self.g + sum(
+            min(s.osl - s.base, CLIP_NEW_TOKENS) for s in self.prefilling)
 
     def generated(self, seq: Seq) -> int:
         return seq.base + 1 + self.g - seq.g0 if seq.decoding else seq.base
@@ -104,6 +121,8 @@ class State:
         if seq.decoding:
             self.n_decode -= 1
             self.a_sum -= seq.isl + seq.base + 1 - seq.g0
+            self.rem_sum -= seq.osl - seq.base - 1 + seq.g0
+            self.rem_long -= seq.osl - seq.base - 1 > CLIP_NEW_TOKENS
             seq.decoding = False
         seq.epoch += 1
         self.running.remove(seq)
