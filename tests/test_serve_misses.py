@@ -117,3 +117,24 @@ def test_fp8_routed_experts_no_slower_than_bf16_in_serve():
         quant = raw(op) - raw(dc_replace(op, name="gemm"))
         assert raw(op) > 2 * raw16(op16)  # the table as measured
         assert serve(op) == pytest.approx(raw16(op16) + quant, rel=1e-3)
+
+
+def test_sglang_reserved_output_equals_the_loop(monkeypatch):
+    """The kept sum of SGLang's reserved outputs equals Σ min(O − generated, 4096) over the
+    running requests at every admission, with outputs above and below the clip and
+    retractions (a small KV pool)."""
+    from perfmodel.serve.state import CLIP_NEW_TOKENS, State
+
+    kept = State.remaining_output
+    calls = []
+
+    def checked(self):
+        loop = sum(min(s.osl - self.generated(s), CLIP_NEW_TOKENS) for s in self.running)
+        calls.append(loop)
+        assert kept(self) == loop
+        return loop
+
+    monkeypatch.setattr(State, "remaining_output", checked)
+    report = run_serve(LLAMA, gpu="h100-sxm-measured", engine="sglang", concurrency=48,
+                       num_requests=96, isl=512, osl=4200, gpu_memory_utilization=0.3)
+    assert len(calls) > 100 and report.metrics["preemptions"] > 0

@@ -23,7 +23,7 @@ class Seq:
 
     __slots__ = ("i", "isl", "osl", "arrival", "done", "target", "base", "blocks", "first",
                  "finish", "g0", "epoch", "arrival_lim", "first_lim", "finish_lim", "decoding",
-                 "preemptions", "recomputed")
+                 "preemptions", "recomputed", "clipped")
 
     def __init__(self, i: int, spec: RequestSpec, arrival: float, arrival_lim: float):
         self.i, self.isl, self.osl = i, spec.isl, spec.osl
@@ -32,6 +32,7 @@ class Seq:
         self.first = self.finish = self.first_lim = self.finish_lim = None
         self.g0, self.epoch, self.decoding, self.preemptions = 0, 0, False, 0
         self.recomputed = 0  # recompute prefills that completed (each samples one token)
+        self.clipped = False  # a decoder with more than CLIP_NEW_TOKENS outputs still to make
 
     @property
     def remaining(self) -> int:
@@ -55,10 +56,12 @@ class State:
         self.grow_heap: list[tuple[int, int, int, Seq]] = []
         self.preemptions = 0
         self.peak_blocks = 0
-        # Σ (O − base − 1 + G₀) over decoders: their remaining outputs sum to this − n·G; and how
-        # many decoders started with more than CLIP_NEW_TOKENS left (then min() is summed one by one)
+        # Σ (O − base − 1 + G₀) over the decoders with at most CLIP_NEW_TOKENS outputs left:
+        # their remaining outputs sum to this − (their count)·G; the others count CLIP each until
+        # clip_heap (keyed by the G at which they reach the clip) moves them over
         self.rem_sum = 0
-        self.rem_long = 0
+        self.clipped = 0
+        self.clip_heap: list[tuple[int, int, int, Seq]] = []
 
     # -- KV blocks -------------------------------------------------------------------------
     def blocks_for(self, tokens: int) -> int:
@@ -94,8 +97,13 @@ class State:
         seq.decoding, seq.g0 = True, self.g
         self.n_decode += 1
         self.a_sum += seq.isl + seq.base + 1 - seq.g0
-        self.rem_sum += seq.osl - seq.base - 1 + seq.g0
-        self.rem_long += seq.osl - seq.base - 1 > CLIP_NEW_TOKENS
+        left = seq.osl - seq.base - 1
+        if left > CLIP_NEW_TOKENS:
+            seq.clipped = True
+            self.clipped += 1
+            heapq.heappush(self.clip_heap, (seq.g0 + left - CLIP_NEW_TOKENS, seq.i, seq.epoch, seq))
+        else:
+            self.rem_sum += left + seq.g0
         heapq.heappush(self.finish_heap, (seq.g0 + seq.osl - 1 - seq.base, seq.i, seq.epoch, seq))
         if grow:
             self._push_grow(seq)
@@ -106,12 +114,18 @@ class State:
 
     def remaining_output(self) -> int:
         """Σ over running requests of min(output tokens still to make, CLIP_NEW_TOKENS), as
-        SGLang's admission reserves them: O(prefilling requests) while no decoder started with
-        more than the clip left (the decoders' sum is kept), else one by one."""
-        if self.rem_long:
-            return sum(min(s.osl - self.generated(s), CLIP_NEW_TOKENS) for s in self.running)
-        return self.rem_sum - self.n_decode * self.g + sum(
-            min(s.osl - s.base, CLIP_NEW_TOKENS) for s in self.prefilling)
+        SGLang's admission reserves them, in O(prefilling requests + clip events): the decoders'
+        part is kept as a sum (integers, so exactly the loop's)."""
+        heap = self.clip_heap
+        while heap and heap[0][0] <= self.g:  # down to the clip: remaining − G from now on
+            _, _, epoch, seq = heapq.heappop(heap)
+            if epoch == seq.epoch and seq.decoding and seq.clipped:
+                seq.clipped = False
+                self.clipped -= 1
+                self.rem_sum += seq.osl - seq.base - 1 + seq.g0
+        return (self.rem_sum - (self.n_decode - self.clipped) * self.g
+                + self.clipped * CLIP_NEW_TOKENS
+                + sum(min(s.osl - s.base, CLIP_NEW_TOKENS) for s in self.prefilling))
 
     def generated(self, seq: Seq) -> int:
         return seq.base + 1 + self.g - seq.g0 if seq.decoding else seq.base
@@ -121,8 +135,11 @@ class State:
         if seq.decoding:
             self.n_decode -= 1
             self.a_sum -= seq.isl + seq.base + 1 - seq.g0
-            self.rem_sum -= seq.osl - seq.base - 1 + seq.g0
-            self.rem_long -= seq.osl - seq.base - 1 > CLIP_NEW_TOKENS
+            if seq.clipped:
+                seq.clipped = False
+                self.clipped -= 1
+            else:
+                self.rem_sum -= seq.osl - seq.base - 1 + seq.g0
             seq.decoding = False
         seq.epoch += 1
         self.running.remove(seq)
