@@ -152,6 +152,7 @@ def make_estimator(model: KernelModel, target: Rates, engine: EnginePreset,
         t += sum(model.kernel_seconds(kernel) for kernel in engine.extra_for(op))
         return op.count * t
 
+    remembered.uncached = seconds  # for callers whose ops never repeat (serve's attention)
     return remembered
 
 

@@ -33,7 +33,7 @@ from perfmodel.cost.custom_allreduce import custom_allreduce_for
 from perfmodel.cost.ops import ATTENTION, Op, causal_pairs, forward_ops
 from perfmodel.cost.parallel import COLLECTIVE
 from perfmodel.cost.precision import Precision
-from perfmodel.cost.roofline import cost
+from perfmodel.cost.roofline import cost, peak_for
 from perfmodel.cost.serving_engines import fp8_at_bf16_efficiency
 from perfmodel.hardware.gpu import GpuSpec
 from perfmodel.hardware.sustained import sustained_fraction
@@ -106,6 +106,12 @@ class StepCost:
         self.groups = self._attention_groups(spec, precision)
         self._linear: dict[tuple[int, bool], tuple[float, float, float]] = {}
         self._sample: dict[int, tuple[float, float, float]] = {}
+        self._power: dict[float, float] = {}
+        # attention ops differ every step: their estimate without the estimator's memo (the
+        # serving wrapper passes attention through unchanged), their roofline inline
+        self._attention_estimate = (getattr(estimator, "uncached", estimator)
+                                    if estimator else None)
+        self._peaks: dict[str, float] = {}
 
     def _costs(self, op: Op) -> tuple[float, float, float]:
         """(estimate, limit, the estimate's compute-bound share: the estimate where the op's
@@ -117,6 +123,18 @@ class StepCost:
         est = self.estimator(op) if self.estimator else None
         est = roof.limit_s if est is None else est
         return est, roof.limit_s, est if roof.compute_s > roof.memory_s else 0.0
+
+    def _attention_costs(self, op: Op) -> tuple[float, float, float]:
+        """_costs(op) for an attention op, the same arithmetic as cost.roofline.cost."""
+        peak = self._peaks.get(op.dtype)
+        if peak is None:
+            peak = self._peaks[op.dtype] = peak_for(self.gpu, op.dtype)
+        compute = op.count * op.flops / peak
+        memory = op.count * op.bytes / self.gpu.mem_bandwidth
+        limit = max(compute, memory)
+        est = self._attention_estimate(op) if self._attention_estimate else None
+        est = limit if est is None else est
+        return est, limit, est if compute > memory else 0.0
 
     def _table(self, build, keep, xs) -> tuple[list[float], list[float], list[float]]:
         est, lim, cmp = [], [], []
@@ -174,7 +192,7 @@ class StepCost:
             s = mean if window is None else min(mean, window)
             op = _with(tmpl, flops=tmpl.flops * seqs * s, bytes=seqs * (qo + per_token * s),
                        shape=(seqs, s) + tuple(tmpl.shape[2:]))
-            e, limit, c = self._costs(op)
+            e, limit, c = self._attention_costs(op)
             est, lim, cmp = est + e, lim + limit, cmp + c
         return est, lim, cmp
 
@@ -191,7 +209,7 @@ class StepCost:
                 new += t
             op = _with(tmpl, flops=flops, bytes=nbytes,
                        shape=(len(chunks), new / len(chunks)) + tuple(tmpl.shape[2:]))
-            e, limit, c = self._costs(op)
+            e, limit, c = self._attention_costs(op)
             est, lim, cmp = est + e, lim + limit, cmp + c
         return est, lim, cmp
 
@@ -209,16 +227,28 @@ class StepCost:
              samples: int) -> tuple[float, float]:
         """(estimate, limit) seconds of one step: decode_seqs decoding over context_sum cached
         tokens, the prefill chunks, and `samples` sequences sampling a token."""
-        tokens = decode_seqs + sum(t for _, t in chunks)
-        est, lim, cmp = self.linear(tokens, padded=not chunks or self.pad_mixed)
-        parts = [self.sample(samples)]
-        if decode_seqs:
-            parts.append(self.decode_attention(decode_seqs, context_sum))
         if chunks:
-            parts.append(self.prefill_attention(chunks))
-        for e, limit, c in parts:
+            tokens = decode_seqs + sum(t for _, t in chunks)
+            est, lim, cmp = self.linear(tokens, padded=self.pad_mixed)
+        else:
+            est, lim, cmp = self.linear(decode_seqs, padded=True)
+        if samples > 0:
+            e, limit, c = self.sample(samples)
+        else:
+            e = limit = c = 0.0
+        est, lim, cmp = est + e, lim + limit, cmp + c
+        if decode_seqs:
+            e, limit, c = self.decode_attention(decode_seqs, context_sum)
+            est, lim, cmp = est + e, lim + limit, cmp + c
+        if chunks:
+            e, limit, c = self.prefill_attention(chunks)
             est, lim, cmp = est + e, lim + limit, cmp + c
         if cmp > 0 and self.sustained:  # the power limit over this step's matrix work
-            est += cmp * (1 / sustained_fraction(self.sustained, cmp) - 1)
+            extra = self._power.get(cmp)
+            if extra is None:
+                if len(self._power) > 100_000:
+                    self._power.clear()
+                extra = self._power[cmp] = cmp * (1 / sustained_fraction(self.sustained, cmp) - 1)
+            est += extra
         return est + self.host_overhead_s, lim
 
