@@ -29,7 +29,13 @@ Plan = tuple[int, list[tuple[Seq, int]]]
 
 def _grow_decoders(state: State) -> None:
     """Give each decoder that needs one the next block, preempting from the tail when full."""
-    for seq in state.due_growth():
+    due = state.due_growth()
+    if not due:
+        return
+    if len(due) <= state.free:  # each takes one block and every one gets it: no preemption
+        state.grow_each(due)
+        return
+    for seq in due:
         while seq.decoding and not state.alloc_to(seq, (seq.blocks + 1) * state.block_size):
             victim = state.running[-1]
             state.preempt(victim)

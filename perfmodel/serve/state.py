@@ -158,15 +158,29 @@ class State:
 
     def due_growth(self) -> list[Seq]:
         """Decoders that need one more block for the step at the current counter."""
-        due = []
-        while self.grow_heap and self.grow_heap[0][0] < self.g + 1:
-            _, _, epoch, seq = heapq.heappop(self.grow_heap)
+        due, heap, g = [], self.grow_heap, self.g
+        if not heap or heap[0][0] > g:
+            return due
+        pop = heapq.heappop
+        while heap and heap[0][0] <= g:
+            _, _, epoch, seq = pop(heap)
             if epoch == seq.epoch and seq.decoding:
                 due.append(seq)
         return due
 
     def grew(self, seq: Seq) -> None:
         self._push_grow(seq)
+
+    def grow_each(self, seqs: list[Seq]) -> None:
+        """One more block for each of seqs, in order, when at least len(seqs) are free: what
+        alloc_to + grew do one by one, in one pass."""
+        self.free -= len(seqs)
+        self.peak_blocks = max(self.peak_blocks, self.total_blocks - self.free)
+        heap, size = self.grow_heap, self.block_size
+        for seq in seqs:
+            seq.blocks += 1
+            heapq.heappush(heap, (seq.blocks * size - seq.isl - seq.base + seq.g0, seq.i,
+                                  seq.epoch, seq))
 
     def due_finish(self) -> list[Seq]:
         """Decoders whose last token the step just made."""
