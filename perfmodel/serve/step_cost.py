@@ -112,6 +112,10 @@ class StepCost:
         self._attention_estimate = (getattr(estimator, "uncached", estimator)
                                     if estimator else None)
         self._peaks: dict[str, float] = {}
+        # per layer group, the estimator's attention time as a function of (FLOPs, bytes), its
+        # table looked up once (decode template, prefill template); None: build the op
+        path = getattr(estimator, "attention_path", None) if estimator else None
+        self._fast = [(path(g[1]), path(g[4])) if path else (None, None) for g in self.groups]
 
     def _costs(self, op: Op) -> tuple[float, float, float]:
         """(estimate, limit, the estimate's compute-bound share: the estimate where the op's
@@ -133,6 +137,22 @@ class StepCost:
         memory = op.count * op.bytes / self.gpu.mem_bandwidth
         limit = max(compute, memory)
         est = self._attention_estimate(op) if self._attention_estimate else None
+        est = limit if est is None else est
+        return est, limit, est if compute > memory else 0.0
+
+    def _attention_work(self, tmpl: Op, fast, flops: float, nbytes: float, shape: tuple
+                        ) -> tuple[float, float, float]:
+        """_attention_costs of tmpl with these FLOPs, bytes and shape, without building the op
+        where the estimator gave a path for its layer group (the same arithmetic)."""
+        if fast is None and self._attention_estimate:
+            return self._attention_costs(_with(tmpl, flops=flops, bytes=nbytes, shape=shape))
+        peak = self._peaks.get(tmpl.dtype)
+        if peak is None:
+            peak = self._peaks[tmpl.dtype] = peak_for(self.gpu, tmpl.dtype)
+        compute = tmpl.count * flops / peak
+        memory = tmpl.count * nbytes / self.gpu.mem_bandwidth
+        limit = max(compute, memory)
+        est = fast(flops, nbytes) if fast is not None else None
         est = limit if est is None else est
         return est, limit, est if compute > memory else 0.0
 
@@ -188,18 +208,18 @@ class StepCost:
         layer's window, applied to the mean), every layer group as one batched kernel."""
         est = lim = cmp = 0.0
         mean = context_sum / seqs
-        for window, tmpl, qo, per_token, *_ in self.groups:
+        for (window, tmpl, qo, per_token, *_), (fast, _) in zip(self.groups, self._fast):
             s = mean if window is None else min(mean, window)
-            op = _with(tmpl, flops=tmpl.flops * seqs * s, bytes=seqs * (qo + per_token * s),
-                       shape=(seqs, s) + tuple(tmpl.shape[2:]))
-            e, limit, c = self._attention_costs(op)
+            e, limit, c = self._attention_work(tmpl, fast, tmpl.flops * seqs * s,
+                                               seqs * (qo + per_token * s),
+                                               (seqs, s) + tuple(tmpl.shape[2:]))
             est, lim, cmp = est + e, lim + limit, cmp + c
         return est, lim, cmp
 
     def prefill_attention(self, chunks: list[tuple[int, int]]) -> tuple[float, float, float]:
         """Chunks of (P prior tokens, T new tokens), all in one varlen kernel per layer group."""
         est = lim = cmp = 0.0
-        for window, _, _, _, tmpl, per_pair, qo, kv in self.groups:
+        for (window, _, _, _, tmpl, per_pair, qo, kv), (_, fast) in zip(self.groups, self._fast):
             flops = nbytes = 0.0
             new = 0
             for prior, t in chunks:
@@ -207,9 +227,8 @@ class StepCost:
                 span = prior + t if window is None else min(prior + t, window + t)
                 nbytes += t * qo + span * kv
                 new += t
-            op = _with(tmpl, flops=flops, bytes=nbytes,
-                       shape=(len(chunks), new / len(chunks)) + tuple(tmpl.shape[2:]))
-            e, limit, c = self._attention_costs(op)
+            e, limit, c = self._attention_work(tmpl, fast, flops, nbytes, (len(chunks), new / len(
+                chunks)) + tuple(tmpl.shape[2:]))
             est, lim, cmp = est + e, lim + limit, cmp + c
         return est, lim, cmp
 
