@@ -152,3 +152,31 @@ def test_mixtral_fp8_prefill_outruns_a_dense_70b():
     dense = run_serve("meta-llama/Llama-3.1-70B", **kw).metrics["throughput"]["output_tok_s"]
     assert dense == pytest.approx(442, rel=0.2)
     assert moe > 2.5 * dense
+
+
+def test_one_sort_quantiles_match_the_definitions():
+    """summary and the ITL quantiles sort once for all three quantiles: the same values as
+    stats.quantile and the weighted lower order statistic computed one quantile at a time."""
+    import random
+
+    from perfmodel.serve.metrics import itl_summary, summary
+    from perfmodel.stats import quantile
+
+    def lower(pairs, q):
+        pairs = sorted(pairs)
+        total = sum(w for _, w in pairs)
+        seen = 0
+        for value, weight in pairs:
+            seen += weight
+            if seen > q * (total - 1):
+                return value
+        return pairs[-1][0]
+
+    rng = random.Random(7)
+    for n in (1, 2, 3, 17, 500):
+        pairs = [(rng.random(), rng.randint(1, 6)) for _ in range(n)]
+        values = [v for v, _ in pairs]
+        s, itl = summary(values), itl_summary(pairs)
+        for key, q in (("median", 0.5), ("p90", 0.9), ("p99", 0.99)):
+            assert s[key] == quantile(values, q)
+            assert itl[key] == lower(pairs, q)
