@@ -56,10 +56,11 @@ def _fit_chunk(state: State, seq: Seq, tokens: int) -> bool:
 
 
 def vllm_step(state: State, facts: EngineFacts, ratio: list[float]) -> Plan:
-    _grow_decoders(state)
+    if state.grow_heap and state.grow_heap[0][0] <= state.g:  # (due_growth's own test, inline)
+        _grow_decoders(state)
     budget = facts.max_num_batched_tokens - state.n_decode
     chunks: list[tuple[Seq, int]] = []
-    for seq in list(state.prefilling):
+    for seq in list(state.prefilling) if state.prefilling else ():
         if budget <= 0:
             break
         take = min(seq.remaining, budget)
@@ -78,6 +79,8 @@ def vllm_step(state: State, facts: EngineFacts, ratio: list[float]) -> Plan:
         _admit(state, seq)
         chunks.append((seq, take))
         budget -= take
+    if not chunks:
+        return state.n_decode, chunks
     return state.n_decode, [(s, t) for s, t in chunks if s in state.prefilling]
 
 
