@@ -86,6 +86,9 @@ def make_arrivals(*, concurrency: int | None, request_rate: float | None, isl: i
     if count < 1:
         raise WorkloadError(f"--num-requests must be ≥ 1, not {count}")
     rng = random.Random(seed)
+    if request_rate is None:  # closed loop: no arrival times, so like requests share one spec
+        specs = tuple(RequestSpec(*pair) for pair in pairs)
+        return Arrivals((specs * (count // len(specs) + 1))[:count], concurrency, request_rate)
     times = [None] * count
     if request_rate is not None:
         t, times = 0.0, []

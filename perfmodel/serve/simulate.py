@@ -43,6 +43,17 @@ class Done:
         return (self.e2e_lim - self.ttft_lim) / (self.osl - 1) if self.osl > 1 else None
 
 
+_DONE_FIELDS = tuple(Done.__dataclass_fields__)
+
+
+def _done(*values) -> Done:
+    """Done(*values), field for field, without the frozen dataclass's per-field
+    object.__setattr__ (one per finished request: a million-request run makes a million)."""
+    done = object.__new__(Done)
+    object.__setattr__(done, "__dict__", dict(zip(_DONE_FIELDS, values)))
+    return done
+
+
 @dataclass(frozen=True)
 class Outcome:
     """Everything a run produced: requests, per-step ITL samples, the trace, KV use."""
@@ -152,7 +163,7 @@ class _Run:
 
     def _finish(self, seq: Seq) -> None:
         self.state.stop(seq)
-        self.done.append(Done(seq.isl, seq.osl, seq.first - seq.arrival, self.t - seq.arrival,
+        self.done.append(_done(seq.isl, seq.osl, seq.first - seq.arrival, self.t - seq.arrival,
                               seq.first_lim - seq.arrival_lim, self.t_lim - seq.arrival_lim,
                               seq.preemptions, seq.recomputed, seq.i))
         if self.closed and self.next + len(self.ramp) < len(self.specs):
