@@ -29,12 +29,14 @@ Plan = tuple[int, list[tuple[Seq, int]]]
 
 def _grow_decoders(state: State) -> None:
     """Give each decoder that needs one the next block, preempting from the tail when full."""
-    due = state.due_growth()
+    due = state.due_growth(ordered=False)
     if not due:
         return
-    if len(due) <= state.free:  # each takes one block and every one gets it: no preemption
-        state.grow_each(due)
+    if len(due) <= state.free:  # each takes one block and every one gets it: no preemption,
+        state.grow_each(due)    # so the order does not matter
         return
+    size = state.block_size  # (due counter, index) order, the counter as _push_grow keyed it
+    due.sort(key=lambda seq: (seq.blocks * size - seq.isl - seq.base + seq.g0, seq.i))
     for seq in due:
         while seq.decoding and not state.alloc_to(seq, (seq.blocks + 1) * state.block_size):
             victim = state.running[-1]
@@ -56,7 +58,7 @@ def _fit_chunk(state: State, seq: Seq, tokens: int) -> bool:
 
 
 def vllm_step(state: State, facts: EngineFacts, ratio: list[float]) -> Plan:
-    if state.grow_heap and state.grow_heap[0][0] <= state.g:  # (due_growth's own test, inline)
+    if state.grow_keys and state.grow_keys[0] <= state.g:  # (due_growth's own test, inline)
         _grow_decoders(state)
     budget = facts.max_num_batched_tokens - state.n_decode
     chunks: list[tuple[Seq, int]] = []

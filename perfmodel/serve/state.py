@@ -53,7 +53,10 @@ class State:
         self.n_decode = 0
         self.a_sum = 0  # Σ (I + base + 1 − G₀) over decoders: Σ L = a_sum + n_decode·g
         self.finish_heap: list[tuple[int, int, int, Seq]] = []
-        self.grow_heap: list[tuple[int, int, int, Seq]] = []
+        # block growth as a calendar: grow_at[G] lists the decoders (i, epoch, seq) due a block
+        # at counter G; grow_keys is a heap of the G that have a list
+        self.grow_at: dict[int, list[tuple[int, int, Seq]]] = {}
+        self.grow_keys: list[int] = []
         self.preemptions = 0
         self.peak_blocks = 0
         # Σ (O − base − 1 + G₀) over the decoders with at most CLIP_NEW_TOKENS outputs left:
@@ -110,7 +113,15 @@ class State:
 
     def _push_grow(self, seq: Seq) -> None:
         key = seq.blocks * self.block_size - seq.isl - seq.base + seq.g0
-        heapq.heappush(self.grow_heap, (key, seq.i, seq.epoch, seq))
+        due = self.grow_at.get(key)
+        if due is None:
+            due = self.grow_at[key] = []
+            heapq.heappush(self.grow_keys, key)
+        due.append((seq.i, seq.epoch, seq))
+
+    def growth_due(self) -> bool:
+        """Whether a decoder may need a block at the current counter (due_growth's own test)."""
+        return bool(self.grow_keys) and self.grow_keys[0] <= self.g
 
     def remaining_output(self) -> int:
         """Σ over running requests of min(output tokens still to make, CLIP_NEW_TOKENS), as
@@ -156,17 +167,22 @@ class State:
         self.preemptions += 1
         self.waiting.appendleft(seq)
 
-    def due_growth(self) -> list[Seq]:
-        """Decoders that need one more block for the step at the current counter."""
-        due, heap, g = [], self.grow_heap, self.g
-        if not heap or heap[0][0] > g:
-            return due
-        pop = heapq.heappop
-        while heap and heap[0][0] <= g:
-            _, _, epoch, seq = pop(heap)
-            if epoch == seq.epoch and seq.decoding:
-                due.append(seq)
-        return due
+    def due_growth(self, ordered: bool = True) -> list[Seq]:
+        """Decoders that need one more block for the step at the current counter, in (due
+        counter, request index) order (ordered=False: in no particular order, for a caller
+        that gives every one its block regardless)."""
+        keys, g = self.grow_keys, self.g
+        if not keys or keys[0] > g:
+            return []
+        if not ordered and keys[0] == g and (len(keys) == 1 or keys[1] > g):
+            entries = self.grow_at.pop(heapq.heappop(keys))  # one counter: the usual case
+            return [seq for _, epoch, seq in entries if epoch == seq.epoch and seq.decoding]
+        entries = []
+        while keys and keys[0] <= g:
+            key = heapq.heappop(keys)
+            entries.extend((key, i, epoch, seq) for i, epoch, seq in self.grow_at.pop(key))
+        entries.sort(key=lambda e: (e[0], e[1], e[2]))
+        return [seq for _, _, epoch, seq in entries if epoch == seq.epoch and seq.decoding]
 
     def grew(self, seq: Seq) -> None:
         self._push_grow(seq)
@@ -176,11 +192,15 @@ class State:
         alloc_to + grew do one by one, in one pass."""
         self.free -= len(seqs)
         self.peak_blocks = max(self.peak_blocks, self.total_blocks - self.free)
-        heap, size = self.grow_heap, self.block_size
+        size, grow_at = self.block_size, self.grow_at
         for seq in seqs:
             seq.blocks += 1
-            heapq.heappush(heap, (seq.blocks * size - seq.isl - seq.base + seq.g0, seq.i,
-                                  seq.epoch, seq))
+            key = seq.blocks * size - seq.isl - seq.base + seq.g0
+            due = grow_at.get(key)
+            if due is None:
+                due = grow_at[key] = []
+                heapq.heappush(self.grow_keys, key)
+            due.append((seq.i, seq.epoch, seq))
 
     def due_finish(self) -> list[Seq]:
         """Decoders whose last token the step just made."""
