@@ -129,6 +129,14 @@ class StepCost:
         est = roof.limit_s if est is None else est
         return est, roof.limit_s, est if roof.compute_s > roof.memory_s else 0.0
 
+    def __copy__(self) -> "StepCost":
+        """A copy with its own remembered steps (a caller may change its settings, e.g. the
+        power-limit curve, after copying)."""
+        new = object.__new__(StepCost)
+        new.__dict__.update(self.__dict__)
+        new._linear, new._sample, new._power, new._steps = {}, {}, {}, {}
+        return new
+
     def _attention_costs(self, op: Op) -> tuple[float, float, float]:
         """_costs(op) for an attention op, the same arithmetic as cost.roofline.cost."""
         peak = self._peaks.get(op.dtype)
