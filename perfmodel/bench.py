@@ -1,5 +1,6 @@
-"""Benchmark: how long predictions take (`python -m perfmodel.bench [N]`, default 10,000), and
-the estimate's grid check (`python -m perfmodel.bench --grid`).
+"""Benchmark: how long predictions take (`python -m perfmodel.bench [N]`, default 10,000), the
+estimate's grid check (`python -m perfmodel.bench --grid`), and how long serve and plan take
+beside one predict (`python -m perfmodel.bench --serve [--quick]`, docs/benchmark.md).
 
 Inputs are resolved once (config, GPU profile, estimator), as a sweep would; each prediction
 then costs every op of the prefill and of the mean decode step, limit and estimate. The grid
@@ -138,7 +139,69 @@ def _next(axis: tuple[int, ...], value: int) -> int | None:
     return axis[i + 1] if i + 1 < len(axis) else None
 
 
+# `python -m perfmodel.bench --serve`: each command from the shell, timed beside `predict` in the
+# same run (docs/benchmark.md gives each as seconds and as a ratio to predict's seconds, which a
+# faster or busier machine scales alike). (label, CLI arguments, target in seconds on the
+# reference machine or None)
+SERVE_COMMANDS = (
+    ("predict", "predict meta-llama/Llama-3.1-8B --gpu h100-sxm-measured --json", None),
+    ("serve trtllm 20000/2000, 1,000 requests",
+     "serve meta-llama/Llama-3.1-8B --gpu h200-measured --engine trtllm --isl 20000 --osl 2000 "
+     "--precision fp8 --kv-dtype fp8 --request-rate inf --num-requests 1000 --json", 2.0),
+    ("serve vllm 20000/2000, 2,000 requests",
+     "serve meta-llama/Llama-3.1-8B --gpu h200-measured --engine vllm --isl 20000 --osl 2000 "
+     "--precision fp8 --kv-dtype fp8 --request-rate inf --num-requests 2000 --json", 2.0),
+    ("serve sglang 20000/2000, 2,000 requests",
+     "serve meta-llama/Llama-3.1-8B --gpu h200-measured --engine sglang --isl 20000 --osl 2000 "
+     "--precision fp8 --kv-dtype fp8 --request-rate inf --num-requests 2000 --json", 2.0),
+    ("serve vllm C=64, 1,000 requests",
+     "serve meta-llama/Llama-3.1-8B --gpu h100-sxm-measured --engine vllm --concurrency 64 "
+     "--num-requests 1000 --json", 2.0),
+    ("serve vllm C=64, 1,000,000 requests",
+     "serve meta-llama/Llama-3.1-8B --gpu h100-sxm-measured --engine vllm --concurrency 64 "
+     "--num-requests 1000000 --json", 20.0),
+    ("plan (README example)",
+     "plan meta-llama/Llama-3.1-70B --ttft-slo 2s --tpot-slo 50ms --isl 2048 --osl 512", 20.0),
+)
+
+
+def time_commands(commands=SERVE_COMMANDS, repeats: int = 1) -> list[tuple[str, str, float,
+                                                                                float | None]]:
+    """(label, command, best wall seconds of `repeats` runs from the shell, target) for each;
+    the first command is the reference the ratios divide by."""
+    import shlex
+    import subprocess
+
+    rows = []
+    for label, args, target in commands:
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import sys; from perfmodel.cli import main; "
+                            "sys.exit(main())", *shlex.split(args)], check=True,
+                           stdout=subprocess.DEVNULL)
+            best = min(best, time.perf_counter() - start)
+        rows.append((label, args, best, target))
+    return rows
+
+
+def serve_table(rows) -> str:
+    """The Markdown table of docs/benchmark.md: command, seconds, × predict's seconds."""
+    ref = rows[0][2]
+    lines = ["| command | wall s | × predict | target |", "|---|---|---|---|"]
+    for label, args, seconds, target in rows:
+        goal = "" if target is None else f"≤ {target:g} s"
+        lines.append(f"| {label}: `perfmodel {args}` | {seconds:.2f} | {seconds / ref:.1f} | "
+                     f"{goal} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--serve"]:
+        quick = argv[1:] == ["--quick"]  # leave out the 1,000,000-request run and the plan
+        cmds = SERVE_COMMANDS[:5] if quick else SERVE_COMMANDS
+        print(serve_table(time_commands(cmds, repeats=3 if quick else 1)))
+        return 0
     if argv[:1] == ["--grid"]:
         found = check_grid()
         print(f"{found.points} grid points in {found.seconds:.1f} s: "
@@ -147,7 +210,8 @@ def main(argv: list[str]) -> int:
             print(" ", line)
         return 1 if found.below_limit or found.falls else 0
     if argv and not (argv[0].isdigit() and int(argv[0]) > 0 and len(argv) == 1):
-        print("usage: python -m perfmodel.bench [N predictions, default 10000] | --grid",
+        print("usage: python -m perfmodel.bench [N predictions, default 10000] | --grid | "
+              "--serve [--quick]",
               file=sys.stderr)
         return 0 if argv[0] in ("-h", "--help") else 2
     n = int(argv[0]) if argv else 10_000

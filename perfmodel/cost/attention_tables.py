@@ -117,6 +117,15 @@ class AttentionModel:
         (FlashAttention's local attention), so a windowed op is timed from the window-less
         tables over its banded work; the windowed tables were timed through SDPA with a dense
         banded mask, which computes the whole causal square."""
+        found = self.curve_for(op, banded)
+        if found is None:
+            return None
+        curve, floor = found
+        return max(curve(roof), floor)
+
+    def curve_for(self, op: Op, banded: bool = False) -> tuple[RoofCurve, float] | None:
+        """The nearest table's curve and latency floor for ops of op's phase, heads and layer
+        kind (seconds' lookup, which ops differing only in batch and length share)."""
         attn = op.attention
         key = (op.phase, op.shape[2:5], attn, banded)
         if key not in self._chosen:
@@ -126,5 +135,4 @@ class AttentionModel:
             if not options:
                 return None
             self._chosen[key] = min(options, key=lambda i: distance(self.tables[i][0], op))
-        curve, floor = self._curve(self._chosen[key])
-        return max(curve(roof), floor)
+        return self._curve(self._chosen[key])

@@ -152,6 +152,27 @@ def make_estimator(model: KernelModel, target: Rates, engine: EnginePreset,
         t += sum(model.kernel_seconds(kernel) for kernel in engine.extra_for(op))
         return op.count * t
 
+    def attention_path(tmpl: Op) -> Callable[[float, float], float | None] | None:
+        """seconds(op) as a function of (flops, bytes) for attention ops that differ from tmpl
+        only in those and in shape[:2] (serve's attention, new every step): the same
+        arithmetic with the table lookup done once. None where seconds takes another branch."""
+        if tmpl.kind != ATTENTION or (engine.fused_mla_decode and _mla_decode(tmpl)) \
+                or engine.extra.get(tmpl.name) or not hasattr(model.attention, "curve_for"):
+            return None
+        found = model.attention.curve_for(tmpl, engine.banded_prefill)
+        if found is None:
+            return lambda flops, nbytes: None
+        curve, floor = found
+        peak = target.peaks.get(tmpl.dtype) or target.peaks["bf16"]
+        bandwidth, count = target.bandwidth, tmpl.count
+
+        def fast(flops: float, nbytes: float) -> float:
+            roof = max(flops / peak, nbytes / bandwidth)
+            return count * max(max(curve(roof), floor), roof)
+        return fast
+
+    remembered.uncached = seconds  # for callers whose ops never repeat (serve's attention)
+    remembered.attention_path = attention_path
     return remembered
 
 

@@ -60,7 +60,7 @@ from dataclasses import replace
 from typing import Callable
 
 from perfmodel.cost.engines import EnginePreset, Kernel, one, qk_norms, rmsnorm
-from perfmodel.cost.ops import MATMUL, Op
+from perfmodel.cost.ops import GROUPED, MATMUL, Op
 from perfmodel.cost.roofline import cost
 from perfmodel.hardware.gpu import GpuSpec
 
@@ -129,9 +129,20 @@ def fp8_at_bf16_efficiency(estimator: Callable[[Op], float | None],
     weights as efficiently as cuBLAS streams bf16. Assumption (docs/serving.md): a memory-bound
     fp8 GEMM takes the better of its own table's time and its fp8 roofline at the bf16 table's
     efficiency on the same (M, K, N); the quantization kernel before it is added either way.
-    Compute-bound fp8 GEMMs keep the fp8 table."""
+    Compute-bound fp8 GEMMs keep the fp8 table.
+
+    Routed experts in fp8 (a grouped GEMM): the profile's fp8 grouped table times
+    torch._scaled_grouped_mm, which on Hopper runs at 150-500 TFLOP/s, below torch's own bf16
+    grouped GEMM (600-740 TFLOP/s, h200-measured); the engines run per-shape tuned fp8 MoE
+    kernels instead (Triton fused_moe fp8_w8a8 configs in vLLM and SGLang, TensorRT-LLM's
+    autotuned CUTLASS MoE runner; see the module docstring), which do the bf16 kernel's work on
+    half the weight bytes at twice the tensor-core peak. Assumption (docs/serving.md): an fp8
+    grouped GEMM takes no longer than the bf16 grouped GEMM of the same shape, plus its own
+    activation quantization; the better of that and its fp8 table."""
     def seconds(op: Op) -> float | None:
         est = estimator(op)
+        if est is not None and op.kind == GROUPED and op.dtype == "fp8":
+            return _grouped_fp8(op, est)
         if est is None or op.kind != MATMUL or op.dtype != "fp8":
             return est
         bare = replace(op, name="gemm")  # the same GEMM without the engine's extra kernels
@@ -145,5 +156,14 @@ def fp8_at_bf16_efficiency(estimator: Callable[[Op], float | None],
         if not base:
             return est
         return min(est, roof.limit_s * base / cost(bf16, gpu).limit_s + extra)
+
+    def _grouped_fp8(op: Op, est: float) -> float:
+        bare = replace(op, name="gemm")  # the GEMM without its quantization kernel
+        extra = est - (estimator(bare) or 0.0)
+        per_expert, n, k, touched = op.shape
+        bf16 = replace(bare, dtype="bf16", weight_dtype="bf16",
+                       bytes=op.bytes + touched * (n * k + per_expert * k))
+        base = estimator(bf16)
+        return est if not base else min(est, base + extra)
 
     return seconds

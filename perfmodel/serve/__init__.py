@@ -17,10 +17,10 @@ from typing import Any, Callable
 from perfmodel.errors import WorkloadError
 from perfmodel.serve.engine_profile import EngineProfile, display_path, gpu_key, \
     select_profile, with_engine_tables
-from perfmodel.serve.engines import HOST_OVERHEAD_S, EngineFacts, engine_facts
-from perfmodel.serve.kv import KvPlan, kv_plan
+from perfmodel.serve.engines import HOST_OVERHEAD_S, EngineFacts, engine_facts, trtllm_bench
+from perfmodel.serve.kv import KvPlan, kv_bytes_per_token, kv_plan
 from perfmodel.serve.ranks import Layout, kv_share, layout, rank_arrivals, scale_throughput
-from perfmodel.serve.metrics import metrics
+from perfmodel.serve.metrics import finite, metrics
 from perfmodel.serve.metrics import summary as distribution
 from perfmodel.serve.requests import make_arrivals
 from perfmodel.serve.simulate import Outcome, simulate
@@ -106,13 +106,15 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     facts = engine_facts(engine, gpu_spec.mem_bytes, tp, pp, dp)
     if profile is not None:
         facts = facts.with_knobs(**profile.knobs)
-    facts = facts.with_knobs(**{KNOBS[k]: v for k, v in engine_knobs.items() if KNOBS[k]})
     full = make_arrivals(concurrency=concurrency, request_rate=request_rate, isl=isl,
                          osl=osl, num_requests=num_requests, lengths=lengths, seed=seed)
     if not 0 <= warmup < len(full.requests):
         raise WorkloadError(f"--warmup must be a whole number from 0 to one less than the "
                             f"{len(full.requests)} requests run; raise --num-requests")
     lay = layout(spec, prec, gpu_spec, par)
+    if facts.name == "trtllm" and request_rate == float("inf"):  # trtllm-bench's max throughput
+        facts = _trtllm_bench(facts, full, lay, prec, gpu_spec, pp, engine_knobs)
+    facts = facts.with_knobs(**{KNOBS[k]: v for k, v in engine_knobs.items() if KNOBS[k]})
     arrivals = rank_arrivals(full, lay.schedulers)
     kv = kv_share(kv_plan(lay.kv_spec, prec, gpu_spec, facts, lay.weights_bytes), pp)
     host = engine_knobs.get("host_overhead_s")
@@ -128,7 +130,7 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
         out = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress)
     latency = profile.request_latency_s if profile else 0.0
     out = with_request_latency(out, latency)
-    doc = scale_throughput(metrics(out, par.gpus), full, arrivals, par.gpus)
+    doc = scale_throughput(metrics(out, par.gpus), full, arrivals, par.gpus, lay.schedulers)
     measured = after_warmup(out, warmup, lay.schedulers)
     if measured is not out:
         doc = with_latencies(doc, metrics(measured, par.gpus))
@@ -146,7 +148,20 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
            "power_limit": _power_limit(cost), "estimate_note": est.note}
     warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
         est.estimator), engine=facts.kernels), budget_warning(facts, longest)) if w)
-    return ServeReport(doc, facts, kv, out, warnings, cost)
+    return ServeReport(finite(doc), facts, kv, out, warnings, cost)
+
+
+def _trtllm_bench(facts, full, lay, prec, gpu_spec, pp, knobs) -> EngineFacts:
+    """TensorRT-LLM with every request sent at once: the settings trtllm-bench throughput
+    derives from the dataset (engines.trtllm_bench), chunked context as the user sets it."""
+    reqs = full.requests
+    chunked = knobs.get("chunked_prefill")
+    return trtllm_bench(
+        facts if chunked is None else replace(facts, chunked_prefill=chunked),
+        mem_bytes=gpu_spec.mem_bytes, weights_bytes=lay.weights_bytes,
+        kv_bytes_per_token=kv_bytes_per_token(lay.kv_spec, prec), pp=pp,
+        isl=sum(r.isl for r in reqs) / len(reqs), osl=sum(r.osl for r in reqs) / len(reqs),
+        longest=max(r.isl for r in reqs))
 
 
 def with_request_latency(out: Outcome, latency: float) -> Outcome:

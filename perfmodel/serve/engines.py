@@ -8,6 +8,7 @@ that fitted it (docs/serving.md).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -140,6 +141,34 @@ def trtllm(mem_bytes: float) -> EngineFacts:
          "blocks at admission), enable_chunked_prefill False: llm_args.py, v1.0",
          "CUDA graphs for decode-only batches of 1..128 (CudaGraphConfig batch sizes), no "
          "padding by default: llm_args.py, v1.0"))
+
+
+def trtllm_bench(facts: EngineFacts, *, mem_bytes: float, weights_bytes: float,
+                 kv_bytes_per_token: float, pp: int, isl: float, osl: float, longest: int,
+                 fraction: float = 0.9) -> EngineFacts:
+    """The max_batch_size and max_num_tokens that `trtllm-bench throughput` applies when none
+    are given (the engine's max-throughput tables are measured with it): requests that fit the
+    KV cache at the dataset's mean isl + osl, R = fraction · (memory − weights) / (KV bytes a
+    token · (isl + osl)), then raw_bs = min(R, 4096) / pp rounded up to 32 (at least 64) below
+    256, to 128 below 1024, else to 256; raw_tokens = min(raw_bs · (1 + isl / osl), 32768)
+    rounded up to 256 (at least 2048) below 4096, to 512 below 8192, else to 1024
+    (tensorrt_llm/bench/build/tuning.py calc_engine_setting + finetune_setting, v0.20-v1.0;
+    kv_cache_free_gpu_mem_fraction 0.90: bench/benchmark/throughput.py). Without chunked
+    context max_num_tokens is raised to the longest prompt + max_batch_size
+    (bench/benchmark/utils/general.py get_settings, v0.20-v1.0; chunking is off by default)."""
+    requests = fraction * (mem_bytes - weights_bytes) / (kv_bytes_per_token * (isl + osl))
+    raw_bs = min(requests, 4096) / pp
+    bs = (max(64, 32 * math.ceil(raw_bs / 32)) if raw_bs < 256 else
+          128 * math.ceil(raw_bs / 128) if raw_bs < 1024 else 256 * math.ceil(raw_bs / 256))
+    raw = min(raw_bs * (1 + isl / osl), 32768)
+    tokens = (max(2048, 256 * math.ceil(raw / 256)) if raw < 4096 else
+              512 * math.ceil(raw / 512) if raw < 8192 else 1024 * math.ceil(raw / 1024))
+    if not facts.chunked_prefill:
+        tokens = max(tokens, longest + bs)
+    return replace(facts, max_num_seqs=bs, max_num_batched_tokens=tokens, sources=(
+        *facts.sources, f"trtllm-bench throughput settings for mean ISL {isl:g} / OSL {osl:g}: "
+        f"max_batch_size {bs}, max_num_tokens {tokens} (tensorrt_llm/bench/build/tuning.py "
+        "calc_engine_setting, bench/benchmark/utils/general.py get_settings, v0.20-v1.0)"))
 
 
 # Host overhead per engine step (scheduling, input preparation, sampling bookkeeping, detokenizer

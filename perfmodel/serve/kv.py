@@ -84,7 +84,8 @@ def kv_plan(spec: ModelSpec, precision: Precision, gpu: GpuSpec, facts: EngineFa
         raise WorkloadError(
             f"no room for a KV cache: weights {weights / 1e9:.1f} GB + activations "
             f"{work / 1e9:.1f} GB leave nothing of {total * facts.memory_fraction / 1e9:.1f} GB "
-            f"on one {gpu.name}; quantize (--precision), raise --gpu-memory-utilization or "
+            f"on one {gpu.name} ({facts.name}'s memory fraction {facts.memory_fraction:g} of "
+            f"{total / 1e9:.1f} GB); quantize (--precision), raise --gpu-memory-utilization or "
             "shard (--tp)")
     return KvPlan(blocks, facts.block_size, per_token, weights, work, pool, total)
 

@@ -9,38 +9,55 @@ tokens over the whole run (first arrival to last token), per GPU and per user (1
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 from perfmodel.serve.simulate import Outcome
-from perfmodel.stats import quantile
 
 
 def weighted_quantile(pairs: Sequence[tuple[float, int]], q: float) -> float:
     """The q-quantile of values each repeated `weight` times (the lower order statistic)."""
-    pairs = sorted(pairs)
-    total = sum(w for _, w in pairs)
-    target, seen = q * (total - 1), 0
-    for value, weight in pairs:
+    return _weighted_quantiles(sorted(pairs), (q,))[0]
+
+
+def _weighted_quantiles(ordered: Sequence[tuple[float, int]], qs: Sequence[float]
+                        ) -> list[float]:
+    """weighted_quantile at each of the ascending qs, over pairs already sorted, in one pass."""
+    total = sum(w for _, w in ordered)
+    out, seen, k = [], 0, 0
+    for value, weight in ordered:
         seen += weight
-        if seen > target:
-            return value
-    return pairs[-1][0]
+        while k < len(qs) and seen > qs[k] * (total - 1):
+            out.append(value)
+            k += 1
+        if k == len(qs):
+            return out
+    return out + [ordered[-1][0]] * (len(qs) - k)
+
+
+def _quantile_sorted(ordered: Sequence[float], q: float) -> float:
+    """stats.quantile over values already sorted (the same arithmetic)."""
+    pos = q * (len(ordered) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (pos - lo) * (ordered[hi] - ordered[lo])
 
 
 def summary(values: Sequence[float]) -> dict[str, float | None]:
     if not values:
         return {"mean": None, "median": None, "p90": None, "p99": None}
-    return {"mean": sum(values) / len(values), "median": quantile(values, 0.5),
-            "p90": quantile(values, 0.9), "p99": quantile(values, 0.99)}
+    ordered = sorted(values)  # once, for the three quantiles
+    return {"mean": sum(values) / len(values), "median": _quantile_sorted(ordered, 0.5),
+            "p90": _quantile_sorted(ordered, 0.9), "p99": _quantile_sorted(ordered, 0.99)}
 
 
 def itl_summary(pairs: Sequence[tuple[float, int]]) -> dict[str, float | None]:
     if not pairs:
         return summary([])
     total = sum(w for _, w in pairs)
+    median, p90, p99 = _weighted_quantiles(sorted(pairs), (0.5, 0.9, 0.99))
     return {"mean": sum(v * w for v, w in pairs) / total,
-            "median": weighted_quantile(pairs, 0.5), "p90": weighted_quantile(pairs, 0.9),
-            "p99": weighted_quantile(pairs, 0.99)}
+            "median": median, "p90": p90, "p99": p99}
 
 
 def metrics(out: Outcome, gpus: int) -> dict[str, Any]:
@@ -70,3 +87,17 @@ def metrics(out: Outcome, gpus: int) -> dict[str, Any]:
                      "peak_fraction": out.peak_blocks / out.total_blocks},
         "preemptions": out.preemptions,
     }
+
+
+def finite(doc: Any) -> Any:
+    """doc with every NaN or infinite float replaced by None (JSON null), at any depth: a
+    figure that is not a number is reported as absent, never written as NaN."""
+    if isinstance(doc, float):
+        return doc if math.isfinite(doc) else None
+    if isinstance(doc, dict):
+        return {k: finite(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [finite(v) for v in doc]
+    if isinstance(doc, tuple):
+        return tuple(finite(v) for v in doc)
+    return doc

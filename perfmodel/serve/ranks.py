@@ -76,16 +76,17 @@ def rank_arrivals(arrivals: Arrivals, schedulers: int) -> Arrivals:
 
 
 def scale_throughput(doc: dict[str, Any], full: Arrivals, rank: Arrivals,
-                     gpus: int) -> dict[str, Any]:
+                     gpus: int, schedulers: int) -> dict[str, Any]:
     """The deployment's throughput from one scheduler's: × C/⌈C/n⌉ closed loop (every client
-    as fast as the fullest scheduler's), × n open loop; per GPU over all tp·dp·pp GPUs."""
+    as fast as the fullest scheduler's), × n open loop (R/n each, R = inf included); per GPU
+    over all tp·dp·pp GPUs."""
     t = doc["throughput"]
     if rank is full:
         scale = 1.0
     elif full.concurrency is not None:
         scale = full.concurrency / rank.concurrency
     else:
-        scale = full.rate / rank.rate
+        scale = float(schedulers)
     out = {k: (None if t[k] is None else t[k] * scale) for k in ("requests_s", "output_tok_s")}
     per_gpu = None if out["output_tok_s"] is None else out["output_tok_s"] / gpus
     return {**doc, "throughput": {**t, **out, "output_tok_s_per_gpu": per_gpu}}

@@ -99,6 +99,9 @@ def make_arrivals(*, concurrency: int | None, request_rate: float | None, isl: i
         len(pairs) if lengths else max(10 * concurrency, 100) if concurrency else 1000)
     whole(count, "--num-requests", MAX_REQUESTS)
     rng = random.Random(seed)
+    if request_rate is None:  # closed loop: no arrival times, so like requests share one spec
+        specs = tuple(RequestSpec(*pair) for pair in pairs)
+        return Arrivals((specs * (count // len(specs) + 1))[:count], concurrency, request_rate)
     times = [None] * count
     if request_rate is not None:
         t, times = 0.0, []

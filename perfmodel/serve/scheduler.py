@@ -22,15 +22,22 @@ TensorRT-LLM (in-flight batching, GUARANTEED_NO_EVICT): a request is admitted on
 from __future__ import annotations
 
 from perfmodel.serve.engines import EngineFacts
-from perfmodel.serve.state import Seq, State
+from perfmodel.serve.state import CLIP_NEW_TOKENS, Seq, State
 
 Plan = tuple[int, list[tuple[Seq, int]]]
-CLIP_NEW_TOKENS = 4096  # SGLANG_CLIP_MAX_NEW_TOKENS_ESTIMATION, python/sglang/srt/environ.py
 
 
 def _grow_decoders(state: State) -> None:
     """Give each decoder that needs one the next block, preempting from the tail when full."""
-    for seq in state.due_growth():
+    due = state.due_growth(ordered=False)
+    if not due:
+        return
+    if len(due) <= state.free:  # each takes one block and every one gets it: no preemption,
+        state.grow_each(due)    # so the order does not matter
+        return
+    size = state.block_size  # (due counter, index) order, the counter as _push_grow keyed it
+    due.sort(key=lambda seq: (seq.blocks * size - seq.isl - seq.base + seq.g0, seq.i))
+    for seq in due:
         while seq.decoding and not state.alloc_to(seq, (seq.blocks + 1) * state.block_size):
             victim = state.running[-1]
             state.preempt(victim)
@@ -51,10 +58,11 @@ def _fit_chunk(state: State, seq: Seq, tokens: int) -> bool:
 
 
 def vllm_step(state: State, facts: EngineFacts, ratio: list[float]) -> Plan:
-    _grow_decoders(state)
+    if state.grow_keys and state.grow_keys[0] <= state.g:  # (due_growth's own test, inline)
+        _grow_decoders(state)
     budget = facts.max_num_batched_tokens - state.n_decode
     chunks: list[tuple[Seq, int]] = []
-    for seq in list(state.prefilling):
+    for seq in list(state.prefilling) if state.prefilling else ():
         if budget <= 0:
             break
         take = min(seq.remaining, budget)
@@ -73,6 +81,8 @@ def vllm_step(state: State, facts: EngineFacts, ratio: list[float]) -> Plan:
         _admit(state, seq)
         chunks.append((seq, take))
         budget -= take
+    if not chunks:
+        return state.n_decode, chunks
     return state.n_decode, [(s, t) for s, t in chunks if s in state.prefilling]
 
 
@@ -100,8 +110,7 @@ def _sglang_prefill(state: State, facts: EngineFacts, new_token_ratio: float) ->
         if take and _fit_chunk(state, seq, take):
             chunks.append((seq, take))
             budget -= take
-    reserved = sum(min(s.osl - state.generated(s), CLIP_NEW_TOKENS) * new_token_ratio
-                   for s in state.running)
+    reserved = state.remaining_output() * new_token_ratio
     room = state.free * state.block_size - reserved
     while state.waiting and budget > 0 and len(state.running) < facts.max_num_seqs:
         seq = state.waiting[0]

@@ -43,6 +43,17 @@ class Done:
         return (self.e2e_lim - self.ttft_lim) / (self.osl - 1) if self.osl > 1 else None
 
 
+_DONE_FIELDS = tuple(Done.__dataclass_fields__)
+
+
+def _done(*values) -> Done:
+    """Done(*values), field for field, without the frozen dataclass's per-field
+    object.__setattr__ (one per finished request: a million-request run makes a million)."""
+    done = object.__new__(Done)
+    object.__setattr__(done, "__dict__", dict(zip(_DONE_FIELDS, values)))
+    return done
+
+
 @dataclass(frozen=True)
 class Outcome:
     """Everything a run produced: requests, per-step ITL samples, the trace, KV use."""
@@ -100,11 +111,13 @@ class _Run:
 
     def step(self) -> bool:
         """Run one engine step (or wait for the next arrival); False when all are done."""
+        state = self.state
         if self.closed:
-            self._ramp_arrivals()
-        else:
+            if self.ramp and self.ramp[-1] <= self.t:
+                self._ramp_arrivals()
+        elif self.next < len(self.specs) and self.specs[self.next].arrival <= self.t:
             self._open_arrivals()
-        n_dec, chunks = self.policy(self.state, self.facts, self.ratio)
+        n_dec, chunks = self.policy(state, self.facts, self.ratio)
         if not n_dec and not chunks:
             if self.ramp or not self.closed and self.next < len(self.specs):
                 gap = (self.ramp[-1] if self.ramp else self.specs[self.next].arrival) - self.t
@@ -114,20 +127,27 @@ class _Run:
                 raise WorkloadError("the simulated engine stalled: a request cannot be "
                                     "scheduled (raise --max-num-batched-tokens or memory)")
             return False
-        finishing = [s for s, t in chunks if t == s.remaining]
-        est, lim = self.cost.step(n_dec, self.state.context_sum() if n_dec else 0,
-                                  [(s.done, t) for s, t in chunks], n_dec + len(finishing))
+        if chunks:
+            finishing = sum(1 for s, t in chunks if t == s.remaining)
+            est, lim = self.cost.step(n_dec, state.context_sum() if n_dec else 0,
+                                      [(s.done, t) for s, t in chunks], n_dec + finishing)
+        else:
+            est, lim = self.cost.step(n_dec, state.a_sum + n_dec * state.g, (), n_dec)
         self.t, self.t_lim = self.t + est, self.t_lim + lim
         if n_dec:
             self.itl.append((est, n_dec))
-            self.state.g += 1
-        for seq in self.state.due_finish():
-            self._finish(seq)
+            state.g += 1
+        heap = state.finish_heap
+        if heap and heap[0][0] <= state.g:  # (due_finish's own test, inline)
+            for seq in state.due_finish():
+                self._finish(seq)
+        prefill = 0
         for seq, take in chunks:
             seq.done += take
+            prefill += take
             if seq.remaining == 0:
                 self._prefilled(seq)
-        self.trace.append((self.t, n_dec, sum(t for _, t in chunks), self.state.used_blocks))
+        self.trace.append((self.t, n_dec, prefill, state.total_blocks - state.free))
         return True
 
     def _prefilled(self, seq: Seq) -> None:
@@ -143,7 +163,7 @@ class _Run:
 
     def _finish(self, seq: Seq) -> None:
         self.state.stop(seq)
-        self.done.append(Done(seq.isl, seq.osl, seq.first - seq.arrival, self.t - seq.arrival,
+        self.done.append(_done(seq.isl, seq.osl, seq.first - seq.arrival, self.t - seq.arrival,
                               seq.first_lim - seq.arrival_lim, self.t_lim - seq.arrival_lim,
                               seq.preemptions, seq.recomputed, seq.i))
         if self.closed and self.next + len(self.ramp) < len(self.specs):

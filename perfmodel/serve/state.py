@@ -15,13 +15,15 @@ from collections import deque
 
 from perfmodel.serve.requests import RequestSpec
 
+CLIP_NEW_TOKENS = 4096  # SGLANG_CLIP_MAX_NEW_TOKENS_ESTIMATION, python/sglang/srt/environ.py
+
 
 class Seq:
     """One request's mutable simulation state (private to the simulator)."""
 
     __slots__ = ("i", "isl", "osl", "arrival", "done", "target", "base", "blocks", "first",
                  "finish", "g0", "epoch", "arrival_lim", "first_lim", "finish_lim", "decoding",
-                 "preemptions", "recomputed")
+                 "preemptions", "recomputed", "clipped")
 
     def __init__(self, i: int, spec: RequestSpec, arrival: float, arrival_lim: float):
         self.i, self.isl, self.osl = i, spec.isl, spec.osl
@@ -30,6 +32,7 @@ class Seq:
         self.first = self.finish = self.first_lim = self.finish_lim = None
         self.g0, self.epoch, self.decoding, self.preemptions = 0, 0, False, 0
         self.recomputed = 0  # recompute prefills that completed (each samples one token)
+        self.clipped = False  # a decoder with more than CLIP_NEW_TOKENS outputs still to make
 
     @property
     def remaining(self) -> int:
@@ -50,9 +53,18 @@ class State:
         self.n_decode = 0
         self.a_sum = 0  # Σ (I + base + 1 − G₀) over decoders: Σ L = a_sum + n_decode·g
         self.finish_heap: list[tuple[int, int, int, Seq]] = []
-        self.grow_heap: list[tuple[int, int, int, Seq]] = []
+        # block growth as a calendar: grow_at[G] lists the decoders (i, epoch, seq) due a block
+        # at counter G; grow_keys is a heap of the G that have a list
+        self.grow_at: dict[int, list[tuple[int, int, Seq]]] = {}
+        self.grow_keys: list[int] = []
         self.preemptions = 0
         self.peak_blocks = 0
+        # Σ (O − base − 1 + G₀) over the decoders with at most CLIP_NEW_TOKENS outputs left:
+        # their remaining outputs sum to this − (their count)·G; the others count CLIP each until
+        # clip_heap (keyed by the G at which they reach the clip) moves them over
+        self.rem_sum = 0
+        self.clipped = 0
+        self.clip_heap: list[tuple[int, int, int, Seq]] = []
 
     # -- KV blocks -------------------------------------------------------------------------
     def blocks_for(self, tokens: int) -> int:
@@ -88,13 +100,43 @@ class State:
         seq.decoding, seq.g0 = True, self.g
         self.n_decode += 1
         self.a_sum += seq.isl + seq.base + 1 - seq.g0
+        left = seq.osl - seq.base - 1
+        if left > CLIP_NEW_TOKENS:
+            seq.clipped = True
+            self.clipped += 1
+            heapq.heappush(self.clip_heap, (seq.g0 + left - CLIP_NEW_TOKENS, seq.i, seq.epoch, seq))
+        else:
+            self.rem_sum += left + seq.g0
         heapq.heappush(self.finish_heap, (seq.g0 + seq.osl - 1 - seq.base, seq.i, seq.epoch, seq))
         if grow:
             self._push_grow(seq)
 
     def _push_grow(self, seq: Seq) -> None:
         key = seq.blocks * self.block_size - seq.isl - seq.base + seq.g0
-        heapq.heappush(self.grow_heap, (key, seq.i, seq.epoch, seq))
+        due = self.grow_at.get(key)
+        if due is None:
+            due = self.grow_at[key] = []
+            heapq.heappush(self.grow_keys, key)
+        due.append((seq.i, seq.epoch, seq))
+
+    def growth_due(self) -> bool:
+        """Whether a decoder may need a block at the current counter (due_growth's own test)."""
+        return bool(self.grow_keys) and self.grow_keys[0] <= self.g
+
+    def remaining_output(self) -> int:
+        """Σ over running requests of min(output tokens still to make, CLIP_NEW_TOKENS), as
+        SGLang's admission reserves them, in O(prefilling requests + clip events): the decoders'
+        part is kept as a sum (integers, so exactly the loop's)."""
+        heap = self.clip_heap
+        while heap and heap[0][0] <= self.g:  # down to the clip: remaining − G from now on
+            _, _, epoch, seq = heapq.heappop(heap)
+            if epoch == seq.epoch and seq.decoding and seq.clipped:
+                seq.clipped = False
+                self.clipped -= 1
+                self.rem_sum += seq.osl - seq.base - 1 + seq.g0
+        return (self.rem_sum - (self.n_decode - self.clipped) * self.g
+                + self.clipped * CLIP_NEW_TOKENS
+                + sum(min(s.osl - s.base, CLIP_NEW_TOKENS) for s in self.prefilling))
 
     def generated(self, seq: Seq) -> int:
         return seq.base + 1 + self.g - seq.g0 if seq.decoding else seq.base
@@ -104,6 +146,11 @@ class State:
         if seq.decoding:
             self.n_decode -= 1
             self.a_sum -= seq.isl + seq.base + 1 - seq.g0
+            if seq.clipped:
+                seq.clipped = False
+                self.clipped -= 1
+            else:
+                self.rem_sum -= seq.osl - seq.base - 1 + seq.g0
             seq.decoding = False
         seq.epoch += 1
         self.running.remove(seq)
@@ -120,17 +167,40 @@ class State:
         self.preemptions += 1
         self.waiting.appendleft(seq)
 
-    def due_growth(self) -> list[Seq]:
-        """Decoders that need one more block for the step at the current counter."""
-        due = []
-        while self.grow_heap and self.grow_heap[0][0] < self.g + 1:
-            _, _, epoch, seq = heapq.heappop(self.grow_heap)
-            if epoch == seq.epoch and seq.decoding:
-                due.append(seq)
-        return due
+    def due_growth(self, ordered: bool = True) -> list[Seq]:
+        """Decoders that need one more block for the step at the current counter, in (due
+        counter, request index) order (ordered=False: in no particular order, for a caller
+        that gives every one its block regardless)."""
+        keys, g = self.grow_keys, self.g
+        if not keys or keys[0] > g:
+            return []
+        if not ordered and keys[0] == g and (len(keys) == 1 or keys[1] > g):
+            entries = self.grow_at.pop(heapq.heappop(keys))  # one counter: the usual case
+            return [seq for _, epoch, seq in entries if epoch == seq.epoch and seq.decoding]
+        entries = []
+        while keys and keys[0] <= g:
+            key = heapq.heappop(keys)
+            entries.extend((key, i, epoch, seq) for i, epoch, seq in self.grow_at.pop(key))
+        entries.sort(key=lambda e: (e[0], e[1], e[2]))
+        return [seq for _, _, epoch, seq in entries if epoch == seq.epoch and seq.decoding]
 
     def grew(self, seq: Seq) -> None:
         self._push_grow(seq)
+
+    def grow_each(self, seqs: list[Seq]) -> None:
+        """One more block for each of seqs, in order, when at least len(seqs) are free: what
+        alloc_to + grew do one by one, in one pass."""
+        self.free -= len(seqs)
+        self.peak_blocks = max(self.peak_blocks, self.total_blocks - self.free)
+        size, grow_at = self.block_size, self.grow_at
+        for seq in seqs:
+            seq.blocks += 1
+            key = seq.blocks * size - seq.isl - seq.base + seq.g0
+            due = grow_at.get(key)
+            if due is None:
+                due = grow_at[key] = []
+                heapq.heappush(self.grow_keys, key)
+            due.append((seq.i, seq.epoch, seq))
 
     def due_finish(self) -> list[Seq]:
         """Decoders whose last token the step just made."""

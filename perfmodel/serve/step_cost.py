@@ -33,7 +33,7 @@ from perfmodel.cost.custom_allreduce import custom_allreduce_for
 from perfmodel.cost.ops import ATTENTION, Op, causal_pairs, forward_ops
 from perfmodel.cost.parallel import COLLECTIVE
 from perfmodel.cost.precision import Precision
-from perfmodel.cost.roofline import cost
+from perfmodel.cost.roofline import cost, peak_for
 from perfmodel.cost.serving_engines import fp8_at_bf16_efficiency
 from perfmodel.hardware.gpu import GpuSpec
 from perfmodel.hardware.sustained import sustained_fraction
@@ -60,6 +60,16 @@ def _interp(xs: list[int], ys: list[float], x: float) -> float:
     i = min(max(i, 1), len(xs) - 1)
     x0, x1 = xs[i - 1], xs[i]
     return ys[i - 1] + (ys[i] - ys[i - 1]) * (x - x0) / (x1 - x0)
+
+
+def _with(op: Op, **fields) -> Op:
+    """dataclasses.replace(op, **fields) without its per-call field introspection (the same
+    frozen Op, field for field; this runs once or twice every simulated step)."""
+    new = object.__new__(Op)
+    values = dict(op.__dict__)
+    values.update(fields)
+    object.__setattr__(new, "__dict__", values)
+    return new
 
 
 class StepCost:
@@ -94,6 +104,19 @@ class StepCost:
             lambda b: forward(spec, precision, "decode", b, 1, 1),
             lambda op: op.name in SAMPLE_OPS, self.bs)
         self.groups = self._attention_groups(spec, precision)
+        self._linear: dict[tuple[int, bool], tuple[float, float, float]] = {}
+        self._sample: dict[int, tuple[float, float, float]] = {}
+        self._power: dict[float, float] = {}
+        self._steps: dict[tuple, tuple[float, float]] = {}
+        # attention ops differ every step: their estimate without the estimator's memo (the
+        # serving wrapper passes attention through unchanged), their roofline inline
+        self._attention_estimate = (getattr(estimator, "uncached", estimator)
+                                    if estimator else None)
+        self._peaks: dict[str, float] = {}
+        # per layer group, the estimator's attention time as a function of (FLOPs, bytes), its
+        # table looked up once (decode template, prefill template); None: build the op
+        path = getattr(estimator, "attention_path", None) if estimator else None
+        self._fast = [(path(g[1]), path(g[4])) if path else (None, None) for g in self.groups]
 
     def _costs(self, op: Op) -> tuple[float, float, float]:
         """(estimate, limit, the estimate's compute-bound share: the estimate where the op's
@@ -105,6 +128,42 @@ class StepCost:
         est = self.estimator(op) if self.estimator else None
         est = roof.limit_s if est is None else est
         return est, roof.limit_s, est if roof.compute_s > roof.memory_s else 0.0
+
+    def __copy__(self) -> "StepCost":
+        """A copy with its own remembered steps (a caller may change its settings, e.g. the
+        power-limit curve, after copying)."""
+        new = object.__new__(StepCost)
+        new.__dict__.update(self.__dict__)
+        new._linear, new._sample, new._power, new._steps = {}, {}, {}, {}
+        return new
+
+    def _attention_costs(self, op: Op) -> tuple[float, float, float]:
+        """_costs(op) for an attention op, the same arithmetic as cost.roofline.cost."""
+        peak = self._peaks.get(op.dtype)
+        if peak is None:
+            peak = self._peaks[op.dtype] = peak_for(self.gpu, op.dtype)
+        compute = op.count * op.flops / peak
+        memory = op.count * op.bytes / self.gpu.mem_bandwidth
+        limit = max(compute, memory)
+        est = self._attention_estimate(op) if self._attention_estimate else None
+        est = limit if est is None else est
+        return est, limit, est if compute > memory else 0.0
+
+    def _attention_work(self, tmpl: Op, fast, flops: float, nbytes: float, shape: tuple
+                        ) -> tuple[float, float, float]:
+        """_attention_costs of tmpl with these FLOPs, bytes and shape, without building the op
+        where the estimator gave a path for its layer group (the same arithmetic)."""
+        if fast is None and self._attention_estimate:
+            return self._attention_costs(_with(tmpl, flops=flops, bytes=nbytes, shape=shape))
+        peak = self._peaks.get(tmpl.dtype)
+        if peak is None:
+            peak = self._peaks[tmpl.dtype] = peak_for(self.gpu, tmpl.dtype)
+        compute = tmpl.count * flops / peak
+        memory = tmpl.count * nbytes / self.gpu.mem_bandwidth
+        limit = max(compute, memory)
+        est = fast(flops, nbytes) if fast is not None else None
+        est = limit if est is None else est
+        return est, limit, est if compute > memory else 0.0
 
     def _table(self, build, keep, xs) -> tuple[list[float], list[float], list[float]]:
         est, lim, cmp = [], [], []
@@ -142,29 +201,34 @@ class StepCost:
     def linear(self, tokens: int, padded: bool) -> tuple[float, float, float]:
         """Per-token ops at M = tokens: (estimate at the padded M, limit at M, the estimate's
         compute-bound share)."""
-        m = tokens
-        if padded and self.capture and tokens <= self.capture[-1]:
-            m = self.capture[bisect.bisect_left(self.capture, tokens)]
-        return (_interp(self.ms, self.tok_est, m), _interp(self.ms, self.tok_lim, tokens),
-                _interp(self.ms, self.tok_cmp, m))
+        key = (tokens, padded)
+        got = self._linear.get(key)
+        if got is None:  # remembered: a run meets the same step sizes again and again
+            m = tokens
+            if padded and self.capture and tokens <= self.capture[-1]:
+                m = self.capture[bisect.bisect_left(self.capture, tokens)]
+            got = self._linear[key] = (_interp(self.ms, self.tok_est, m),
+                                       _interp(self.ms, self.tok_lim, tokens),
+                                       _interp(self.ms, self.tok_cmp, m))
+        return got
 
     def decode_attention(self, seqs: int, context_sum: float) -> tuple[float, float, float]:
         """B = seqs sequences attending to context_sum cached tokens in all (each at most the
         layer's window, applied to the mean), every layer group as one batched kernel."""
         est = lim = cmp = 0.0
         mean = context_sum / seqs
-        for window, tmpl, qo, per_token, *_ in self.groups:
+        for (window, tmpl, qo, per_token, *_), (fast, _) in zip(self.groups, self._fast):
             s = mean if window is None else min(mean, window)
-            op = replace(tmpl, flops=tmpl.flops * seqs * s, bytes=seqs * (qo + per_token * s),
-                         shape=(seqs, s) + tuple(tmpl.shape[2:]))
-            e, limit, c = self._costs(op)
+            e, limit, c = self._attention_work(tmpl, fast, tmpl.flops * seqs * s,
+                                               seqs * (qo + per_token * s),
+                                               (seqs, s) + tuple(tmpl.shape[2:]))
             est, lim, cmp = est + e, lim + limit, cmp + c
         return est, lim, cmp
 
     def prefill_attention(self, chunks: list[tuple[int, int]]) -> tuple[float, float, float]:
         """Chunks of (P prior tokens, T new tokens), all in one varlen kernel per layer group."""
         est = lim = cmp = 0.0
-        for window, _, _, _, tmpl, per_pair, qo, kv in self.groups:
+        for (window, _, _, _, tmpl, per_pair, qo, kv), (_, fast) in zip(self.groups, self._fast):
             flops = nbytes = 0.0
             new = 0
             for prior, t in chunks:
@@ -172,32 +236,58 @@ class StepCost:
                 span = prior + t if window is None else min(prior + t, window + t)
                 nbytes += t * qo + span * kv
                 new += t
-            op = replace(tmpl, flops=flops, bytes=nbytes,
-                         shape=(len(chunks), new / len(chunks)) + tuple(tmpl.shape[2:]))
-            e, limit, c = self._costs(op)
+            e, limit, c = self._attention_work(tmpl, fast, flops, nbytes, (len(chunks), new / len(
+                chunks)) + tuple(tmpl.shape[2:]))
             est, lim, cmp = est + e, lim + limit, cmp + c
         return est, lim, cmp
 
     def sample(self, seqs: int) -> tuple[float, float, float]:
         if seqs <= 0:
             return 0.0, 0.0, 0.0
-        return (_interp(self.bs, self.smp_est, seqs), _interp(self.bs, self.smp_lim, seqs),
-                _interp(self.bs, self.smp_cmp, seqs))
+        got = self._sample.get(seqs)
+        if got is None:
+            got = self._sample[seqs] = (_interp(self.bs, self.smp_est, seqs),
+                                        _interp(self.bs, self.smp_lim, seqs),
+                                        _interp(self.bs, self.smp_cmp, seqs))
+        return got
 
     def step(self, decode_seqs: int, context_sum: float, chunks: list[tuple[int, int]],
              samples: int) -> tuple[float, float]:
         """(estimate, limit) seconds of one step: decode_seqs decoding over context_sum cached
-        tokens, the prefill chunks, and `samples` sequences sampling a token."""
-        tokens = decode_seqs + sum(t for _, t in chunks)
-        est, lim, cmp = self.linear(tokens, padded=not chunks or self.pad_mixed)
-        parts = [self.sample(samples)]
-        if decode_seqs:
-            parts.append(self.decode_attention(decode_seqs, context_sum))
+        tokens, the prefill chunks, and `samples` sequences sampling a token. Remembered: a
+        closed loop of like requests settles into a cycle whose steps recur exactly."""
+        key = (decode_seqs, context_sum, tuple(chunks), samples)
+        got = self._steps.get(key)
+        if got is None:
+            if len(self._steps) > 200_000:
+                self._steps.clear()
+            got = self._steps[key] = self._step(decode_seqs, context_sum, chunks, samples)
+        return got
+
+    def _step(self, decode_seqs: int, context_sum: float, chunks: list[tuple[int, int]],
+              samples: int) -> tuple[float, float]:
         if chunks:
-            parts.append(self.prefill_attention(chunks))
-        for e, limit, c in parts:
+            tokens = decode_seqs + sum(t for _, t in chunks)
+            est, lim, cmp = self.linear(tokens, padded=self.pad_mixed)
+        else:
+            est, lim, cmp = self.linear(decode_seqs, padded=True)
+        if samples > 0:
+            e, limit, c = self.sample(samples)
+        else:
+            e = limit = c = 0.0
+        est, lim, cmp = est + e, lim + limit, cmp + c
+        if decode_seqs:
+            e, limit, c = self.decode_attention(decode_seqs, context_sum)
+            est, lim, cmp = est + e, lim + limit, cmp + c
+        if chunks:
+            e, limit, c = self.prefill_attention(chunks)
             est, lim, cmp = est + e, lim + limit, cmp + c
         if cmp > 0 and self.sustained:  # the power limit over this step's matrix work
-            est += cmp * (1 / sustained_fraction(self.sustained, cmp) - 1)
+            extra = self._power.get(cmp)
+            if extra is None:
+                if len(self._power) > 100_000:
+                    self._power.clear()
+                extra = self._power[cmp] = cmp * (1 / sustained_fraction(self.sustained, cmp) - 1)
+            est += extra
         return est + self.host_overhead_s, lim
 
