@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 COMMANDS = ((), ("predict",), ("models",), ("gpus",), ("calibrate-gpu",), ("validate",), ("sweep",),
-            ("plan",), ("serve",), ("validate-serving",))
+            ("plan",), ("serve",), ("validate-serving",), ("calibrate-engine",))
 DOC = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 
 

@@ -78,9 +78,10 @@ def parse_profile(data: Any, path: str) -> EngineProfile:
     def need(key: str, kind: type | tuple) -> Any:
         value = data.get(key) if isinstance(data, dict) else None
         if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            what = {dict: "a mapping", str: "text"}.get(kind, "a number")
             raise EngineProfileError(f"engine profile {path}: '{key}' is missing or not "
-                                     f"{getattr(kind, '__name__', 'a number')}; regenerate it "
-                                     "with `perfmodel calibrate-engine --profile`")
+                                     f"{what}; regenerate it with `perfmodel calibrate-engine "
+                                     "--profile`")
         return value
 
     settings = need("settings", dict)

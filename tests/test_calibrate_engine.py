@@ -1,0 +1,105 @@
+"""calibrate-engine's runner on the CPU, against a stand-in vLLM (tests/data/fake_vllm: the same
+entry points, a /health server and a benchmark main that writes the result JSON): the run
+folder's contents, nothing replaced, nothing left under the final name on failure, the points'
+grammar, and the weightless model's tokenizer."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+from conftest import ROOT
+from typer.testing import CliRunner
+
+from perfmodel.calibrate.engine_bench import (DEFAULT_POINTS, bench_args, parse_point,
+                                              parse_points)
+from perfmodel.calibrate.engine_run import weightless_model
+from perfmodel.cli import app
+from perfmodel.errors import WorkloadError
+
+FAKE = ROOT / "tests" / "data" / "fake_vllm"
+runner = CliRunner()
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FAKE), str(ROOT)]))
+    monkeypatch.delenv("FAKE_VLLM_FAIL", raising=False)
+    return monkeypatch
+
+
+def _run(tmp_path, *extra):
+    return runner.invoke(app, ["calibrate-engine", "meta-llama/Llama-3.2-1B", "--runs",
+                               str(tmp_path), "--label", "one", "--port", str(_port()),
+                               "--points", "128:16:1:2 256:8:2:4:3", *extra],
+                         env={"PERFMODEL_DEBUG": "0"})
+
+
+def test_a_run_writes_one_folder_with_every_point(tmp_path, fake_vllm):
+    result = _run(tmp_path)
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "one"
+    manifest = json.loads((folder / "run.json").read_text())
+    assert manifest["version"] == "0.0.0+fake" and manifest["model"] == "meta-llama/Llama-3.2-1B"
+    assert manifest["points"] == ["128:16:1:2", "256:8:2:4:3"]
+    names = sorted(p.name for p in (folder / "results").glob("*.json"))
+    assert names == ["one.128.16.c1.rinf.json", "one.256.8.c2.r3.json"]
+    doc = json.loads((folder / "results" / "one.256.8.c2.r3.json").read_text())
+    assert doc["num_prompts"] == 4 and doc["max_concurrency"] == 2
+    assert "GPU KV cache size" in (folder / "server.log").read_text()
+    assert not (folder / "model").exists()  # the weightless model is not kept
+    again = _run(tmp_path)  # never replaces a run
+    assert again.exit_code == 2 and "exists" in again.output
+    assert json.loads((folder / "run.json").read_text()) == manifest
+
+
+def test_a_failed_engine_leaves_no_run(tmp_path, fake_vllm):
+    fake_vllm.setenv("FAKE_VLLM_FAIL", "1")
+    result = _run(tmp_path)
+    assert result.exit_code == 2 and "did not start" in result.output
+    assert not (tmp_path / "one").exists()
+
+
+def test_no_engine_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    result = _run(tmp_path)
+    assert result.exit_code == 2 and "vLLM does not import here" in result.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_points_grammar():
+    assert parse_point("1024:256:32:128").concurrency == 32
+    assert parse_point("1024:256:64:200:4").rate == 4.0
+    assert len(parse_points(DEFAULT_POINTS)) == 10
+    for bad in ("1024:256", "a:b:c:d", "0:1:1:1", "1:1:1:1:0", "1:1:1:1:nan", "1:1:1:999999"):
+        with pytest.raises(WorkloadError, match="ISL:OSL:C:N"):
+            parse_point(bad)
+    with pytest.raises(WorkloadError, match="no benchmark points"):
+        parse_points(" ")
+
+
+def test_bench_args_are_vllm_bench_serve_flags():
+    args = bench_args(parse_point("1024:256:64:200:4"), "http://127.0.0.1:1", "/m", "/o", "x", 7)
+    flags = {a: args[i + 1] for i, a in enumerate(args[:-1]) if a.startswith("--")
+             and not args[i + 1].startswith("--")}
+    assert flags["--random-input-len"] == "1024" and flags["--random-output-len"] == "256"
+    assert flags["--max-concurrency"] == "64" and flags["--request-rate"] == "4"
+    assert flags["--seed"] == "7" and flags["--random-range-ratio"] == "0"
+    assert "--ignore-eos" in args and "--save-result" in args
+
+
+def test_weightless_model_round_trips_token_ids(tmp_path):
+    cfg = json.loads((ROOT / "configs/models/meta-llama/Llama-3.2-1B.json").read_text())
+    folder = weightless_model({**cfg, "quantization_config": {"quant_method": "fp8"}}, tmp_path)
+    written = json.loads((folder / "config.json").read_text())
+    assert "quantization_config" not in written and written["vocab_size"] == cfg["vocab_size"]
+    vocab = json.loads((folder / "tokenizer.json").read_text())["model"]["vocab"]
+    assert len(vocab) == cfg["vocab_size"] and vocab["t12345"] == 12345
