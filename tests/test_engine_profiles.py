@@ -80,20 +80,24 @@ def test_runs_folder_errors_are_one_line(tmp_path):
         read_runs(tmp_path)
 
 
-def test_fit_follows_its_rule_by_hand():
+def test_fit_follows_its_rule_by_hand(tmp_path):
     """request_latency = median over the training one-client points of measured − simulated
-    median TTFT; host overhead = median of measured − simulated mean TPOT (at least 0)."""
+    median TTFT; host overhead = median of measured − simulated mean TPOT (at least 0); both
+    simulated with the profile's settings and tables and its two constants at 0."""
+    zero = tmp_path / "zero.yaml"
+    zero.write_text(yaml.safe_dump({**yaml.safe_load(PROFILE.read_text()),
+                                    "host_overhead_s": 0.0, "request_latency_s": 0.0}))
     runs = read_runs(RUNS)
     points = [r for r in runs if r.half == "train" and r.concurrency == 1 and not r.excluded]
     assert len(points) >= 5
-    sims = [run_serve(r.model, gpu="h200-measured", engine="vllm@published", isl=r.isl,
+    sims = [run_serve(r.model, gpu="h200-measured", engine_profile=str(zero), isl=r.isl,
                       osl=r.osl, concurrency=1, num_requests=r.num_requests,
                       precision=r.precision, gpu_memory_utilization=0.92,
                       host_overhead_s=0.0, stagger=False).metrics for r in points]
     latency = statistics.median(r.median_ttft_s - m["ttft_s"]["median"]
                                 for r, m in zip(points, sims))
     host = statistics.median(r.tpot_s - m["tpot_s"]["mean"] for r, m in zip(points, sims))
-    got = fit(runs, "h200-measured")
+    got = fit(runs, "h200-measured", engine="vllm", engine_profile=str(zero))
     assert got.request_latency_s == pytest.approx(latency, rel=1e-9)
     assert got.host_overhead_s == pytest.approx(max(host, 0.0), abs=1e-12)
     assert set(got.points) == {r.id for r in points}
@@ -101,13 +105,15 @@ def test_fit_follows_its_rule_by_hand():
 
 def test_bundled_profile_is_the_fit_of_its_runs():
     """configs/engines/vllm-0.26.0-h200.yaml holds what the rule gives on the committed runs."""
+    from perfmodel.validate.engine_fit import profile_document
+
     doc = yaml.safe_load(PROFILE.read_text())
-    got = fit(read_runs(RUNS), "h200-measured")
-    assert doc["request_latency_s"] == pytest.approx(got.request_latency_s, abs=1e-6)
-    assert doc["host_overhead_s"] == pytest.approx(got.host_overhead_s, abs=1e-7)
+    fitted = profile_document(read_runs(RUNS), RUNS, "h200-measured")
+    assert doc["request_latency_s"] == pytest.approx(fitted["request_latency_s"], abs=1e-6)
+    assert doc["host_overhead_s"] == pytest.approx(fitted["host_overhead_s"], abs=1e-7)
     assert doc["settings"]["memory_fraction"] == 0.92
     assert doc["settings"]["kv_cache_tokens"]["llama8b-bf16"] == 919_824
-    assert sorted(doc["fit"]["train"]) == sorted(got.points)
+    assert sorted(doc["fit"]["train"]) == sorted(fitted["fit"]["train"])
 
 
 def test_async_scheduling_hides_the_host():

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from perfmodel.errors import WorkloadError
 from perfmodel.serve.engine_profile import EngineProfile, display_path, gpu_key, \
     select_profile, with_engine_tables
+from perfmodel.serve.fused_moe import with_fused_moe
 from perfmodel.serve.engines import HOST_OVERHEAD_S, EngineFacts, engine_facts, trtllm_bench
 from perfmodel.serve.kv import KvPlan, kv_bytes_per_token, kv_plan
 from perfmodel.serve.ranks import Layout, kv_share, layout, rank_arrivals, scale_throughput
@@ -51,16 +52,18 @@ _COSTS: dict[tuple, tuple[StepCost, Any]] = {}
 
 
 def step_cost_for(lay: Layout, precision, gpu_spec, facts: EngineFacts, host: float,
-                  key: tuple, longest: int) -> tuple[StepCost, Any]:
+                  key: tuple, longest: int, moe_tables=None) -> tuple[StepCost, Any]:
     """The step-cost tables of one (model, precision, GPU, engine, parallelism), built once
-    per process."""
+    per process; moe_tables: an engine profile's fused-MoE timings (serve/fused_moe.py)."""
     from perfmodel.cost.estimate import estimator_for
 
     key = (*key, precision, facts, host, longest, lay.par)
     if key not in _COSTS:
         est = estimator_for(gpu_spec, precision, facts.kernels)
+        estimator = with_fused_moe(est.estimator, moe_tables, lay.local,
+                                   precision.weight_dtype)
         tokens = max(facts.max_num_batched_tokens, longest) + facts.max_num_seqs
-        _COSTS[key] = (StepCost(lay.local, precision, gpu_spec, est.estimator,
+        _COSTS[key] = (StepCost(lay.local, precision, gpu_spec, estimator,
                                 max_tokens=tokens, max_seqs=facts.max_num_seqs,
                                 capture_sizes=facts.capture_sizes, pad_mixed=facts.pad_mixed,
                                 host_overhead_s=host, forward=lay.forward,
@@ -123,7 +126,8 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     longest = max(r.isl for r in arrivals.requests)
     cost, est = step_cost_for(lay, prec, with_engine_tables(gpu_spec, profile), facts, host,
                               (cfg.model_id, cfg.source, gpu_spec.name,
-                               profile.path if profile else None), longest)
+                               profile.path if profile else None), longest,
+                              (profile.tables or {}).get("fused_moe") if profile else None)
     if arrivals.concurrency and stagger and len(arrivals.requests) > arrivals.concurrency:
         out = _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress)
     else:

@@ -109,8 +109,10 @@ class Fit:
     points: tuple[str, ...]  # the training results the fit read
 
 
-def fit(runs: Iterable[BenchRun], gpu: str, engine: str = "vllm@published") -> Fit:
-    """The module docstring's rule, on the training half's one-client points."""
+def fit(runs: Iterable[BenchRun], gpu: str, engine: str = "vllm@published",
+        engine_profile: str | None = None) -> Fit:
+    """The module docstring's rule, on the training half's one-client points, simulated under
+    `engine` or a provisional profile (its settings and tables, its two constants at 0)."""
     from perfmodel.validate.engine_runs import RunsError
 
     points = [r for r in runs if r.half == "train" and r.excluded is None
@@ -119,11 +121,11 @@ def fit(runs: Iterable[BenchRun], gpu: str, engine: str = "vllm@published") -> F
         raise RunsError("no training point with one client (concurrency 1) to fit on; add "
                         "ISL:OSL:1:N points")
     latency = statistics.median(
-        r.median_ttft_s - simulate(r, gpu, engine, host_overhead_s=0.0)["ttft_s"]["median"]
-        for r in points)
+        r.median_ttft_s - simulate(r, gpu, engine, engine_profile, host_overhead_s=0.0)[
+            "ttft_s"]["median"] for r in points)
     host = statistics.median(
-        r.tpot_s - simulate(r, gpu, engine, host_overhead_s=0.0)["tpot_s"]["mean"]
-        for r in points)
+        r.tpot_s - simulate(r, gpu, engine, engine_profile, host_overhead_s=0.0)[
+            "tpot_s"]["mean"] for r in points)
     return Fit(max(host, 0.0), max(latency, 0.0), tuple(r.id for r in points))
 
 
@@ -151,7 +153,6 @@ def profile_document(runs: tuple[BenchRun, ...], folder: Path, gpu: str) -> dict
     spec = load_gpu(gpu)
     kept = [r for r in runs if r.excluded is None]
     s = [r.settings for r in runs]
-    result = fit(runs, gpu)
     versions = _common((x.version for x in s), "the engine version")
     kernels = folder / "engine-kernels.json"
     kernel_doc = json.loads(kernels.read_text()) if kernels.is_file() else {}
@@ -167,28 +168,50 @@ def profile_document(runs: tuple[BenchRun, ...], folder: Path, gpu: str) -> dict
         "cudagraph_mode": _common((x.cudagraph_mode for x in s), "the CUDA-graph mode"),
         "kv_cache_tokens": {r.label: r.settings.kv_cache_tokens for r in runs},
     }
-    return {
+    doc = {
         "engine": "vllm", "version": versions, "gpu": gpu_key(spec),
         "device_name": _common((r.device for r in runs), "the GPU"),
         "date": max((r.date for r in runs if r.date), default=""),
         "source": "perfmodel calibrate-engine: fitted on the training half of the runs",
-        "settings": settings,
+        "settings": settings, "host_overhead_s": 0.0, "request_latency_s": 0.0,
+        "tables": kernel_doc.get("tables"),
+        "kernels": {k: kernel_doc.get(k) for k in ("engine", "version", "device_name", "date",
+                                                   "torch", "method", "notes")}
+        if kernel_doc else None,
+        "runs": folder.as_posix()}
+    provisional = _provisional(doc)
+    try:
+        result = fit(runs, gpu, engine="vllm", engine_profile=provisional)
+    finally:
+        Path(provisional).unlink()
+    doc.update({
         "host_overhead_s": round(result.host_overhead_s, 7),
         "request_latency_s": round(result.request_latency_s, 6),
         "fit": {"gpu_profile": spec.name,
                 "rule": "validate/engine_fit.py: request_latency_s = median over the training "
                         "half's one-client points of measured - simulated median TTFT; "
                         "host_overhead_s = median of measured - simulated mean TPOT there, "
-                        "at least 0",
+                        "at least 0; simulated with this profile's settings and tables and "
+                        "both constants at 0",
                 "train": list(result.points),
                 "test": sorted(r.id for r in kept if r.half == "test"),
-                "left_out": {r.id: r.excluded for r in runs if r.excluded}},
-        "tables": kernel_doc.get("tables"),
-        "kernels": {k: kernel_doc.get(k) for k in ("engine", "version", "device_name", "date",
-                                                   "torch", "method", "notes")}
-        if kernel_doc else None,
-        "runs": folder.as_posix(),
-    }
+                "left_out": {r.id: r.excluded for r in runs if r.excluded}}})
+    order = ("engine", "version", "gpu", "device_name", "date", "source", "settings",
+             "host_overhead_s", "request_latency_s", "fit", "tables", "kernels", "runs")
+    return {k: doc[k] for k in order}
+
+
+def _provisional(doc: dict) -> str:
+    """doc (constants at 0) as a temporary profile file for the fit's simulations."""
+    import tempfile
+
+    import yaml
+
+    handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="perfmodel-fit-",
+                                         delete=False)
+    with handle:
+        yaml.safe_dump(doc, handle)
+    return handle.name
 
 
 def write_profile(folder: Path | str, out: Path | str, gpu: str) -> str:
