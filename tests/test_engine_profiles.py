@@ -166,15 +166,15 @@ def test_profile_changes_what_it_says_and_nothing_else():
 
 
 def test_request_latency_adds_to_ttft_and_e2e_only(tmp_path):
-    """The same profile with 10 ms of request latency and with none: TTFT and E2E move by
-    10 ms exactly, TPOT and the limit not at all."""
+    """The same profile with 10 ms of request latency and with none, an open loop (arrivals
+    fixed): TTFT and E2E move by 10 ms exactly, TPOT and the limit not at all."""
     doc = yaml.safe_load(PROFILE.read_text())
     runs = {}
     for latency in (0.0, 0.010):
         path = tmp_path / f"lat{latency}.yaml"
         path.write_text(yaml.safe_dump({**doc, "request_latency_s": latency}))
-        runs[latency] = run_serve(LLAMA, gpu="h200-measured", concurrency=2, isl=128, osl=16,
-                                  num_requests=6, engine_profile=str(path)).metrics
+        runs[latency] = run_serve(LLAMA, gpu="h200-measured", request_rate=20.0, isl=128,
+                                  osl=16, num_requests=6, engine_profile=str(path)).metrics
     a, b = runs[0.0], runs[0.010]
     for key in ("ttft_s", "e2e_s"):
         assert b[key]["mean"] - a[key]["mean"] == pytest.approx(0.010, abs=1e-9)
@@ -243,3 +243,32 @@ def test_calibrate_engine_fits_a_profile_from_runs(tmp_path):
     assert prof.engine == "vllm" and prof.version == "0.26.0" and prof.gpu == "h200"
     assert prof.tables and "fp8" in prof.tables["linear"]
     assert prof.request_latency_s == pytest.approx(load_profile(str(PROFILE)).request_latency_s)
+
+
+def test_a_closed_loop_client_waits_the_round_trip(tmp_path):
+    """With request latency L a closed-loop client's next request reaches the engine L after
+    its previous one ended there: one client, N requests of identical steps, the run lasts
+    (N − 1)·L longer than with none, and each TTFT is L longer."""
+    doc = yaml.safe_load(PROFILE.read_text())
+    got = {}
+    for latency in (0.0, 0.020):
+        path = tmp_path / f"l{latency}.yaml"
+        path.write_text(yaml.safe_dump({**doc, "request_latency_s": latency}))
+        got[latency] = run_serve(LLAMA, gpu="h200-measured", concurrency=1, isl=256, osl=8,
+                                 num_requests=5, engine_profile=str(path)).metrics
+    a, b = got[0.0], got[0.020]
+    assert b["duration_s"] - a["duration_s"] == pytest.approx(4 * 0.020, abs=1e-9)
+    assert b["ttft_s"]["mean"] - a["ttft_s"]["mean"] == pytest.approx(0.020, abs=1e-9)
+
+
+def test_waves_of_a_lock_step_loop_wait_for_each_other():
+    """C = 16 clients of 1024/256 on one H200 fill two 8192-token prefill steps a wave; with
+    the round trip a wave's clients all come back before the engine starts it, so every wave,
+    not only the first, has half its requests wait one prefill step more (measured without
+    prefix caching: median TTFT 285 ms, p90 395 ms; serve within 15%)."""
+    report = run_serve(LLAMA, gpu="h200-measured", concurrency=16, isl=1024, osl=256,
+                       num_requests=64, stagger=False, gpu_memory_utilization=0.92)
+    ttft = [d.ttft for d in report.outcome.done]
+    waited = sum(t > 1.5 * min(ttft) for t in ttft)
+    assert waited >= 0.4 * len(ttft)  # the first wave alone would give 8 of 64
+    assert report.metrics["ttft_s"]["mean"] == pytest.approx(0.281, rel=0.15)

@@ -128,11 +128,12 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                               (cfg.model_id, cfg.source, gpu_spec.name,
                                profile.path if profile else None), longest,
                               (profile.tables or {}).get("fused_moe") if profile else None)
-    if arrivals.concurrency and stagger and len(arrivals.requests) > arrivals.concurrency:
-        out = _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress)
-    else:
-        out = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress)
     latency = profile.request_latency_s if profile else 0.0
+    if arrivals.concurrency and stagger and len(arrivals.requests) > arrivals.concurrency:
+        out = _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress, latency)
+    else:
+        out = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress,
+                       client_delay_s=latency)
     out = with_request_latency(out, latency)
     doc = scale_throughput(metrics(out, par.gpus), full, arrivals, par.gpus, lay.schedulers)
     measured = after_warmup(out, warmup, lay.schedulers)
@@ -171,9 +172,8 @@ def _trtllm_bench(facts, full, lay, prec, gpu_spec, pp, knobs) -> EngineFacts:
 def with_request_latency(out: Outcome, latency: float) -> Outcome:
     """Each request's TTFT and E2E with the time it spends outside the engine's steps (HTTP,
     tokenization, the hop to the engine and back: the profile's request_latency_s) added; the
-    limit clock keeps none. Ignored: in a closed loop that time also delays each client's next
-    send by as much, lowering throughput by latency / E2E (under 1.5% in the runs it was fitted
-    on)."""
+    limit clock keeps none. (In a closed loop the same round trip also separates a request's
+    end in the engine from its client's next request reaching it: simulate's client_delay_s.)"""
     if not latency:
         return out
     return replace(out, done=tuple(replace(d, ttft=d.ttft + latency, e2e=d.e2e + latency)
@@ -216,7 +216,8 @@ def budget_warning(facts: EngineFacts, longest: int) -> str | None:
             "--chunked-prefill")
 
 
-def _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress) -> Outcome:
+def _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress,
+                           client_delay_s: float = 0.0) -> Outcome:
     """A closed-loop benchmark: its first C requests are sent at once (the cold wave, simulated
     on their own); the clients then drift out of step (jitter the simulation lacks), so the
     later requests come from a steady-state run whose clients' first sends are spread over one
@@ -226,7 +227,7 @@ def _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress) -> Outcome:
     cold = simulate(replace(arrivals, requests=arrivals.requests[:c]), facts, kv.blocks,
                     kv.block_size, cost)
     steady = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress,
-                      steady_e2e(cost, arrivals))
+                      steady_e2e(cost, arrivals), client_delay_s)
     done = tuple(d for d in cold.done if d.index < c) + \
         tuple(d for d in steady.done if d.index >= c)
     return replace(steady, done=done, preemptions=cold.preemptions + steady.preemptions,

@@ -7,6 +7,7 @@ very same steps, so the limit is a perfect engine at that schedule.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
@@ -71,7 +72,8 @@ class Outcome:
 
 class _Run:
     def __init__(self, arrivals: Arrivals, facts: EngineFacts, total_blocks: int,
-                 block_size: int, cost: StepCost, ramp_s: float = 0.0):
+                 block_size: int, cost: StepCost, ramp_s: float = 0.0,
+                 client_delay_s: float = 0.0):
         self.specs, self.facts, self.cost = arrivals.requests, facts, cost
         if block_size < PAGE:  # SGLang's 1-token pages, tracked in PAGE-token pages
             total_blocks, block_size = total_blocks * block_size // PAGE, PAGE
@@ -81,6 +83,8 @@ class _Run:
         self.t = self.t_lim = 0.0
         self.next = 0
         self.closed = arrivals.concurrency is not None
+        self.delay = client_delay_s
+        self.sends: deque[float] = deque()  # clients' next requests on their way (client_delay_s)
         self.done: list[Done] = []
         self.itl: list[tuple[float, int]] = []
         self.trace: list[tuple[float, int, int, int]] = []
@@ -95,14 +99,17 @@ class _Run:
             self.ramp.pop()
             self._arrive()
 
-    def _arrive(self) -> None:
+    def _arrive(self, at: float | None = None) -> None:
+        """The next request joins the waiting queue; `at` (≤ now): when it reached the engine,
+        which its TTFT counts from."""
         spec = self.specs[self.next]
         too_big = self.state.blocks_for(spec.isl + spec.osl) > self.state.total_blocks
         if too_big:
             raise WorkloadError(f"one request of {spec.isl} + {spec.osl} tokens needs more KV "
                                 f"cache than the engine has ({self.state.total_blocks} blocks of "
                                 f"{self.state.block_size}); shorten it or add memory")
-        self.state.waiting.append(Seq(self.next, spec, self.t, self.t_lim))
+        late = 0.0 if at is None else self.t - at
+        self.state.waiting.append(Seq(self.next, spec, self.t - late, self.t_lim - late))
         self.next += 1
 
     def _open_arrivals(self) -> None:
@@ -115,12 +122,16 @@ class _Run:
         if self.closed:
             if self.ramp and self.ramp[-1] <= self.t:
                 self._ramp_arrivals()
+            while self.sends and self.sends[0] <= self.t:
+                self._arrive(self.sends.popleft())
         elif self.next < len(self.specs) and self.specs[self.next].arrival <= self.t:
             self._open_arrivals()
         n_dec, chunks = self.policy(state, self.facts, self.ratio)
         if not n_dec and not chunks:
-            if self.ramp or not self.closed and self.next < len(self.specs):
-                gap = (self.ramp[-1] if self.ramp else self.specs[self.next].arrival) - self.t
+            if self.ramp or self.sends or not self.closed and self.next < len(self.specs):
+                due = min(self.ramp[-1:] + list(self.sends)[:1]) if self.closed \
+                    else self.specs[self.next].arrival
+                gap = due - self.t
                 self.t, self.t_lim = self.t + gap, self.t_lim + gap
                 return True
             if self.state.running or self.state.waiting:
@@ -166,16 +177,21 @@ class _Run:
         self.done.append(_done(seq.isl, seq.osl, seq.first - seq.arrival, self.t - seq.arrival,
                               seq.first_lim - seq.arrival_lim, self.t_lim - seq.arrival_lim,
                               seq.preemptions, seq.recomputed, seq.i))
-        if self.closed and self.next + len(self.ramp) < len(self.specs):
-            self._arrive()  # the client sends its next request (ramp sends stay reserved)
+        if self.closed and self.next + len(self.ramp) + len(self.sends) < len(self.specs):
+            if self.delay:  # its next request reaches the engine a round trip later
+                self.sends.append(self.t + self.delay)
+            else:
+                self._arrive()  # the client sends its next request (ramp sends stay reserved)
 
 
 def simulate(arrivals: Arrivals, facts: EngineFacts, total_blocks: int, block_size: int,
              cost: StepCost, on_progress: Callable[[int, int], None] | None = None,
-             ramp_s: float = 0.0) -> Outcome:
+             ramp_s: float = 0.0, client_delay_s: float = 0.0) -> Outcome:
     """Run every request of `arrivals` through the engine; see the module docstring. Closed
-    loop: client k of C sends its first request at k·ramp_s/C (0: all at once)."""
-    run = _Run(arrivals, facts, total_blocks, block_size, cost, ramp_s)
+    loop: client k of C sends its first request at k·ramp_s/C (0: all at once), and each next
+    one reaches the engine client_delay_s after its previous one ends there (the round trip
+    outside the engine: the last token out to the client, the next request in)."""
+    run = _Run(arrivals, facts, total_blocks, block_size, cost, ramp_s, client_delay_s)
     steps = 0
     while run.step():
         steps += 1
