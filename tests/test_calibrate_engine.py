@@ -14,7 +14,7 @@ from conftest import ROOT
 from typer.testing import CliRunner
 
 from perfmodel.calibrate.engine_bench import (DEFAULT_POINTS, bench_args, parse_point,
-                                              parse_points)
+                                              parse_points, prefix_counters)
 from perfmodel.calibrate.engine_run import weightless_model
 from perfmodel.cli import app
 from perfmodel.errors import WorkloadError
@@ -54,6 +54,11 @@ def test_a_run_writes_one_folder_with_every_point(tmp_path, fake_vllm):
     assert names == ["one.128.16.c1.rinf.json", "one.256.8.c2.r3.json"]
     doc = json.loads((folder / "results" / "one.256.8.c2.r3.json").read_text())
     assert doc["num_prompts"] == 4 and doc["max_concurrency"] == 2
+    # the server's prefix-cache counters around the point (the stand-in adds 1000 queried and
+    # 100 hit tokens between two scrapes)
+    assert (doc["prefix_cache_queries"], doc["prefix_cache_hits"]) == (1000.0, 100.0)
+    from perfmodel.validate.engine_runs import read_runs
+    assert {r.prefix_hits for r in read_runs(tmp_path)} == {(0.1, "counters")}
     assert "GPU KV cache size" in (folder / "server.log").read_text()
     assert not (folder / "model").exists()  # the weightless model is not kept
     again = _run(tmp_path)  # never replaces a run
@@ -103,3 +108,13 @@ def test_weightless_model_round_trips_token_ids(tmp_path):
     assert "quantization_config" not in written and written["vocab_size"] == cfg["vocab_size"]
     vocab = json.loads((folder / "tokenizer.json").read_text())["model"]["vocab"]
     assert len(vocab) == cfg["vocab_size"] and vocab["t12345"] == 12345
+
+
+def test_prefix_counters_from_vllm_metrics_text():
+    text = ('# HELP vllm:prefix_cache_queries Prefix cache queries\n'
+            'vllm:prefix_cache_queries_total{engine="0",model_name="m"} 2048.0\n'
+            'vllm:prefix_cache_queries_total{engine="1",model_name="m"} 1024.0\n'
+            'vllm:prefix_cache_hits_total{engine="0",model_name="m"} 512.0\n'
+            'vllm:prefix_cache_hits_created 1.7e9\n')
+    assert prefix_counters(text) == (3072.0, 512.0)
+    assert prefix_counters("vllm:num_requests_running 3\n") is None

@@ -70,6 +70,15 @@ def test_a_point_with_a_triton_jit_compile_is_left_out():
     assert sum(r.excluded is not None for r in runs.values()) == 1
 
 
+def test_prefix_hits_from_the_log_during_a_point():
+    """Without the server's counters a point carries the highest hit rate vLLM logged during
+    it (over its last 1,000 requests): the cache-free server logs 0%."""
+    runs = {r.id: r for r in read_runs(RUNS)}
+    r = runs["llama8b-bf16/results/llama8b-bf16.2048.128.c128.rinf.json"]
+    assert r.prefix_hits == (pytest.approx(0.397), "log")
+    assert {r.prefix_hits for r in read_runs(NOCACHE)} == {(0.0, "log")}
+
+
 def test_runs_folder_errors_are_one_line(tmp_path):
     from perfmodel.validate.engine_runs import RunsError
 

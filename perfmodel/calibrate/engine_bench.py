@@ -96,9 +96,52 @@ def bench_args(point: BenchPoint, url: str, model_dir: str, out_dir: str, label:
             "--result-filename", f"{label}.{point.tag}.json"]
 
 
+PREFIX_COUNTERS = ("vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total")
+
+
+def prefix_counters(text: str) -> tuple[float, float] | None:
+    """(queries, hits) of vLLM's prefix-cache counters, summed over engines, from its /metrics
+    (Prometheus text); None where the server exports neither."""
+    found = {name: 0.0 for name in PREFIX_COUNTERS}
+    seen = False
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in found:
+            try:
+                found[name] += float(line.rsplit(" ", 1)[1])
+                seen = True
+            except (IndexError, ValueError):
+                continue
+    return (found[PREFIX_COUNTERS[0]], found[PREFIX_COUNTERS[1]]) if seen else None
+
+
+def _scrape(url: str) -> tuple[float, float] | None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+            return prefix_counters(response.read().decode("utf-8", "replace"))
+    except OSError:
+        return None
+
+
+def _record_prefix_cache(path: Path, before, after) -> None:
+    """Add the point's prefix-cache queries and hits (tokens, from the server's counters) to its
+    result JSON, so a reader can tell a point whose prefills the cache shortened."""
+    if before is None or after is None or not path.is_file():
+        return
+    import json
+
+    doc = json.loads(path.read_text())
+    doc["prefix_cache_queries"] = after[0] - before[0]
+    doc["prefix_cache_hits"] = after[1] - before[1]
+    path.write_text(json.dumps(doc))
+
+
 def run_points(url: str, model_dir: str, out_dir: str, label: str, seed: int,
                points: tuple[BenchPoint, ...]) -> None:
-    """Every point through vLLM's benchmark, in this process (needs vllm importable)."""
+    """Every point through vLLM's benchmark, in this process (needs vllm importable), each
+    result with the prefix-cache tokens the server counted during it."""
     from vllm.benchmarks.serve import add_cli_args, main
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
@@ -108,7 +151,9 @@ def run_points(url: str, model_dir: str, out_dir: str, label: str, seed: int,
         add_cli_args(parser)
         args = parser.parse_args(bench_args(point, url, model_dir, out_dir, label, seed + i))
         print(f"engine bench: point {i + 1}/{len(points)} {point.text}", flush=True)
+        before = _scrape(url)
         main(args)
+        _record_prefix_cache(Path(out_dir) / f"{label}.{point.tag}.json", before, _scrape(url))
 
 
 if __name__ == "__main__":

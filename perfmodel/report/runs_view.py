@@ -11,6 +11,13 @@ def _point(r) -> str:
     return f"{r.isl}/{r.osl} {load}"
 
 
+def _hits(r) -> str:
+    if r.prefix_hits is None:
+        return ""
+    share, source = r.prefix_hits
+    return f"{share:.0%}" + (" (log)" if source == "log" else "")
+
+
 def runs_markdown(summaries: dict[str, dict]) -> list[str]:
     """One row per half: results, then median / p90 |error| of TTFT, TPOT and tokens/s."""
     lines = ["| half | results | TPOT median / p90 | output tok/s median / p90 | TTFT median "
@@ -30,14 +37,14 @@ def print_runs(rows: Iterable[Any], summaries: dict[str, dict], note: str) -> No
 
     console = Console()
     table = Table("run", "point", "half", "TTFT ms meas / est", "TPOT ms meas / est",
-                  "tok/s meas / est", "left out")
+                  "tok/s meas / est", "cache hits", "left out")
     for c in rows:
         r, m = c.run, c.predicted
         table.add_row(r.label, _point(r), r.half,
                       f"{r.ttft_s * 1e3:.0f} / {m['ttft_s']['mean'] * 1e3:.0f}",
                       f"{r.tpot_s * 1e3:.2f} / {m['tpot_s']['mean'] * 1e3:.2f}",
                       f"{r.output_tok_s:.0f} / {m['throughput']['output_tok_s']:.0f}",
-                      r.excluded or "")
+                      _hits(r), r.excluded or "")
     console.print(table)
     for line in runs_markdown(summaries):
         console.print(line, markup=False)
@@ -49,6 +56,8 @@ def runs_json(rows: Iterable[Any], summaries: dict[str, dict], note: str) -> dic
                       "precision": c.run.precision, "isl": c.run.isl, "osl": c.run.osl,
                       "concurrency": c.run.concurrency, "request_rate": c.run.request_rate,
                       "num_requests": c.run.num_requests, "half": c.run.half,
+                      "prefix_cache_hits": None if c.run.prefix_hits is None else
+                      {"fraction": c.run.prefix_hits[0], "source": c.run.prefix_hits[1]},
                       "excluded": c.run.excluded,
                       "measured": {"ttft_s": c.run.ttft_s, "tpot_s": c.run.tpot_s,
                                    "output_tok_s": c.run.output_tok_s},

@@ -48,10 +48,11 @@ class ServerSettings:
     cudagraph_mode: str | None = None
     weights_gib: float | None = None
     jit_compiles: tuple[dt.datetime, ...] = field(default=(), repr=False)
+    hit_rates: tuple[tuple[dt.datetime, float], ...] = field(default=(), repr=False)
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()
-                if k != "jit_compiles"}
+                if k not in ("jit_compiles", "hit_rates")}
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,10 @@ class BenchRun:
     settings: ServerSettings
     excluded: str | None = None  # why this point is left out of the figures
     device: str | None = None  # the GPU's name, as run.json's nvidia-smi line gives it
+    # prefix-cache hits: (fraction of prompt tokens, where it comes from): the server's counters
+    # read around the point (calibrate-engine records them), else the highest rate the log
+    # states during the point (vLLM's rate over its last 1,000 requests); None: neither
+    prefix_hits: tuple[float, str] | None = None
     date: str | None = None  # the run's date (run.json)
 
     @property
@@ -97,6 +102,8 @@ _PATTERNS = {
     "max_num_seqs": r"max_num_seqs['\"]?[:=] ?(\d+)",
 }
 _JIT = re.compile(r"(\d\d-\d\d \d\d:\d\d:\d\d) \[jit_monitor\.py:\d+\] Triton kernel JIT")
+_HITS = re.compile(r"(\d\d-\d\d \d\d:\d\d:\d\d) \[loggers\.py:\d+\].*Prefix cache hit rate: "
+                   r"([\d.]+)%")
 
 
 def server_settings(text: str, year: int = 2026) -> ServerSettings:
@@ -124,8 +131,12 @@ def server_settings(text: str, year: int = 2026) -> ServerSettings:
         capture_sizes=tuple(int(s) for s in sizes.group(1).split(",")) if sizes else (),
         cudagraph_mode=found.get("cudagraph_mode"),
         weights_gib=float(found["weights_gib"]) if "weights_gib" in found else None,
-        jit_compiles=tuple(dt.datetime.strptime(f"{year}-{m}", "%Y-%m-%d %H:%M:%S")
-                           for m in _JIT.findall(text)))
+        jit_compiles=tuple(_when(m, year) for m in _JIT.findall(text)),
+        hit_rates=tuple((_when(m, year), float(r) / 100) for m, r in _HITS.findall(text)))
+
+
+def _when(stamp: str, year: int) -> dt.datetime:
+    return dt.datetime.strptime(f"{year}-{stamp}", "%Y-%m-%d %H:%M:%S")
 
 
 def read_runs(folder: Path | str) -> tuple[BenchRun, ...]:
@@ -184,23 +195,31 @@ def _bench_run(path: Path, doc: dict, root: Path) -> BenchRun:
     elif _during(settings.jit_compiles, doc):
         excluded = "a Triton JIT compile during the point (server log)"
     label = manifest.get("label") or folder.name
+    hits = None
+    if doc.get("prefix_cache_queries"):
+        hits = (doc.get("prefix_cache_hits", 0) / doc["prefix_cache_queries"], "counters")
+    else:
+        rates = [r for when, r in settings.hit_rates if _during((when,), doc, after_s=10)]
+        hits = (max(rates), "log") if rates else None
     rel = path.relative_to(root).as_posix()
     return BenchRun(id=rel, label=label, model=manifest.get("model"), precision=precision,
                     isl=isl, osl=osl, concurrency=doc.get("max_concurrency"),
                     request_rate=rate, num_requests=n, ttft_s=doc["mean_ttft_ms"] / 1e3,
                     tpot_s=doc["mean_tpot_ms"] / 1e3, output_tok_s=doc["output_throughput"],
-                    median_ttft_s=doc["median_ttft_ms"] / 1e3, settings=settings,
+                    median_ttft_s=doc.get("median_ttft_ms", doc["mean_ttft_ms"]) / 1e3,
+                    settings=settings,
                     excluded=excluded,
                     device=str(manifest.get("gpu") or "").split(",")[0].strip() or None,
-                    date=manifest.get("date"))
+                    date=manifest.get("date"), prefix_hits=hits)
 
 
-def _during(moments: tuple[dt.datetime, ...], doc: dict) -> bool:
-    """A moment inside the point's run: [date − duration − 5 s, date] (vllm bench's `date` is
-    its end, %Y%m%d-%H%M%S)."""
+def _during(moments: tuple[dt.datetime, ...], doc: dict, after_s: float = 0.0) -> bool:
+    """A moment inside the point's run: [date − duration − 5 s, date + after_s] (vllm bench's
+    `date` is its end, %Y%m%d-%H%M%S; the server logs its rates every 10 s)."""
     try:
         end = dt.datetime.strptime(doc["date"], "%Y%m%d-%H%M%S")
     except (KeyError, ValueError):
         return False
     start = end - dt.timedelta(seconds=float(doc.get("duration", 0)) + 5)
+    end += dt.timedelta(seconds=after_s)
     return any(start <= m <= end for m in moments)

@@ -14,7 +14,18 @@ print("INFO [kv_cache_utils.py:1301] GPU KV cache size: 919,824 tokens", flush=T
 
 
 class Health(http.server.BaseHTTPRequestHandler):
+    scrapes = 0
+
     def do_GET(self):
+        if self.path == "/metrics":  # counters that grow by 1000 queries and 100 hits a scrape
+            Health.scrapes += 1
+            n = Health.scrapes
+            body = (f'vllm:prefix_cache_queries_total{{engine="0"}} {1000.0 * n}\n'
+                    f'vllm:prefix_cache_hits_total{{engine="0"}} {100.0 * n}\n').encode()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+            return
         self.send_response(200 if self.path == "/health" else 404)
         self.end_headers()
 
