@@ -40,10 +40,15 @@ def calibrate_engine(
 
     with friendly_errors():
         if model is None and profile is None:
-            raise typer.BadParameter("give a MODEL to run, or --profile to fit, or both")
+            from perfmodel.errors import WorkloadError
+            raise WorkloadError("give a MODEL to run, or --profile FILE to fit a profile on "
+                                "--runs, or both")
         if profile is not None:
             from perfmodel.outpath import check_out_path
             check_out_path(profile, folder_ok=False, flag="--profile")
+        if runs.exists() and not runs.is_dir():
+            from perfmodel.errors import WorkloadError
+            raise WorkloadError(f"--runs {runs} is not a folder; pass a folder for the runs")
         if model is not None:
             run = _engine_run(model, engine, label, serve_args,
                               parse_points(points or DEFAULT_POINTS), port)
@@ -59,8 +64,17 @@ def _engine_run(model: str, engine: str, label: str | None, serve_args: str, poi
     from perfmodel.calibrate.engine_run import EngineRun
     from perfmodel.model.source import load_model_config
 
+    import re
+
+    from perfmodel.errors import WorkloadError
+
+    if not 1024 <= port <= 65535:
+        raise WorkloadError(f"--port {port}: use a free port from 1024 to 65535")
     cfg = load_model_config(model)
     name = label or cfg.model_id.rsplit("/", 1)[-1]
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):
+        raise WorkloadError(f"--label {name!r}: use letters, digits, '.', '_' and '-' (it names "
+                            "a folder inside --runs)")
     return EngineRun(engine, cfg.model_id, dict(cfg.config), name,
                      tuple(shlex.split(serve_args)), points, port)
 
@@ -77,7 +91,11 @@ def _run(run, runs: Path) -> Path:
         raise EngineRunError(f"{runs / run.label} exists; calibrate-engine never replaces a "
                              "run: pick another --label or --runs folder")
     engine_version(run.engine)
-    runs.mkdir(parents=True, exist_ok=True)
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EngineRunError(f"--runs {runs}: cannot create it ({exc.strerror}); pass a "
+                             "writable folder") from None
     with Progress(TextColumn(f"{run.label}: {{task.description}}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), transient=False) as bar:
         task = bar.add_task("starting the engine", total=len(run.points))

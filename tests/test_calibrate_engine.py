@@ -118,3 +118,23 @@ def test_prefix_counters_from_vllm_metrics_text():
             'vllm:prefix_cache_hits_created 1.7e9\n')
     assert prefix_counters(text) == (3072.0, 512.0)
     assert prefix_counters("vllm:num_requests_running 3\n") is None
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--label", "../evil"], "--label"), (["--label", "a/b"], "--label"),
+    (["--port", "0"], "--port"), (["--points", "1:2"], "ISL:OSL:C:N"),
+    (["--runs", "/proc/perfmodel-x"], "cannot create"),
+])
+def test_bad_calibrate_engine_input_is_one_line(tmp_path, fake_vllm, args, words):
+    result = runner.invoke(app, ["calibrate-engine", "meta-llama/Llama-3.2-1B", "--runs",
+                                 str(tmp_path), *args], env={"PERFMODEL_DEBUG": "0"})
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("error: ") and words in lines[-1], result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path.parent / "evil").exists() and not any(tmp_path.iterdir())
+
+
+def test_nothing_to_do_is_one_line(tmp_path):
+    result = runner.invoke(app, ["calibrate-engine", "--runs", str(tmp_path)])
+    assert result.exit_code == 2 and "give a MODEL" in result.output

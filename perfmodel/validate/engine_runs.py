@@ -143,7 +143,8 @@ def read_runs(folder: Path | str) -> tuple[BenchRun, ...]:
     """Every benchmark result under folder (recursively), with its folder's server settings."""
     root = Path(folder)
     if not root.is_dir():
-        raise RunsError(f"--runs {root}: no such folder; point it at a folder of `vllm bench "
+        what = "is not a folder" if root.exists() else "no such folder"
+        raise RunsError(f"--runs {root}: {what}; point it at a folder of `vllm bench "
                         "serve --save-result` JSON files and the server logs")
     runs = []
     for path in sorted(root.rglob("*.json")):
