@@ -12,7 +12,8 @@ from perfmodel.hardware.gpu import GpuSpec, load_gpu
 from perfmodel.cost.precision import Precision, on_gpu
 from perfmodel.cost.quant_config import resolve
 from perfmodel.cost.parallel import Parallel, parallel_warnings
-from perfmodel.cost.predict import Prediction, predict
+from perfmodel.cost.phases import Prediction
+from perfmodel.cost.predict import predict
 from perfmodel.cost.workload import Workload
 
 DEFAULT_GPU = "h100-sxm"

@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from perfmodel.cost.engines import PRESETS
+from perfmodel.cost.presets import PRESETS
 from perfmodel.cost.estimate import estimator_for
 from perfmodel.cost.ops import forward_ops
 from perfmodel.cost.precision import PRECISIONS, on_gpu, preset

@@ -173,7 +173,7 @@ def test_triton_quantization_matches_pytorch():
     """The fused per-token kernel gives PyTorch's dynamic-token result (scales equal; codes
     within one step where rounding ties differ), the static kernel PyTorch's static one."""
     torch = pytest.importorskip("torch")
-    from perfmodel.calibrate.quant import qmax, quantize
+    from perfmodel.torchblocks.quant import qmax, quantize
 
     torch.manual_seed(3)
     x = torch.randn(37, 5000, dtype=torch.bfloat16, device="cuda") * 3
@@ -199,7 +199,7 @@ def test_engine_linear_per_scheme_matches_its_dequantized_weight(dtype, scheme, 
     float64: only the activation's rounding separates them (a few % for e4m3's 3-bit mantissa,
     under 1% for int8 at this range)."""
     torch = pytest.importorskip("torch")
-    from perfmodel.validate.linear import make_linear
+    from perfmodel.torchblocks.linear import make_linear
 
     torch.manual_seed(4)
     lin = make_linear(f"{dtype}/{scheme}", 384, 256, bias=False, dtype=torch.bfloat16,

@@ -59,7 +59,7 @@ def test_quantize_round_trips_within_the_format_error(dtype, scheme):
     tensor's range for int8, half of e4m3's relative step for fp8); static clamps what exceeds
     its fixed range."""
     torch = pytest.importorskip("torch")
-    from perfmodel.calibrate.quant import qmax, quantize
+    from perfmodel.torchblocks.quant import qmax, quantize
 
     torch.manual_seed(1)
     x = torch.randn(8, 256, dtype=torch.bfloat16) * torch.linspace(0.1, 4, 8)[:, None]
@@ -83,7 +83,7 @@ def test_quantize_round_trips_within_the_format_error(dtype, scheme):
 
 def test_unknown_quantization_scheme_is_refused():
     torch = pytest.importorskip("torch")
-    from perfmodel.calibrate.quant import quantize
+    from perfmodel.torchblocks.quant import quantize
 
     with pytest.raises(ValueError, match="scheme"):
         quantize(torch.ones(2, 16, dtype=torch.bfloat16), "fp8", "per-block")
@@ -96,7 +96,7 @@ def test_engine_int8_linear_quantizes_per_scheme(scheme):
     """The torch engine's W8A8 int8 linear, each activation scheme, against x·Wᵀ in float:
     within int8's rounding (a few 1/127 of the activation range, relative to the output)."""
     torch = pytest.importorskip("torch")
-    from perfmodel.validate.linear import Int8Linear
+    from perfmodel.torchblocks.linear import Int8Linear
 
     torch.manual_seed(2)
     layer = Int8Linear(64, 256, bias=False, dtype=torch.bfloat16, device="cpu", scheme=scheme)
@@ -113,7 +113,7 @@ def test_engine_int8_linear_quantizes_per_scheme(scheme):
 def test_engine_refuses_an_unknown_activation_scheme(kind):
     torch = pytest.importorskip("torch")
     from perfmodel.errors import WorkloadError
-    from perfmodel.validate.linear import make_linear
+    from perfmodel.torchblocks.linear import make_linear
 
     with pytest.raises(WorkloadError, match="activation scheme"):
         make_linear(kind, 64, 64, bias=False, dtype=torch.bfloat16, device="cpu")
@@ -136,7 +136,7 @@ def test_absorbed_mla_is_attention_of_every_head_over_one_latent():
 
 def test_weight_kind_names_the_scheme_of_w8a8_only():
     pytest.importorskip("torch")
-    from perfmodel.validate.linear import weight_kind
+    from perfmodel.torchblocks.linear import weight_kind
 
     assert weight_kind("fp8", "static") == "fp8/static"
     assert weight_kind("int8", "dynamic-tensor") == "int8/dynamic-tensor"

@@ -9,7 +9,7 @@ from dataclasses import fields, replace
 
 import pytest
 
-from perfmodel.cost.engines import engine_preset
+from perfmodel.cost.presets import engine_preset
 from perfmodel.cost.estimate import estimator_for, make_estimator
 from perfmodel.cost.kernel_tables import KernelModel, Rates
 from perfmodel.cost.ops import Op, forward_ops

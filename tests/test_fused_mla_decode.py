@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from perfmodel.cost.engines import engine_preset
+from perfmodel.cost.presets import engine_preset
 from perfmodel.cost.estimate import _target_rates, estimator_for, kernel_model
 from perfmodel.cost.ops import ATTENTION, forward_ops
 from perfmodel.cost.precision import preset

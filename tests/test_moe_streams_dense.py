@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from perfmodel.api import resolve_precision
-from perfmodel.cost.engines import engine_preset
+from perfmodel.cost.presets import engine_preset
 from perfmodel.cost.estimate import _matmul, _target_rates, estimator_for, kernel_model
 from perfmodel.cost.ops import GROUPED, forward_ops
 from perfmodel.cost.precision import preset

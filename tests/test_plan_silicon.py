@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import SHARED
-from perfmodel.plan.silicon_check import GroupCheck, check, measured_tok_s_per_gpu, pick
+from perfmodel.plan.silicon_check import check
+from perfmodel.plan.silicon_rank import GroupCheck, measured_tok_s_per_gpu, pick
 
 
 def row(rid, c, ttft_ms, tpot_ms, osl=100, tp=1, backend="vllm"):
@@ -54,7 +55,8 @@ def test_groups_pass_within_ten_percent_of_the_best_measured():
 @pytest.mark.skipif(not (SHARED / "external" / "aiconfigurator-silicon").exists(),
                     reason="no ../shared/external/aiconfigurator-silicon")
 def test_one_real_group_runs_end_to_end():
-    from perfmodel.plan.silicon_check import _point, groups
+    from perfmodel.plan.silicon_check import _point
+    from perfmodel.plan.silicon_rank import groups
     from perfmodel.plan.sweep import run_points
     from perfmodel.validate.silicon import is_training, serving_rows
 

@@ -180,7 +180,7 @@ def int8_engine(monkeypatch, scheme: str, seed: int = 0):
     skipped (fp8's _scaled_mm has no CPU kernel, so fp8 cannot be tested this way)."""
     import dataclasses
 
-    import perfmodel.validate.linear as linear
+    import perfmodel.torchblocks.linear as linear
 
     monkeypatch.setattr(linear, "probe", lambda kind, device: None)
     return engine_for("llama", dataclasses.replace(INT8_FP32, act_scheme=scheme), seed)
@@ -188,7 +188,7 @@ def int8_engine(monkeypatch, scheme: str, seed: int = 0):
 
 @pytest.mark.parametrize("scheme", ["static", "dynamic-tensor", "dynamic-token"])
 def test_the_engine_quantizes_activations_by_the_precisions_scheme(monkeypatch, scheme):
-    from perfmodel.validate.linear import Int8Linear
+    from perfmodel.torchblocks.linear import Int8Linear
 
     engine = int8_engine(monkeypatch, scheme)
     linears = [m for _, attention, mlp in engine.layers

@@ -43,7 +43,7 @@ def engine_for(name, precision, seed=0):
 @pytest.mark.parametrize("rows", [3, 40])
 def test_linear_matches_its_dequantized_weight(precision, rows):
     """lin(I) is the dequantized Wᵀ (identity rows quantize exactly); lin(x) ≈ x·lin(I)."""
-    from perfmodel.validate.linear import make_linear
+    from perfmodel.torchblocks.linear import make_linear
 
     lin = make_linear(precision, 384, 256, bias=False, dtype=torch.bfloat16, device="cuda")
     weight_t = lin(torch.eye(256, dtype=torch.bfloat16, device="cuda")).double()

@@ -2,7 +2,7 @@
 decode, sliding windows and sinks (`plan.attention_cases` lists them).
 
 Every kernel is `F.scaled_dot_product_attention` on random bf16 q, k, v, as the torch-cudagraph
-engine (`perfmodel/validate/blocks.py`) calls it, timed like every table (rotated copies in one
+engine (`perfmodel/torchblocks/blocks.py`) calls it, timed like every table (rotated copies in one
 CUDA graph, `tables.series`):
 
 - prefill: q (b, N, T, H), k and v (b, K, T, H), causal, `enable_gqa`. A window W < T is the
@@ -124,6 +124,6 @@ def _banded(length: int, window: int | None, device: str) -> Any:
     """The engine's banded causal mask where a window cuts a prefill, else None (causal)."""
     if window is None or length <= window:
         return None
-    from perfmodel.validate.blocks import banded_causal_mask
+    from perfmodel.torchblocks.blocks import banded_causal_mask
 
     return banded_causal_mask(length, window, device)

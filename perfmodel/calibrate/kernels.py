@@ -14,7 +14,7 @@ activation quantization is timed apart, `quant.py`):
   rescale by both scales to bf16 (three elementwise kernels, as the engine does it).
 - int4 (W4A16): `torch.ops.aten._weight_int4pack_mm` (tinygemm), group 128, bf16 x.
 
-Routed experts, as the validation engine runs them (`perfmodel/validate/linear.py`): rows xs
+Routed experts, as the validation engine runs them (`perfmodel/torchblocks/linear.py`): rows xs
 (rows, k) sorted by expert, W (E, n, k) passed transposed to (E, k, n), offs the int32 end row
 of each expert.
 - bf16: `torch._grouped_mm(xs, Wᵀ, offs=offs)`.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Callable
 
-from perfmodel.calibrate import kernels
+import perfmodel.calibrate.kernels as kernels
 from perfmodel.calibrate.plan import ROUTE_EXPERTS, ROUTE_TOP_K, Plan
 from perfmodel.calibrate.tables import Step, attempt, release, series
 from perfmodel.calibrate.timing import Timer

@@ -1,6 +1,6 @@
 """The `moe_block` table: a whole bf16 MoE block of the torch-cudagraph engine, end to end.
 
-The block is `perfmodel.validate.blocks.MoeMlp` itself (no shared experts, softmax → top-k →
+The block is `perfmodel.torchblocks.blocks.MoeMlp` itself (no shared experts, softmax → top-k →
 renormalise routing): RMSNorm, router linear, routing, sorting the token-expert pairs and
 gathering their rows, grouped GEMM gate/up, SiLU·mul, grouped GEMM down, combine (scatter back,
 weight, sum the k experts), residual add. So the estimate composed from the per-kernel tables
@@ -16,7 +16,7 @@ from perfmodel.calibrate.plan import Plan
 from perfmodel.calibrate.tables import Step, release, series
 from perfmodel.calibrate.timing import Timer
 
-FAMILY = "qwen3_moe"  # routing of validate.blocks.route: softmax, top-k, renormalise
+FAMILY = "qwen3_moe"  # routing of torchblocks.blocks.route: softmax, top-k, renormalise
 
 
 def moe_block(plan: Plan, timer: Timer, step: Step,
@@ -61,7 +61,7 @@ def _build(shape: tuple[int, int, int, int], device: str) -> Any:
     import torch
 
     from perfmodel.model.spec import Mlp
-    from perfmodel.validate.blocks import MoeMlp
+    from perfmodel.torchblocks.blocks import MoeMlp
 
     experts, top_k, hidden, intermediate = shape
     spec = Mlp("moe", intermediate, num_experts=experts, top_k=top_k)

@@ -17,7 +17,8 @@ import gc
 from dataclasses import dataclass
 from typing import Callable
 
-from perfmodel.calibrate import kernels, stats
+import perfmodel.calibrate.kernels as kernels
+import perfmodel.calibrate.stats as stats
 from perfmodel.calibrate.plan import Plan
 from perfmodel.calibrate.timing import Timer
 

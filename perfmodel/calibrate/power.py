@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Sequence
 
-from perfmodel.calibrate import kernels
+import perfmodel.calibrate.kernels as kernels
 from perfmodel.calibrate.plan import BURSTS_S, QUICK_BURSTS_S
 from perfmodel.calibrate.timing import Timer
 from perfmodel.hardware.sustained import Curve

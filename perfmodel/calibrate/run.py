@@ -16,7 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from perfmodel.calibrate import attention, kernels, moe, moe_block, peaks, quant, tables
+import perfmodel.calibrate.attention as attention
+import perfmodel.calibrate.kernels as kernels
+import perfmodel.calibrate.moe as moe
+import perfmodel.calibrate.moe_block as moe_block
+import perfmodel.calibrate.peaks as peaks
+import perfmodel.calibrate.quant as quant
+import perfmodel.calibrate.tables as tables
 from perfmodel.calibrate.device import (CalibrationError, DeviceInfo, datasheet_for, describe,
                                         import_torch, profile_name, resolve_device)
 from perfmodel.calibrate.plan import (METHOD_VERSION, ROUTE_EXPERTS, ROUTE_TOP_K, Plan,
@@ -97,7 +103,8 @@ def measure_sustained(plan: Plan, timer: Timer, step: "_Steps",
                       unsupported: dict[str, str]) -> dict[str, Curve]:
     """Per dtype, the GEMM rate kept under the power limit by burst length (calibrate/power.py);
     last, as serving loads a card that has run for a while."""
-    from perfmodel.calibrate import power  # here: `python -m perfmodel.calibrate.power` runs alone
+    # imported here: `python -m perfmodel.calibrate.power` runs alone
+    import perfmodel.calibrate.power as power
 
     out = {}
     for dtype in plan.sustained_dtypes if plan.sustained_bursts_s else ():

@@ -12,7 +12,8 @@ from __future__ import annotations
 import gc
 from typing import Any, Callable, Iterable
 
-from perfmodel.calibrate import kernels, stats
+import perfmodel.calibrate.kernels as kernels
+import perfmodel.calibrate.stats as stats
 from perfmodel.calibrate.device import free_bytes
 from perfmodel.calibrate.plan import (HEAD_DIM, HEADS, KV_HEADS, PREFILL_MAX_TOKENS, Plan,
                                       strided_shape)

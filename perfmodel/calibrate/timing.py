@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from perfmodel.calibrate import stats
+import perfmodel.calibrate.stats as stats
 
 Kernel = Callable[[], Any]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from perfmodel.errors import WorkloadError
 from perfmodel.cost.ops import Op
 
 
@@ -163,21 +162,3 @@ TUNED = EnginePreset(
            "experts_gate_up": lambda op: (Kernel("tiny"),)},
     int4_table="bf16",
 )
-
-PRESETS = {p.name: p for p in (TORCH_CUDAGRAPH, TUNED)}
-
-
-def engine_preset(name: str | None) -> EnginePreset:
-    """The kernel preset of an engine; name@version (vllm@0.26.0, vllm@published) names the
-    engine's kernels whatever the release (serve/engine_profile.py picks the release)."""
-    if name is None:
-        return TORCH_CUDAGRAPH
-    name = name.partition("@")[0]
-    if name in PRESETS:
-        return PRESETS[name]
-    from perfmodel.cost.serving_engines import SERVING_PRESETS  # vllm, sglang, trtllm
-
-    presets = {**PRESETS, **SERVING_PRESETS}
-    if name not in presets:
-        raise WorkloadError(f"unknown engine {name!r}; use one of {', '.join(presets)}")
-    return presets[name]

@@ -19,7 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from perfmodel.cost.engines import EnginePreset, engine_preset
+from perfmodel.cost.engines import EnginePreset
+from perfmodel.cost.presets import engine_preset
 from perfmodel.hardware.gpu import GpuSpec, bundled_names, load_gpu
 from perfmodel.cost.kernel_tables import QUANT_BYTES, KernelModel, Rates
 from perfmodel.cost.ops import ATTENTION, GROUPED, MATMUL, Op

@@ -25,8 +25,8 @@ from perfmodel.model.spec import ModelSpec
 from perfmodel.cost.ops import forward_ops
 from perfmodel.cost.parallel import Parallel, comm_ops, local_batch, shard
 from perfmodel.cost.precision import Precision
-from perfmodel.cost.predict import (Comm, Estimator, Memory, Phase, Prediction, _costed,
-                                    _mean_decode, memory)
+from perfmodel.cost.phases import (Comm, Estimator, Memory, Phase, Prediction, _costed,
+                                   _mean_decode, memory)
 from perfmodel.cost.workload import Workload
 
 

@@ -71,7 +71,7 @@ def check_engine(engine: str | None, method: str) -> None:
     if engine is None:
         return
     if method == PREDICT:
-        from perfmodel.cost.engines import engine_preset
+        from perfmodel.cost.presets import engine_preset
 
         engine_preset(engine)
         return

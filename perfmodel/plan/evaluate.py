@@ -21,7 +21,8 @@ from typing import Any
 
 from perfmodel.cost.estimate import Estimate
 from perfmodel.cost.precision import Precision
-from perfmodel.cost.predict import Memory, Prediction, memory, predict
+from perfmodel.cost.phases import Memory, Prediction, memory
+from perfmodel.cost.predict import predict
 from perfmodel.cost.workload import Workload
 from perfmodel.errors import PerfmodelError
 from perfmodel.hardware.gpu import GpuSpec

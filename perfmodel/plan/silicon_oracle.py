@@ -19,13 +19,13 @@ import random
 from collections import defaultdict
 from typing import Any, Sequence
 
-from perfmodel.plan.silicon_check import Row, measured_tok_s_per_gpu, rank, row_gpus
+from perfmodel.plan.silicon_rank import Row, measured_tok_s_per_gpu, rank, row_gpus
 
 
 def oracle_sims(rows: Sequence[Row], sigma: float, rng: random.Random
                 ) -> dict[str, dict[str, Any]]:
     """Each row's measurement with one relative error e ~ N(0, σ) on its step time, as plan's
-    serve rows (silicon_check.pick reads these keys)."""
+    serve rows (silicon_rank.pick reads these keys)."""
     out = {}
     for row in rows:
         e = max(rng.gauss(0.0, sigma), -0.5)  # a step time stays positive

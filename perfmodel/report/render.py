@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from perfmodel.cost.predict import Phase, Prediction
+from perfmodel.cost.phases import Phase, Prediction
 from perfmodel.cost.roofline import OpCost
 
 MATMUL_KINDS = ("matmul", "grouped_matmul", "attention")

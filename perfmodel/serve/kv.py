@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 
 from perfmodel.cost.precision import Precision
-from perfmodel.cost.predict import memory
+from perfmodel.cost.phases import memory
 from perfmodel.cost.workload import Workload
 from perfmodel.errors import WorkloadError
 from perfmodel.hardware.gpu import GpuSpec

@@ -29,7 +29,7 @@ from perfmodel.cost.ops import forward_ops
 from perfmodel.cost.parallel import Parallel, shard
 from perfmodel.cost.parallel_predict import parallel_memory, sharded_forward
 from perfmodel.cost.precision import Precision
-from perfmodel.cost.predict import memory
+from perfmodel.cost.phases import memory
 from perfmodel.cost.workload import Workload
 from perfmodel.errors import WorkloadError
 from perfmodel.hardware.gpu import GpuSpec

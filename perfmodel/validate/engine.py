@@ -2,7 +2,7 @@
 
 Engine.prefill and Engine.decode are the eager forwards; timing.py captures them in CUDA graphs
 and profiles them. The KV cache is kept in the activation dtype (bf16) at every precision. fp8
-and int8 linears quantize their inputs by the precision's act_scheme (validate/linear.py).
+and int8 linears quantize their inputs by the precision's act_scheme (torchblocks/linear.py).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from torch.profiler import record_function
 from perfmodel.errors import WorkloadError
 from perfmodel.model.spec import ModelSpec
 from perfmodel.cost.precision import Precision
-from perfmodel.validate.blocks import (EPS, Step, banded_causal_mask, build_layer, reduced,
+from perfmodel.torchblocks.blocks import (EPS, Step, banded_causal_mask, build_layer, reduced,
                                        rope_tables)
-from perfmodel.validate.linear import dtype_of, weight_kind
+from perfmodel.torchblocks.linear import dtype_of, weight_kind
 
 Cache = list[tuple[torch.Tensor, torch.Tensor]]
 WEIGHT_KINDS = ("bf16", "fp16", "fp32", "fp8", "int8", "int4")

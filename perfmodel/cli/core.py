@@ -1,79 +1,22 @@
-"""The perfmodel command line: each command parses, calls one core function, renders.
+"""`perfmodel predict`, `models`, `gpus`, `calibrate-gpu` and `validate`: each parses, calls one
+core function, renders (registered on the app in perfmodel/cli/__init__.py).
 
 torch is never imported here; calibrate-gpu and validate import it inside their own packages.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import sys
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from perfmodel.errors import PerfmodelError
-
-app = typer.Typer(
-    help="Roofline performance model for LLM inference: TTFT, ITL and throughput of a model on "
-         "a GPU, from its config.json and a measured or datasheet GPU profile.",
-    epilog="Output files (--out, --plot, --trace, --csv) are checked before any work: a new or "
-           "regular file in an existing folder; links, devices, /proc, /sys, /dev, the "
-           "filesystem root, the command's own inputs and perfmodel's bundled configs/ are "
-           "refused. Bounds: tokens per request ≤ 100,000,000; batch or concurrency ≤ "
-           "1,000,000; requests ≤ 10,000,000; parallel degrees ≤ 4096; points per sweep or "
-           "plan ≤ 100,000; values per list ≤ 10,000; latency targets ≤ 1 day; "
-           "--host-overhead ≤ 10 s; --waves ≤ 100; --workers ≤ 1024.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-
-ModelArg = Annotated[str, typer.Argument(
-    help="A bundled model id (see `perfmodel models`), a path to a config.json or a folder "
-         "holding one, or any Hugging Face repo id (only its config.json is fetched).")]
-GpuOpt = Annotated[str, typer.Option(
-    "--gpu", help="A bundled GPU profile (see `perfmodel gpus`) or a path to a profile .yaml.")]
-PrecisionOpt = Annotated[Optional[str], typer.Option(
-    "--precision", help="bf16 | fp16 | fp8 (W8A8) | int8 (W8A8) | int4 (W4A16) | fp4 (NVFP4 "
-                        "W4A4; weight-only where the GPU has no FP4 rate) | mxfp4 (W4A16). "
-                        "Default: the config's quantization_config, else the model's dtype.")]
-KvOpt = Annotated[Optional[str], typer.Option(
-    "--kv-dtype", help="KV-cache dtype: bf16 | fp16 | fp8 | int8. Default: the checkpoint's "
-                       "kv_cache_scheme, else the model's dtype (as vLLM and SGLang).")]
-ActQuantOpt = Annotated[Optional[str], typer.Option(
-    "--act-quant", help="How W8A8/fp4 activations are quantized: static | dynamic-tensor | "
-                        "dynamic-token. Default: the config's quantization_config, else "
-                        "dynamic-token.")]
-BatchOpt = Annotated[int, typer.Option("--batch", "-b", help="Sequences in flight (B).")]
-InputOpt = Annotated[int, typer.Option("--input-len", "-i", help="Prompt tokens per sequence (I).")]
-OutputOpt = Annotated[int, typer.Option("--output-len", "-o",
-                                        help="Generated tokens per sequence (O).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the JSON document (docs/json.md).")]
-EngineOpt = Annotated[Optional[str], typer.Option(
-    "--engine", help="Engine preset for the estimate: torch-cudagraph | tuned | vllm | sglang | "
-                "trtllm (docs/engines.md, docs/serving.md).")]
-TpOpt = Annotated[int, typer.Option("--tp", help="Tensor parallelism: GPUs splitting each layer "
-                                                 "(docs/parallel.md).")]
-PpOpt = Annotated[int, typer.Option("--pp", help="Pipeline parallelism: stages of layers.")]
-EpOpt = Annotated[int, typer.Option("--ep", help="Expert parallelism: GPUs the MoE experts "
-                                                 "spread over (divides tp·dp).")]
-DpOpt = Annotated[int, typer.Option("--dp", help="Attention data parallelism (DeepSeek style; "
-                                                 "needs --ep tp·dp).")]
+from perfmodel.cli.options import (ActQuantOpt, BatchOpt, DpOpt, EngineOpt, EpOpt, GpuOpt,
+                                   InputOpt, JsonOpt, KvOpt, ModelArg, OutputOpt, PpOpt,
+                                   PrecisionOpt, TpOpt, friendly_errors, comma_ints)
 
 
-@contextlib.contextmanager
-def friendly_errors() -> Iterator[None]:
-    """A PerfmodelError becomes one line on stderr and exit 2 (a traceback if PERFMODEL_DEBUG=1)."""
-    try:
-        yield
-    except PerfmodelError as exc:
-        if os.environ.get("PERFMODEL_DEBUG") == "1":
-            raise
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
-@app.command()
 def predict(model: ModelArg, gpu: GpuOpt = "h100-sxm", precision: PrecisionOpt = None,
             kv_dtype: KvOpt = None, act_quant: ActQuantOpt = None,
             batch: BatchOpt = 1, input_len: InputOpt = 1024,
@@ -123,7 +66,6 @@ def predict(model: ModelArg, gpu: GpuOpt = "h100-sxm", precision: PrecisionOpt =
     print_report(report, matmul_only=matmul_only)
 
 
-@app.command()
 def models() -> None:
     """List the bundled models (usable offline)."""
     from perfmodel.report.display import print_models
@@ -132,7 +74,6 @@ def models() -> None:
         print_models()
 
 
-@app.command()
 def gpus() -> None:
     """List the bundled GPU profiles; measured ones beside their datasheet, in % of spec."""
     from perfmodel.report.display import print_gpus
@@ -141,7 +82,6 @@ def gpus() -> None:
         print_gpus()
 
 
-@app.command("calibrate-gpu")
 def calibrate_gpu(
         out: Annotated[Optional[Path], typer.Option(
             "--out", help="Where to write the profile YAML (default ./<name>.yaml).")] = None,
@@ -180,17 +120,6 @@ def calibrate_gpu(
                f"copy {spec.mem_bandwidth / 1e9:.4g} GB/s")
 
 
-def _ints(text: str, flag: str, maximum: int) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:  # not a number, or more than 4,300 digits
-        values = []
-    if not values or min(values) < 1 or max(values) > maximum:
-        raise PerfmodelError(f"{flag} takes whole numbers from 1 to {maximum:,}, "
-                             f"comma-separated, not {text[:40]!r}")
-    return values
-
-
 def _check_validate_args(model: str, precision: str, gpu: str | None, out: Path | None,
                          act_quant: str | None = None, tp: int = 1) -> None:
     """validate's model, precision, --act-quant, --gpu and --out, checked before it looks for a
@@ -217,7 +146,6 @@ def _check_validate_args(model: str, precision: str, gpu: str | None, out: Path 
         check_out_path(out, folder_ok=False, inputs=input_files(model, gpu))
 
 
-@app.command()
 def validate(model: ModelArg, precision: Annotated[str, typer.Option(
                  "--precision", help="bf16 | fp16 | fp8 | int8 | int4")] = "bf16",
              batch: Annotated[str, typer.Option(
@@ -249,8 +177,8 @@ def validate(model: ModelArg, precision: Annotated[str, typer.Option(
 
         from perfmodel.errors import MAX_BATCH, MAX_DEGREE, MAX_TOKENS, whole
 
-        batches = _ints(batch, "--batch", MAX_BATCH)
-        lengths = _ints(input_len, "--input-len", MAX_TOKENS)
+        batches = comma_ints(batch, "--batch", MAX_BATCH)
+        lengths = comma_ints(input_len, "--input-len", MAX_TOKENS)
         whole(tp, "--tp", MAX_DEGREE)
         _check_validate_args(model, precision, gpu, out, act_quant, tp)
         if tp > 1:
@@ -268,27 +196,3 @@ def validate(model: ModelArg, precision: Annotated[str, typer.Option(
     from perfmodel.report.display import print_points
 
     print_points(points, json_out=json_out, ops=ops)
-
-
-from perfmodel import cli_plan  # noqa: E402 (thin commands; they import what they use inside)
-
-app.command()(cli_plan.sweep)
-app.command()(cli_plan.plan)
-
-from perfmodel import cli_serve  # noqa: E402 (serve simulation; no torch)
-
-app.command()(cli_serve.serve)
-app.command("validate-serving")(cli_serve.validate_serving)
-
-from perfmodel import cli_engine  # noqa: E402 (engine calibration; no torch)
-
-app.command("calibrate-engine")(cli_engine.calibrate_engine)
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,6 +1,7 @@
 """`perfmodel calibrate-engine`: a thin typer command over perfmodel.calibrate.engine_run (serve
 a weightless model, measure it with the engine's own benchmark) and perfmodel.validate.engine_fit
-(fit an engine profile on the runs). Registered on the app in cli.py. No torch here."""
+(fit an engine profile on the runs). Registered on the app in perfmodel/cli/__init__.py. No
+torch here."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from perfmodel.cli import friendly_errors
+from perfmodel.cli.options import friendly_errors
 
 
 def calibrate_engine(

@@ -13,7 +13,7 @@ from torch.profiler import record_function
 
 from perfmodel.errors import WorkloadError
 from perfmodel.model.spec import Attention, LayerSpec, Mlp
-from perfmodel.validate.linear import GroupedExperts, make_linear, randn
+from perfmodel.torchblocks.linear import GroupedExperts, make_linear, randn
 
 EPS = 1e-6
 

@@ -1,7 +1,7 @@
 """The engine's matmuls at each precision, on random weights: y = x·Wᵀ with W of shape (N, K).
 
 - bf16/fp16 (and fp32, for CPU tests): cuBLAS through `F.linear`.
-- fp8 W8A8: the activation quantized per scheme (`perfmodel.calibrate.quant.quantize`; default
+- fp8 W8A8: the activation quantized per scheme (`perfmodel.torchblocks.quant.quantize`; default
   dynamic per-tensor: amax, scale, cast to e4m3), `torch._scaled_mm` with per-tensor scales, or
   per-row activation scales where the scheme is per token, bf16 out.
 - int8 W8A8: the activation quantized per scheme (default dynamic per token: amax, scale, round,
@@ -24,7 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from perfmodel.calibrate.quant import quantize
+from perfmodel.torchblocks.quant import quantize
 from perfmodel.errors import WorkloadError
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}

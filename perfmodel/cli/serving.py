@@ -1,5 +1,6 @@
 """`perfmodel serve` and `perfmodel validate-serving`: thin typer commands over perfmodel.serve
-and perfmodel.validate.silicon (registered on the app in cli.py). No torch here."""
+and perfmodel.validate.silicon (registered on the app in perfmodel/cli/__init__.py). No torch
+here."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from perfmodel.cli import (ActQuantOpt, GpuOpt, JsonOpt, KvOpt, ModelArg, PrecisionOpt,
-                           friendly_errors)
+from perfmodel.cli.options import (ActQuantOpt, GpuOpt, JsonOpt, KvOpt, ModelArg, PrecisionOpt,
+                                   friendly_errors)
 
 IntOpt = Optional[int]
 

@@ -1,4 +1,5 @@
-"""The `perfmodel sweep` and `perfmodel plan` commands (registered on the app in cli.py).
+"""The `perfmodel sweep` and `perfmodel plan` commands (registered on the app in
+perfmodel/cli/__init__.py).
 
 Thin like the rest of the CLI: parse the lists, build points, call plan/, render with report/.
 Nothing heavy is imported at start-up; each command imports what it uses.
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Annotated, Any, Iterator, Optional
 
 import typer
+
+from perfmodel.cli.options import friendly_errors
 
 ModelArg = Annotated[str, typer.Argument(
     help="A bundled model id, a path to a config.json (or its folder), or a Hub repo id.")]
@@ -72,7 +75,6 @@ def sweep(model: ModelArg,
     import math
     from dataclasses import replace
 
-    from perfmodel.cli import friendly_errors
     from perfmodel.errors import MAX_BATCH, MAX_DEGREE, MAX_REQUESTS, PerfmodelError, whole
     from perfmodel.plan.check import check_grid
     from perfmodel.plan.grid import PREDICT, SERVE, expand
@@ -189,7 +191,6 @@ def plan(model: ModelArg,
     """Search GPU type and count, parallelism, precision and concurrency for the deployment that
     meets the latency targets with the most tokens/s per GPU (or the lowest cost), and print
     the Pareto front with the command that reproduces the best point."""
-    from perfmodel.cli import friendly_errors
     from perfmodel.errors import MAX_BATCH, MAX_DEGREE, PerfmodelError
     from perfmodel.plan.check import check_grid, check_plan
     from perfmodel.plan.parse import parse_duration, parse_ints, parse_prices, parse_strs
