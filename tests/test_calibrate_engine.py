@@ -108,6 +108,13 @@ def test_weightless_model_round_trips_token_ids(tmp_path):
     assert "quantization_config" not in written and written["vocab_size"] == cfg["vocab_size"]
     vocab = json.loads((folder / "tokenizer.json").read_text())["model"]["vocab"]
     assert len(vocab) == cfg["vocab_size"] and vocab["t12345"] == 12345
+    assert sorted(vocab.values()) == list(range(cfg["vocab_size"]))
+    special = json.loads((folder / "tokenizer_config.json").read_text())
+    names = [special[k] for k in ("unk_token", "bos_token", "eos_token")]
+    assert [vocab[n] for n in names] == [0, 1, 2]
+    # no word starts with a special token, which a tokenizer would match inside it (t1 in
+    # t1000) and so turn the benchmark's prompts into runs of the same few ids
+    assert not any(w != n and w.startswith(n) for w in vocab for n in names)
 
 
 def test_prefix_counters_from_vllm_metrics_text():

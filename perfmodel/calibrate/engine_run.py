@@ -67,29 +67,33 @@ def engine_version(engine: str, python: str = sys.executable) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+SPECIAL = ("<unk>", "<s>", "</s>")  # ids 0, 1, 2: no word starts with them
+
+
 def weightless_model(config: dict, folder: Path) -> Path:
     """config.json without quantization_config (dummy weights are the model's dtype) and a
-    word-level tokenizer of the config's vocabulary: token i is `t<i>`, split on whitespace."""
+    word-level tokenizer of the config's vocabulary: id i ≥ 3 is the word `t<i>`, ids 0-2 the
+    special tokens <unk>, <s>, </s>, split on whitespace, so decode then encode gives the same
+    ids back. (Special tokens that are prefixes of words, `t1` for <s> say, would be matched
+    inside `t1000` and turn prompts into runs of the same few ids, which then hit the engine's
+    prefix cache: a fault of ../shared/engines/mkmodel.py, whose runs show 7-44% hits.)"""
     folder.mkdir(parents=True, exist_ok=True)
     cfg = {k: v for k, v in config.items() if k != "quantization_config"}
     (folder / "config.json").write_text(json.dumps(cfg, indent=1))
-    vocab = int(cfg.get("text_config", cfg)["vocab_size"])
-    tokenizer = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
+    vocab_size = int(cfg.get("text_config", cfg)["vocab_size"])
+    vocab = {**{f"t{i}": i for i in range(len(SPECIAL), vocab_size)},
+             **{name: i for i, name in enumerate(SPECIAL)}}
+    tokenizer = {"version": "1.0", "truncation": None, "padding": None,
+                 "added_tokens": [{"id": i, "content": name, "single_word": False,
+                                   "lstrip": False, "rstrip": False, "normalized": False,
+                                   "special": True} for i, name in enumerate(SPECIAL)],
                  "normalizer": None, "pre_tokenizer": {"type": "WhitespaceSplit"},
                  "post_processor": None, "decoder": None,
-                 "model": {"type": "WordLevel", "vocab": {f"t{i}": i for i in range(vocab)},
-                           "unk_token": "t0"}}
-    try:  # the tokenizers library writes its own format where it is installed (engine boxes)
-        from tokenizers import Tokenizer, models, pre_tokenizers
-    except ImportError:
-        (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
-    else:
-        words = Tokenizer(models.WordLevel(vocab=tokenizer["model"]["vocab"], unk_token="t0"))
-        words.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-        words.save(str(folder / "tokenizer.json"))
+                 "model": {"type": "WordLevel", "vocab": vocab, "unk_token": SPECIAL[0]}}
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
     (folder / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "t1", "eos_token": "t2",
-         "unk_token": "t0", "model_max_length": 1 << 20}))
+        {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": SPECIAL[1],
+         "eos_token": SPECIAL[2], "unk_token": SPECIAL[0], "model_max_length": 1 << 20}))
     (folder / "generation_config.json").write_text(json.dumps({"bos_token_id": 1,
                                                                "eos_token_id": 2}))
     return folder
