@@ -8,9 +8,38 @@ torch is never imported here; calibrate-gpu and validate import it inside their 
 
 from __future__ import annotations
 
+import sys
+
+import click
 import typer
+from typer.core import TyperGroup
 
 from perfmodel.cli import core, engine_calibration, planning, serving
+
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (a value of the wrong type, an unknown option, a missing argument) as one
+    `error:` line that names the fix, exit 2, like every other perfmodel error; help with no
+    arguments as usual."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+            code = 2
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else "perfmodel"
+            click.echo(f"error: {exc.format_message().rstrip('.')}; see '{where} --help'",
+                       err=True)
+            code = 2
+        except click.exceptions.Abort:
+            click.echo("interrupted", err=True)
+            code = 130
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
 
 app = typer.Typer(
     help="Roofline performance model for LLM inference: TTFT, ITL and throughput of a model on "
@@ -22,7 +51,8 @@ app = typer.Typer(
            "1,000,000; requests ≤ 10,000,000; parallel degrees ≤ 4096; points per sweep or "
            "plan ≤ 100,000; values per list ≤ 10,000; latency targets ≤ 1 day; "
            "--host-overhead ≤ 10 s; --waves ≤ 100; --workers ≤ 1024.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    cls=OneLineErrors)
 
 
 app.command()(core.predict)
