@@ -157,6 +157,8 @@ def test_select_profile():
     assert select_profile("sglang", "h200")[1] is None
     with pytest.raises(EngineProfileError, match="drop --engine"):
         select_profile("sglang", "h200", str(PROFILE))
+    with pytest.raises(EngineProfileError, match="measured on h200, not h100"):
+        select_profile("vllm@0.26.0", "h100")  # a release measured elsewhere: say so
 
 
 def test_profile_changes_what_it_says_and_nothing_else():

@@ -145,9 +145,16 @@ def select_profile(spec: str, gpu_key: str, path: str | None = None
         return name, profile
     if version == PUBLISHED:
         return name, None
-    mine = [p for p in bundled_profiles() if p.engine == name and p.gpu == gpu_key]
-    if version is not None:
-        mine = [p for p in mine if p.version == version or p.version.startswith(version + ".")]
+    def release(p: EngineProfile) -> bool:
+        return version is None or p.version == version or p.version.startswith(version + ".")
+
+    ours = [p for p in bundled_profiles() if p.engine == name and release(p)]
+    mine = [p for p in ours if p.gpu == gpu_key]
+    if not mine and version is not None and ours:
+        where = ", ".join(sorted({p.gpu for p in ours}))
+        raise EngineProfileError(
+            f"--engine {spec}: that release was measured on {where}, not {gpu_key}; use "
+            f"--engine {name}@published, or measure this GPU with `perfmodel calibrate-engine`")
     if not mine:
         return name, None
     return name, max(mine, key=lambda p: _version_key(p.version))
