@@ -175,8 +175,8 @@ def validate_serving(
             check_out_path(csv_path, folder_ok=False, flag="--csv",
                            inputs=input_files(silicon.CSV))
         if not silicon.CSV.exists():
-            raise PerfmodelError(f"{silicon.CSV} not found; put ../shared/external/"
-                                 "aiconfigurator-silicon beside this checkout")
+            from perfmodel.shared_data import missing
+            raise PerfmodelError(missing(silicon.CSV))
         if not silicon.serving_rows():
             raise PerfmodelError(f"{silicon.CSV} holds no single-GPU aggregated row of a "
                                  "bundled model")

@@ -17,11 +17,12 @@ from pathlib import Path
 from perfmodel.hardware.gpu import load_gpu
 from perfmodel.cost.ops import forward_ops
 from perfmodel.report.render import si
+from perfmodel.shared_data import shared_dir
 from perfmodel.validate.compare import Point, compare, default_gpu_profile, read_records, summarize
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DATA = ROOT / "docs" / "data"
-SHARED_LEAN = ROOT.parent / "shared" / "validation" / "h100-lean-engine-llama-3.1-8b-bf16.jsonl"
+SHARED_LEAN = shared_dir() / "validation" / "h100-lean-engine-llama-3.1-8b-bf16.jsonl"
 
 
 def shared_lean_records(path: Path = SHARED_LEAN) -> list[dict]:

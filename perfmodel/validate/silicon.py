@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from perfmodel.serve.engine_profile import PUBLISHED
+from perfmodel.shared_data import shared_dir
 from perfmodel.api import run_predict
 from perfmodel.stats import quantile
 
-CSV = Path(__file__).resolve().parent.parent.parent.parent / "shared" / "external" / \
-    "aiconfigurator-silicon" / "silicon-h100-h200.csv"
+CSV = shared_dir() / "external" / "aiconfigurator-silicon" / "silicon-h100-h200.csv"
 MODELS = {"meta-llama/Llama-3.1-8B-Instruct": "meta-llama/Llama-3.1-8B",
           "nvidia/Llama-3.1-8B-Instruct-FP8": "meta-llama/Llama-3.1-8B",
           "Qwen/Qwen3-32B": "Qwen/Qwen3-32B", "meta-llama/Llama-3.1-70B": "meta-llama/Llama-3.1-70B",
