@@ -26,13 +26,14 @@ Run: python -m perfmodel.calibrate.engine_kernels OUT.json [--quick]
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
 from typing import Any, Callable
 
 from perfmodel.calibrate.plan import FULL_KN, FULL_MS
-from perfmodel.calibrate.tables import attempt, release
+from perfmodel.calibrate.tables import attempt, release, series
 from perfmodel.calibrate.timing import Timer
 
 HEADS, KV_HEADS, HEAD_DIM, BLOCK = 32, 8, 128, 16
@@ -80,13 +81,13 @@ def _flash():
     return flash_attn_varlen_func
 
 
-def attention_prefill(timer: Timer, notes: list[str], cases=PREFILL) -> dict[str, Any]:
+def attention_prefill(timer: Timer, notes: list[str], shapes=PREFILL) -> dict[str, Any]:
     """FA3 causal varlen prefill of b sequences of T tokens: points (b, T, seconds)."""
     import torch
 
     flash = _flash()
-    points = []
-    for b, t in cases:
+    cases = []
+    for b, t in shapes:
         def make(i: int, b: int = b, t: int = t) -> Callable[[], Any]:
             q = torch.randn(b * t, HEADS, HEAD_DIM, dtype=torch.bfloat16, device=timer.device)
             k, v = (torch.randn(b * t, KV_HEADS, HEAD_DIM, dtype=torch.bfloat16,
@@ -96,22 +97,18 @@ def attention_prefill(timer: Timer, notes: list[str], cases=PREFILL) -> dict[str
                                  cu_seqlens_k=cu, causal=True, fa_version=3)
 
         nbytes = 2 * b * t * HEAD_DIM * (2 * HEADS + 2 * KV_HEADS)
-        s = attempt(lambda: timer.rotated(make, nbytes).median, f"FA3 prefill b={b} T={t}",
-                    notes, timer)
-        if s is not None:
-            points.append([b, t, s])
-        release(timer)
-    return _attention("prefill", points)
+        cases.append((f"FA3 prefill b={b} T={t}", (b, t), make, nbytes))
+    return _attention("prefill", series(cases, timer, _quiet, notes))
 
 
-def attention_decode(timer: Timer, notes: list[str], cases=DECODE) -> dict[str, Any]:
+def attention_decode(timer: Timer, notes: list[str], shapes=DECODE) -> dict[str, Any]:
     """FA3 decode, one query token of b sequences over C cached tokens in 16-token pages whose
     order is shuffled: points (b, C, seconds)."""
     import torch
 
     flash = _flash()
-    points = []
-    for b, c in cases:
+    cases = []
+    for b, c in shapes:
         def make(i: int, b: int = b, c: int = c) -> Callable[[], Any]:
             pages = -(-c // BLOCK)
             kc, vc = (torch.randn(b * pages, BLOCK, KV_HEADS, HEAD_DIM, dtype=torch.bfloat16,
@@ -124,43 +121,38 @@ def attention_decode(timer: Timer, notes: list[str], cases=DECODE) -> dict[str, 
                                  seqused_k=used, causal=True, block_table=table, fa_version=3)
 
         nbytes = 2 * 2 * b * c * KV_HEADS * HEAD_DIM
-        s = attempt(lambda: timer.rotated(make, nbytes).median, f"FA3 decode b={b} C={c}",
-                    notes, timer)
-        if s is not None:
-            points.append([b, c, s])
-        release(timer)
-    return _attention("decode", points)
+        cases.append((f"FA3 decode b={b} C={c}", (b, c), make, nbytes))
+    return _attention("decode", series(cases, timer, _quiet, notes))
 
 
-def _attention(phase: str, points: list) -> dict[str, Any]:
+def _quiet(label: str) -> None:
+    """series' per-case step callback: this module prints per table, not per case."""
+
+
+def _attention(phase: str, points) -> dict[str, Any]:
     return {"phase": phase, "kind": "gqa", "heads": HEADS, "kv_heads": KV_HEADS,
             "head_dim": HEAD_DIM, "v_head_dim": HEAD_DIM, "window": None, "sinks": False,
-            "points": points}
+            "points": [list(p) for p in points]}
 
 
 def fused_moe(timer: Timer, notes: list[str], shapes=MOE_SHAPES,
               tokens=MOE_TOKENS) -> list[dict[str, Any]]:
     """Whole Triton fused-MoE blocks (bf16, and fp8 W8A8 per-tensor) on random routing."""
-    import torch
     from vllm.model_executor.layers.fused_moe import fused_experts
 
     out = []
-    for experts, top_k, hidden, width in shapes:
-        for dtype in ("bf16", "fp8"):
-            points = []
-            for t in tokens:
-                def make(i: int, t: int = t) -> Callable[[], Any]:
-                    return _moe_call(fused_experts, dtype, experts, top_k, hidden, width, t,
-                                     timer.device)
+    for (experts, top_k, hidden, width), dtype in itertools.product(shapes, ("bf16", "fp8")):
+        wbytes = experts * 3 * hidden * width * (1 if dtype == "fp8" else 2)
 
-                wbytes = experts * 3 * hidden * width * (1 if dtype == "fp8" else 2)
-                s = attempt(lambda: timer.rotated(make, wbytes).median,
-                            f"fused_moe {dtype} E={experts} T={t}", notes, timer)
-                if s is not None:
-                    points.append([t, s])
-                release(timer)
-            out.append({"experts": experts, "top_k": top_k, "hidden": hidden, "width": width,
-                        "dtype": dtype, "points": points})
+        def make_for(t: int) -> Callable[[int], Callable[[], Any]]:
+            return lambda i: _moe_call(fused_experts, dtype, experts, top_k, hidden, width, t,
+                                       timer.device)
+
+        cases = [(f"fused_moe {dtype} E={experts} T={t}", (t,), make_for(t), wbytes)
+                 for t in tokens]
+        out.append({"experts": experts, "top_k": top_k, "hidden": hidden, "width": width,
+                    "dtype": dtype,
+                    "points": [list(p) for p in series(cases, timer, _quiet, notes)]})
     return out
 
 

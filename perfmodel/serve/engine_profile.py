@@ -9,7 +9,6 @@ A profile (configs/engines/<engine>-<version>-<gpu>.yaml) holds
   engine's steps before its first token reaches the client (HTTP, tokenization, the hop to the
   engine core, detokenization and streaming), each fitted on the profile's training half with
   its rule and data named under `fit`;
-- `act_quant`: how the engine quantizes W8A8 activations when a checkpoint does not say;
 - `tables`: the engine's own kernels timed on that GPU (calibrate/engine_kernels.py), in the
   GPU profile's table format; they replace the GPU profile's tables of the same name for this
   engine's estimate (linear per dtype, attention per shape, the rest whole);
@@ -53,9 +52,7 @@ class EngineProfile:
     knobs: Mapping[str, Any]
     host_overhead_s: float
     request_latency_s: float
-    act_quant: str | None = None
     tables: Mapping[str, Any] | None = field(default=None, repr=False)
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def label(self) -> str:
@@ -97,8 +94,7 @@ def parse_profile(data: Any, path: str) -> EngineProfile:
         engine=need("engine", str), version=str(need("version", (str, int, float))),
         gpu=need("gpu", str), device_name=str(data.get("device_name", "")),
         date=str(data.get("date", "")), path=path, knobs=knobs, host_overhead_s=host,
-        request_latency_s=latency, act_quant=data.get("act_quant"),
-        tables=data.get("tables") or None, raw=data)
+        request_latency_s=latency, tables=data.get("tables") or None)
 
 
 @functools.cache

@@ -129,9 +129,6 @@ def fit(runs: Iterable[BenchRun], gpu: str, engine: str = "vllm@published",
     return Fit(max(host, 0.0), max(latency, 0.0), tuple(r.id for r in points))
 
 
-def runs_in(folder: Path | str) -> tuple[BenchRun, ...]:
-    return read_runs(folder)
-
 
 def _common(values: Iterable, what: str):
     """The one value every run's log states (None where none states it)."""

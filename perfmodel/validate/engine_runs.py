@@ -50,10 +50,6 @@ class ServerSettings:
     jit_compiles: tuple[dt.datetime, ...] = field(default=(), repr=False)
     hit_rates: tuple[tuple[dt.datetime, float], ...] = field(default=(), repr=False)
 
-    def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()
-                if k not in ("jit_compiles", "hit_rates")}
-
 
 @dataclass(frozen=True)
 class BenchRun:
