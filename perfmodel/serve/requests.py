@@ -21,11 +21,15 @@ from perfmodel.errors import (MAX_BATCH, MAX_REQUESTS, MAX_TOKENS, WorkloadError
 @dataclass(frozen=True)
 class RequestSpec:
     """One request: I = isl prompt tokens, O = osl output tokens, arrival in seconds (None:
-    closed loop, sent when a client is free)."""
+    closed loop, sent when a client is free); optionally a shared prompt prefix and an SLO
+    class."""
 
     isl: int
     osl: int
     arrival: float | None = None
+    prefix_id: int | None = None  # requests with the same id share their first prefix_len tokens
+    prefix_len: int = 0  # prompt tokens shared with the other requests of prefix_id (≤ isl)
+    slo_class: str | None = None  # the SLO class whose TTFT/TPOT targets apply (None: none)
 
 
 @dataclass(frozen=True)
