@@ -18,8 +18,6 @@ from perfmodel.cli.options import friendly_errors
 
 ModelArg = Annotated[str, typer.Argument(
     help="A bundled model id, a path to a config.json (or its folder), or a Hub repo id.")]
-IntsOpt = Annotated[str, typer.Option(help="Comma-separated; ranges 1-64, 1-64:8, 1-64x2.")]
-StrsOpt = Annotated[Optional[str], typer.Option(help="Comma-separated (default: predict's).")]
 OutOpt = Annotated[Optional[Path], typer.Option(
     "--out", help="Write every row to FILE.csv, FILE.jsonl or FILE.parquet (needs pyarrow).")]
 PlotOpt = Annotated[Optional[Path], typer.Option(

@@ -197,7 +197,7 @@ def simulate_row(row: dict[str, str], host_overhead_s: float | None = None,
                         report.step_cost.step(0, 0, [(0, isl)], 1)[1], gpus)
     return SimulatedRow(row["id"], row["backend"], row["backend_version"] or "?",
                         model, row["gemm_quant_mode"] or "bf16",
-                        row["system"], int(row["isl"]), int(row["osl"]), kw["concurrency"],
+                        row["system"], isl, osl, kw["concurrency"],
                         is_training(row), float(row["silicon_ttft_ms"]) / 1e3,
                         float(row["silicon_tpot_ms"]) / 1e3, m["ttft_s"]["mean"],
                         m["tpot_s"]["mean"], m["limit"]["ttft_s"]["mean"],
