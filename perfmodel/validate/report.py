@@ -119,7 +119,9 @@ def roofline_svg(points: list[Point], gpu, title: str) -> str:
     return "\n".join(out)
 
 
-def main() -> int:
+def render() -> dict[Path, str]:
+    """Every file the report writes (docs/validation.md, docs/roofline-*.svg) and its content,
+    computed from the raw measurements; nothing is written."""
     records = read_records(sorted(DATA.glob("validation-*.jsonl")))
     by_device: dict[str, list[Point]] = defaultdict(list)
     gpus = {}
@@ -130,12 +132,19 @@ def main() -> int:
     copy = ROOT / "tests" / "data" / SHARED_LEAN.name  # the same 14 points, for a fresh clone
     lean = [compare(r, load_gpu("h100-sxm-measured"))
             for r in shared_lean_records() or shared_lean_records(copy)]
-    from perfmodel.validate.report_text import write_report
+    from perfmodel.validate.report_text import DOC, END, START, render_report
 
-    for name, points in by_device.items():
-        (ROOT / "docs" / f"roofline-{name}.svg").write_text(
-            roofline_svg(points, gpus[name], f"ops of every validated point, {name}"))
-    write_report(by_device, lean, points_table, summary_rows)
+    files = {ROOT / "docs" / f"roofline-{name}.svg":
+             roofline_svg(points, gpus[name], f"ops of every validated point, {name}")
+             for name, points in by_device.items()}
+    text = DOC.read_text() if DOC.exists() else f"# Validation\n\n{START}\n{END}\n"
+    files[DOC] = render_report(by_device, lean, points_table, summary_rows, text)
+    return files
+
+
+def main() -> int:
+    for path, text in render().items():
+        path.write_text(text)
     return 0
 
 
