@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from perfmodel.api import Report
+from perfmodel.api import GpuSpec, ModelSpec, Report
 from perfmodel.report.render import op_rows, params, plain, si, summary_rows
 
 
@@ -127,26 +129,22 @@ def _console() -> Console:
     return Console()
 
 
-def print_models(console: Console | None = None) -> None:
-    from perfmodel.model.architectures import model_spec
-    from perfmodel.model.source import bundled_models, load_model_config
-
+def print_models(models: Sequence[tuple[str, ModelSpec]], console: Console | None = None
+                 ) -> None:
+    """The bundled models (api.bundled_model_specs): id, type, layers, parameters."""
     con = console or _console()
     table = _table("Bundled models (configs/models)")
     for col in ("id", "type", "layers", "params", "active"):
         table.add_column(col, no_wrap=True, justify="left" if col in ("id", "type") else "right")
-    for model_id in bundled_models():
-        spec = model_spec(load_model_config(model_id).config)
+    for model_id, spec in models:
         table.add_row(model_id, spec.model_type, str(spec.num_layers),
                       params(spec.params.total), params(spec.params.active))
     con.print(table)
 
 
-def print_gpus(console: Console | None = None) -> None:
-    """Bundled profiles, names whole (users type them); a measured profile's second line gives
-    each figure in % of its datasheet profile. Fits 80 columns."""
-    from perfmodel.hardware.gpu import bundled_names, load_gpu
-
+def print_gpus(specs: Mapping[str, GpuSpec], console: Console | None = None) -> None:
+    """Bundled profiles (api.bundled_gpu_specs), names whole (users type them); a measured
+    profile's second line gives each figure in % of its datasheet profile. Fits 80 columns."""
     con = console or _console()
     table = _table("Bundled GPU profiles (configs/gpus); dense peaks")
     table.add_column("name", no_wrap=True)
@@ -154,7 +152,6 @@ def print_gpus(console: Console | None = None) -> None:
                 "memory\nGB"):
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("source", no_wrap=True)
-    specs = {name: load_gpu(name) for name in bundled_names()}
     for name, gpu in specs.items():
         sheet = specs.get(gpu.datasheet or "")
         pairs = [(gpu.peak(d), sheet.peak(d) if sheet else None, 1e12)

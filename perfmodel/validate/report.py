@@ -18,7 +18,8 @@ from perfmodel.hardware.gpu import load_gpu
 from perfmodel.cost.ops import forward_ops
 from perfmodel.report.render import si
 from perfmodel.shared_data import shared_dir
-from perfmodel.validate.compare import Point, compare, default_gpu_profile, read_records, summarize
+from perfmodel.validate.compare import (Point, compare, default_gpu_profile, read_records,
+                                        spec_and_precision, summarize)
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DATA = ROOT / "docs" / "data"
@@ -64,14 +65,9 @@ def summary_rows(groups: dict[str, list[Point]]) -> list[str]:
 
 def roofline_svg(points: list[Point], gpu, title: str) -> str:
     """Each measured op as a point: FLOP/byte against achieved FLOP/s, under the roofline."""
-    from perfmodel.model.architectures import model_spec
-    from perfmodel.model.source import load_model_config
-    from perfmodel.cost.precision import preset, with_kv
-
     dots = []
     for p in points:
-        spec = model_spec(load_model_config(p.model).config)
-        prec = with_kv(preset(p.precision), "bf16")
+        spec, prec = spec_and_precision(p.model, p.precision)
         new = p.tokens if p.phase == "prefill" else 1
         totals: dict[str, tuple[float, float, str]] = {}  # layer kinds of one name summed
         for op in forward_ops(spec, prec, p.phase, p.batch, new, p.tokens):
