@@ -1,5 +1,5 @@
 """plan and sweep tests that bite: the margin pick on hand-made rows, and the per-GPU column of
-a TP2 serving row (docs/validation.md, "Tests that bite"; scripts/plant_bugs.py)."""
+a TP2 serving row (docs/validation.md, "Tests that bite"; tools/plant_bugs.py)."""
 
 from __future__ import annotations
 

@@ -15,21 +15,16 @@ from typing import Annotated, Any, Iterator, Optional
 import typer
 
 from perfmodel.cli.options import friendly_errors
+from perfmodel.fitted import PLAN_MARGIN, REQUESTS_PER_CLIENT
 
 ModelArg = Annotated[str, typer.Argument(
     help="A bundled model id, a path to a config.json (or its folder), or a Hub repo id.")]
-IntsOpt = Annotated[str, typer.Option(help="Comma-separated; ranges 1-64, 1-64:8, 1-64x2.")]
-StrsOpt = Annotated[Optional[str], typer.Option(help="Comma-separated (default: predict's).")]
 OutOpt = Annotated[Optional[Path], typer.Option(
     "--out", help="Write every row to FILE.csv, FILE.jsonl or FILE.parquet (needs pyarrow).")]
 PlotOpt = Annotated[Optional[Path], typer.Option(
     "--plot", help="Draw the figure to FILE.png or FILE.svg (pip install 'perfmodel[plot]').")]
 WorkersOpt = Annotated[Optional[int], typer.Option(
     "--workers", help="Processes to evaluate on, 1-1024 (default: every core).")]
-# plan's default --margin: the serving simulation's median TPOT |error| against real engines,
-# 9.4% on one GPU and 9.95% on 2-8 (test half of the aiconfigurator-silicon rows, 2026-11-27;
-# docs/validation.md, "Real serving engines").
-MARGIN = 0.10
 
 
 @contextlib.contextmanager
@@ -180,11 +175,11 @@ def plan(model: ModelArg,
          waves: Annotated[int, typer.Option(
              "--waves", help="serve: simulate max(WAVES × concurrency, 40) requests per "
                                     "point (as validate-serving does); 1-100.")
-         ] = 4,
+         ] = REQUESTS_PER_CLIENT,
          margin: Annotated[float, typer.Option(
              "--margin", help="Also show the best that keeps this share of headroom "
                                        "on every target (0.1: 10%, serve's median TPOT error "
-                                       "against real engines; 0: off; at most 10).")] = MARGIN,
+                                       "against real engines; 0: off; at most 10).")] = PLAN_MARGIN,
          json_out: Annotated[bool, typer.Option("--json", help="Print the JSON document.")
                              ] = False,
          plot: PlotOpt = None, workers: WorkersOpt = None) -> None:

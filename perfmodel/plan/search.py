@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 from perfmodel.errors import PerfmodelError
+from perfmodel.fitted import MIN_REQUESTS, REQUESTS_PER_CLIENT
 from perfmodel.plan.evaluate import (does_not_fit, parallel_predict_supported, prediction,
                                      resolve)
 from perfmodel.plan.grid import PREDICT, SERVE, Point
@@ -28,7 +29,6 @@ from perfmodel.plan.pareto import pareto_front
 from perfmodel.plan.sweep import Progress, run_points
 
 Row = dict[str, Any]
-MIN_REQUESTS = 40  # as validate/silicon.py num_requests_for simulates each serving row
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,7 @@ def pick_best(rows: Sequence[Row], slo: Slo, by_cost: bool) -> Row | None:
 def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
          concurrencies: Sequence[int], isl: int, osl: int, slo: Slo, max_gpus: int = 8,
          tps: Sequence[int] | None = None, prices: dict[str, float] | None = None,
-         engine: str | None = None, method: str | None = None, waves: int = 4,
+         engine: str | None = None, method: str | None = None, waves: int = REQUESTS_PER_CLIENT,
          workers: int | None = None, on_total: Any = None,
          on_progress: Progress | None = None, margin: float = 0.0) -> Plan:
     """Search the deployments, evaluate every fitting one at every concurrency, rank them;

@@ -41,8 +41,12 @@ def write_trace(path: Path, trace: Sequence[tuple[float, int, int, int]]) -> Non
         out.writerows((f"{t:.6f}", d, p, b) for t, d, p, b in trace)
 
 
-def _ms(x: float | None) -> str:
-    return "—" if x is None else f"{x * 1e3:.1f}"
+def duration(x: float | None) -> str:
+    """A latency for the table: in ms below 10 s (one decimal), in s from there: 85.4 ms,
+    9876.5 ms, 52.5 s."""
+    if x is None:
+        return "—"
+    return f"{x * 1e3:.1f} ms" if x < 10 else f"{x:.1f} s"
 
 
 def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
@@ -66,12 +70,13 @@ def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
         label = "+".join(f"{k.upper()}{par[k]}" for k in ("tp", "pp", "ep", "dp") if par[k] > 1)
         console.print(f"{label} on {par['gpus']} GPUs: {par['schedulers']} scheduler(s), the "
                       "fullest simulated; KV cache and latencies per scheduler, throughput all")
-    table = Table("ms", "mean", "median", "p90", "p99", "limit (mean)")
+    table = Table("latency")
+    for col in ("mean", "median", "p90", "p99", "limit (mean)"):
+        table.add_column(col, justify="right")
     for key, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("itl_s", "ITL"), ("e2e_s", "E2E")):
         s = doc[key]
         lim = doc["limit"].get(key, {}).get("mean")
-        table.add_row(name, _ms(s["mean"]), _ms(s["median"]), _ms(s["p90"]), _ms(s["p99"]),
-                      _ms(lim))
+        table.add_row(name, *map(duration, (s["mean"], s["median"], s["p90"], s["p99"], lim)))
     console.print(table)
     t, kv = doc["throughput"], doc["kv_cache"]
     console.print(f"throughput {t['requests_s']:.2f} req/s, {t['output_tok_s']:.0f} output tok/s "
