@@ -129,6 +129,9 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                               range_ratio=range_ratio, length_dist=length_dist,
                               length_cv=length_cv)
     else:
+        if speedup != 1.0 or trace_time_unit is not None:
+            raise WorkloadError("--speedup and --trace-time-unit apply to a replayed trace; "
+                                "pass --trace-in FILE or drop them")
         full = make_arrivals(concurrency=concurrency, request_rate=request_rate, isl=isl,
                              osl=osl, num_requests=num_requests, lengths=lengths, seed=seed,
                              burstiness=burstiness, range_ratio=range_ratio,
