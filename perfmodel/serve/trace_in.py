@@ -28,7 +28,7 @@ from typing import Any, Iterator
 from perfmodel.errors import MAX_REQUESTS, MAX_TOKENS, WorkloadError, shown, whole
 from perfmodel.serve.requests import Arrivals, RequestSpec
 
-MAX_TRACE_BYTES = 200 * 10**6  # about 4 million CSV rows of arrival, input and output
+MAX_TRACE_BYTES = 200 * 10**6  # ~10 million CSV rows of arrival, input, output: the request bound
 MOONCAKE_BLOCK = 512  # tokens per hash id (Mooncake's FAST'25 traces, README)
 ARRIVAL = (("arrival_s", "s"), ("TIMESTAMP", "s"), ("Timestamp", "s"), ("timestamp", "ms"))
 INPUT = ("input_len", "ContextTokens", "Request tokens", "input_length")
@@ -50,13 +50,14 @@ def read_trace(path: str, speedup: float = 1.0, time_unit: str | None = None,
         raise WorkloadError(f"--trace-time-unit takes s or ms, not {time_unit!r}")
     text = _text(path)
     rows = _rows(text, path)
-    specs, first, last, prefixes = [], None, -math.inf, {}
-    hashes = _shared_blocks(text, path) if '"hash_ids"' in text[:10_000] else None
+    specs, first, last, prefixes, columns = [], None, -math.inf, {}, {}
+    mooncake = text.lstrip()[:1] == "{" and '"hash_ids"' in text[:10_000]
+    hashes = _shared_blocks(text, path) if mooncake else None
     for number, row in rows:
         if limit is not None and len(specs) >= limit:
             break
         try:
-            t, isl, osl, prefix, prefix_len, slo = _fields(row, time_unit)
+            t, isl, osl, prefix, prefix_len, slo = _fields(row, time_unit, columns)
             if hashes is not None and prefix is None:
                 depth, root = hashes[len(specs)]
                 prefix, prefix_len = (root, min(isl, depth * MOONCAKE_BLOCK)) if depth else (None, 0)
@@ -121,15 +122,17 @@ def _jsonl(text: str, path: str) -> Iterator[tuple[int, dict[str, Any]]]:
         yield number, row
 
 
-def _fields(row: dict[str, Any], time_unit: str | None):
-    """(arrival s, isl, osl, prefix id, prefix len, SLO class) of one row."""
-    name, unit = next(((n, u) for n, u in ARRIVAL if n in row), (None, None))
-    if name is None:
-        raise _Bad(f"no arrival column ({', '.join(n for n, _ in ARRIVAL)}); name it arrival_s "
-                   "(seconds)")
+def _fields(row: dict[str, Any], time_unit: str | None, columns: dict):
+    """(arrival s, isl, osl, prefix id, prefix len, SLO class) of one row; columns caches the
+    column names found per set of keys (a CSV has one)."""
+    keys = tuple(row)
+    found = columns.get(keys)
+    if found is None:
+        found = columns[keys] = _names(row)
+    name, unit, inp, out = found
     t = _time(row[name], name, TIME_UNITS[time_unit or unit])
-    isl = _tokens(row, INPUT, "input")
-    osl = _tokens(row, OUTPUT, "output")
+    isl = _whole(row[inp], inp)
+    osl = _whole(row[out], out)
     prefix = row.get("prefix_id")
     prefix = None if prefix in (None, "") else prefix
     prefix_len = 0
@@ -142,6 +145,22 @@ def _fields(row: dict[str, Any], time_unit: str | None):
     return t, isl, osl, prefix, prefix_len, slo
 
 
+def _names(row: dict[str, Any]) -> tuple[str, str, str, str]:
+    """The arrival column and its unit, the input and the output column of rows with these
+    keys."""
+    name, unit = next(((n, u) for n, u in ARRIVAL if n in row), (None, None))
+    if name is None:
+        raise _Bad(f"no arrival column ({', '.join(n for n, _ in ARRIVAL)}); name it arrival_s "
+                   "(seconds)")
+    picked = []
+    for names, what in ((INPUT, "input"), (OUTPUT, "output")):
+        column = next((n for n in names if n in row), None)
+        if column is None:
+            raise _Bad(f"no {what} length column ({', '.join(names)})")
+        picked.append(column)
+    return name, unit, picked[0], picked[1]
+
+
 def _time(value: Any, name: str, scale: float) -> float:
     if isinstance(value, str) and name == "TIMESTAMP":
         try:
@@ -152,7 +171,12 @@ def _time(value: Any, name: str, scale: float) -> float:
             except ValueError:
                 raise _Bad(f"{name} {shown(value)} is neither seconds nor a date-time "
                            "(YYYY-MM-DD HH:MM:SS.f)") from None
-    t = _number(value, name) * scale
+    try:
+        t = float(value) * scale  # the common case, fast; anything odd is _number's
+    except (TypeError, ValueError):
+        t = None
+    if t is None or t != t or t in (math.inf, -math.inf) or isinstance(value, bool):
+        t = _number(value, name) * scale
     if t < 0:
         raise _Bad(f"{name} {shown(value)} is negative; arrivals count up from 0")
     return t
@@ -182,19 +206,16 @@ def _number(value: Any, name: str) -> float:
 
 
 def _whole(value: Any, name: str, minimum: int = 1) -> int:
+    if type(value) is str and value.isascii() and value.isdigit() or type(value) is int:
+        number = int(value)
+        if minimum <= number <= MAX_TOKENS:
+            return number
     number = _number(value, name)
     if number != int(number) or not minimum <= number <= MAX_TOKENS:
         raise _Bad(f"{name} is {shown(value)}; it must be a whole number from {minimum} to "
                    f"{MAX_TOKENS:,}" + (" (drop the rows of failed requests)" if number == 0
                                         and minimum else ""))
     return int(number)
-
-
-def _tokens(row: dict[str, Any], names: tuple[str, ...], what: str) -> int:
-    name = next((n for n in names if n in row), None)
-    if name is None:
-        raise _Bad(f"no {what} length column ({', '.join(names)})")
-    return _whole(row[name], name)
 
 
 def _shared_blocks(text: str, path: str) -> list[tuple[int, Any]]:
