@@ -60,7 +60,8 @@ def read_trace(path: str, speedup: float = 1.0, time_unit: str | None = None,
             t, isl, osl, prefix, prefix_len, slo = _fields(row, time_unit, columns)
             if hashes is not None and prefix is None:
                 depth, root = hashes[len(specs)]
-                prefix, prefix_len = (root, min(isl, depth * MOONCAKE_BLOCK)) if depth else (None, 0)
+                if depth:
+                    prefix, prefix_len = root, min(isl, depth * MOONCAKE_BLOCK)
         except _Bad as exc:
             raise WorkloadError(f"--trace-in {path} line {number}: {exc}") from None
         if t < last:
