@@ -60,6 +60,7 @@ def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
         f"request rate {w['request_rate'] or 'inf'}/s"
     load += " (clients in lock-step)" if w.get("lock_step") else ""
     lengths = f"{w['isl']} in / {w['osl']} out" if w["isl"] else "lengths from file"
+    load, lengths = workload_text(w, load, lengths)
     console.print(f"[bold]{doc['model']}[/] on {doc['gpu']}, {doc['engine']}, {doc['precision']}")
     warm = f" (the first {w['warmup']} warm-up, left out of the latencies)" \
         if w.get("warmup") else ""
@@ -92,11 +93,47 @@ def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
                  f"{power['fraction'][0]:.2f} of the table rate at "
                  f"{power['burst_s'][0] * 1e3:.0f} ms of matrix work, "
                  f"{power['fraction'][-1]:.2f} at {power['burst_s'][-1]:g} s)")
+    if doc.get("goodput"):
+        for line in goodput_lines(doc["goodput"]):
+            console.print(line)
     console.print(f"[dim]{note}[/]")
     profile = doc.get("engine_profile")
     console.print(f"[dim]{engine_source(doc['engine'], profile, doc.get('request_latency_s'))}[/]")
     for line in warnings:
         console.print(f"[yellow]warning:[/] {line}")
+
+
+def workload_text(w: dict[str, Any], load: str, lengths: str) -> tuple[str, str]:
+    """The load and lengths phrases with the workload options of docs/serving.md, "Workloads"."""
+    if "burstiness" in w:
+        b = w["burstiness"]
+        load += f", Gamma arrivals of burstiness {'inf' if b is None else f'{b:g}'}"
+    drawn = w.get("lengths")
+    if drawn and drawn["dist"] != "fixed":
+        spread = (f"±{drawn['range_ratio']:g}" if drawn["dist"] == "uniform"
+                  else f"CV {drawn['cv']:g}")
+        lengths = f"{drawn['dist']} lengths ({spread}) around {lengths}"
+    trace = w.get("trace_in")
+    if trace:
+        load = (f"trace {trace['path']} replayed at {trace['speedup']:g}× "
+                f"({trace['span_s']:.1f} s of arrivals)")
+        lengths = f"mean {trace['mean_isl']:.0f} in / {trace['mean_osl']:.0f} out"
+    return load, lengths
+
+
+def goodput_lines(good: dict[str, Any]) -> list[str]:
+    """One line for the run's goodput and one per SLO class."""
+    def targets(t: dict) -> str:
+        return ", ".join(f"{k[:-2].upper()} ≤ {v * 1e3:g} ms" for k, v in t.items()
+                         if v is not None)
+
+    rate = good["requests_s"]
+    lines = [f"goodput {rate or 0:.2f} req/s: {good['met']} of {good['requests']} requests met "
+             f"their SLO ({good['fraction'] or 0:.0%})"]
+    for name, c in good["classes"].items():
+        lines.append(f"  {name}: {c['met']}/{c['requests']} met {targets(c['targets'])} "
+                     f"({c['fraction']:.0%}), {c['requests_s'] or 0:.2f} req/s")
+    return lines
 
 
 def engine_source(engine: str, profile: dict | None, latency: float | None) -> str:

@@ -25,6 +25,8 @@ from perfmodel.serve.metrics import finite, metrics
 from perfmodel.serve.metrics import summary as distribution
 from perfmodel.serve.requests import make_arrivals
 from perfmodel.serve.simulate import Outcome, simulate
+from perfmodel.serve.slo import goodput, targets
+from perfmodel.serve.workload import workload_doc
 from perfmodel.serve.step_cost import StepCost
 
 KNOBS = {"max_num_seqs": "max_num_seqs", "max_num_batched_tokens": "max_num_batched_tokens",
@@ -78,6 +80,10 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
               act_quant: str | None = None, tp: int = 1, ep: int = 1, dp: int = 1, pp: int = 1,
               seed: int = 0, on_progress: Callable[[int, int], None] | None = None,
               stagger: bool = True, warmup: int = 0, engine_profile: str | None = None,
+              burstiness: float | None = None, range_ratio: float | None = None,
+              length_dist: str | None = None, length_cv: float | None = None,
+              trace_in: str | None = None, speedup: float = 1.0,
+              trace_time_unit: str | None = None, slo: dict | None = None,
               **engine_knobs: Any) -> ServeReport:
     """Simulate `engine` serving `model` on `gpu`; raises PerfmodelError on bad input.
 
@@ -90,6 +96,11 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     engine_knobs: max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, block_size,
     chunked_prefill, mixed_chunk (None keeps the profile's or the engine's default) and
     host_overhead_s (the profile's, else the fitted per-step overhead).
+    Workloads (docs/serving.md, "Workloads"): burstiness (Gamma arrivals with --request-rate,
+    as `vllm bench serve --burstiness`), range_ratio (as `--random-range-ratio`), length_dist
+    and length_cv (serve/workload.py); trace_in (a trace file replayed, times / speedup,
+    trace_time_unit s|ms: serve/trace_in.py); slo: {class or None: SloTarget or {"ttft_s",
+    "tpot_s", "e2e_s"}} for the goodput block (serve/slo.py).
     """
     from perfmodel.api import resolve_precision
     from perfmodel.hardware.gpu import load_gpu
@@ -109,8 +120,22 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     facts = engine_facts(engine, gpu_spec.mem_bytes, tp, pp, dp)
     if profile is not None:
         facts = facts.with_knobs(**profile.knobs)
-    full = make_arrivals(concurrency=concurrency, request_rate=request_rate, isl=isl,
-                         osl=osl, num_requests=num_requests, lengths=lengths, seed=seed)
+    slo = targets(slo) if slo else None
+    if trace_in is not None:
+        from perfmodel.serve.trace_in import trace_arrivals
+        full = trace_arrivals(trace_in, speedup=speedup, time_unit=trace_time_unit,
+                              num_requests=num_requests, concurrency=concurrency,
+                              request_rate=request_rate, lengths=lengths, burstiness=burstiness,
+                              range_ratio=range_ratio, length_dist=length_dist,
+                              length_cv=length_cv)
+    else:
+        if speedup != 1.0 or trace_time_unit is not None:
+            raise WorkloadError("--speedup and --trace-time-unit apply to a replayed trace; "
+                                "pass --trace-in FILE or drop them")
+        full = make_arrivals(concurrency=concurrency, request_rate=request_rate, isl=isl,
+                             osl=osl, num_requests=num_requests, lengths=lengths, seed=seed,
+                             burstiness=burstiness, range_ratio=range_ratio,
+                             length_dist=length_dist, length_cv=length_cv)
     if not 0 <= warmup < len(full.requests):
         raise WorkloadError(f"--warmup must be a whole number from 0 to one less than the "
                             f"{len(full.requests)} requests run; raise --num-requests")
@@ -145,12 +170,18 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
            "workload": {"concurrency": concurrency, "request_rate": _finite(request_rate),
                         "num_requests": len(full.requests), "warmup": warmup,
                         "lock_step": bool(concurrency) and not stagger,
-                        "isl": None if lengths else isl, "osl": None if lengths else osl},
+                        "isl": None if lengths or trace_in else isl,
+                        "osl": None if lengths or trace_in else osl,
+                        **workload_doc(full, burstiness, range_ratio, length_dist, length_cv,
+                                       trace_in, speedup)},
            **doc, "kv_cache": {**doc["kv_cache"], "block_size": kv.block_size,
                                "tokens": kv.tokens, "bytes_per_token": kv.bytes_per_token},
            "host_overhead_s": host, "request_latency_s": latency,
            "engine_profile": _profile_doc(profile),
            "power_limit": _power_limit(cost), "estimate_note": est.note}
+    if slo:
+        doc["goodput"] = goodput(measured.done, [r.slo_class for r in arrivals.requests], slo,
+                                 doc["throughput"]["requests_s"])
     warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
         est.estimator), engine=facts.kernels), budget_warning(facts, longest)) if w)
     return ServeReport(finite(doc), facts, kv, out, warnings, cost)
