@@ -78,6 +78,7 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
               act_quant: str | None = None, tp: int = 1, ep: int = 1, dp: int = 1, pp: int = 1,
               seed: int = 0, on_progress: Callable[[int, int], None] | None = None,
               stagger: bool = True, warmup: int = 0, engine_profile: str | None = None,
+              replicas: int = 1, router: str = "round-robin", replicas_per_gpu: int = 1,
               **engine_knobs: Any) -> ServeReport:
     """Simulate `engine` serving `model` on `gpu`; raises PerfmodelError on bad input.
 
@@ -90,6 +91,8 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     engine_knobs: max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, block_size,
     chunked_prefill, mixed_chunk (None keeps the profile's or the engine's default) and
     host_overhead_s (the profile's, else the fitted per-step overhead).
+    replicas: engine instances of this layout behind `router` (round-robin, least-loaded,
+    prefix-affinity), replicas_per_gpu of them time-sharing each GPU (serve/fleet.py).
     """
     from perfmodel.api import resolve_precision
     from perfmodel.hardware.gpu import load_gpu
@@ -118,6 +121,10 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     if facts.name == "trtllm" and request_rate == float("inf"):  # trtllm-bench's max throughput
         facts = _trtllm_bench(facts, full, lay, prec, gpu_spec, pp, engine_knobs)
     facts = facts.with_knobs(**{KNOBS[k]: v for k, v in engine_knobs.items() if KNOBS[k]})
+    fleet = None
+    if replicas != 1 or replicas_per_gpu != 1:
+        from perfmodel.serve.fleet import check_fleet
+        check_fleet(replicas, router, replicas_per_gpu, facts)
     arrivals = rank_arrivals(full, lay.schedulers)
     kv = kv_share(kv_plan(lay.kv_spec, prec, gpu_spec, facts, lay.weights_bytes), pp)
     host = engine_knobs.get("host_overhead_s")
@@ -129,16 +136,25 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                                profile.path if profile else None), longest,
                               (profile.tables or {}).get("fused_moe") if profile else None)
     latency = profile.request_latency_s if profile else 0.0
-    if arrivals.concurrency and stagger and len(arrivals.requests) > arrivals.concurrency:
+    gpus = par.gpus * replicas // replicas_per_gpu
+    if replicas != 1 or replicas_per_gpu != 1:
+        from perfmodel.serve.fleet import serve_fleet
+        from perfmodel.serve.simulate import Instance
+        fleet = serve_fleet(arrivals, lambda c: Instance(facts, kv.blocks, kv.block_size, c),
+                            cost, replicas=replicas, router=router, per_gpu=replicas_per_gpu,
+                            stagger=stagger, on_progress=on_progress, client_delay_s=latency,
+                            steady_e2e=steady_e2e)
+        out = fleet.outcome
+    elif arrivals.concurrency and stagger and len(arrivals.requests) > arrivals.concurrency:
         out = _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress, latency)
     else:
         out = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress,
                        client_delay_s=latency)
     out = with_request_latency(out, latency)
-    doc = scale_throughput(metrics(out, par.gpus), full, arrivals, par.gpus, lay.schedulers)
+    doc = scale_throughput(metrics(out, gpus), full, arrivals, gpus, lay.schedulers)
     measured = after_warmup(out, warmup, lay.schedulers)
     if measured is not out:
-        doc = with_latencies(doc, metrics(measured, par.gpus))
+        doc = with_latencies(doc, metrics(measured, gpus))
     doc["limit"] = limit_bounds(measured, cost)
     doc = {"model": cfg.model_id, "gpu": gpu_spec.name, "engine": facts.name,
            "precision": prec.label, "parallel": {**par.to_dict(), "schedulers": lay.schedulers},
@@ -153,6 +169,10 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
            "power_limit": _power_limit(cost), "estimate_note": est.note}
     warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
         est.estimator), engine=facts.kernels), budget_warning(facts, longest)) if w)
+    if fleet is not None:
+        from perfmodel.serve.fleet import fleet_doc, fleet_warning
+        doc["fleet"] = fleet_doc(fleet, router, replicas_per_gpu, gpus)
+        warnings += tuple(w for w in [fleet_warning(replicas, replicas_per_gpu, facts)] if w)
     return ServeReport(finite(doc), facts, kv, out, warnings, cost)
 
 
