@@ -147,46 +147,66 @@ def make_instances(n: int, per_gpu: int, build: Callable[[object], Instance], co
     return out
 
 
+class _Senders:
+    """When the next request is sent, and whether its TTFT counts from that time (else from
+    the step boundary it joins at, as simulate has it). Open loop: the specs' arrival times.
+    Closed loop: the clients' sends, client k's first at k·ramp_s/C (joining at a boundary),
+    each next one client_delay_s after its previous one ends (from its send time when the
+    delay is not 0)."""
+
+    def __init__(self, arrivals: Arrivals, ramp_s: float, client_delay_s: float):
+        self.specs, self.delay = arrivals.requests, client_delay_s
+        self.closed = arrivals.concurrency is not None
+        first = min(arrivals.concurrency, len(self.specs)) if self.closed else 0
+        self.sends = [(k * ramp_s / first, k, False) for k in range(first)]  # a heap
+        self.order = first
+        self.next = 0  # the next request to send
+
+    def due(self) -> float:
+        if self.closed:
+            return self.sends[0][0] if self.sends else math.inf
+        return self.specs[self.next].arrival if self.next < len(self.specs) else math.inf
+
+    def pop(self) -> float | None:
+        """The next request is sent: its `at` for Instance.inject."""
+        self.next += 1
+        if not self.closed:
+            return None
+        sent, _, from_send = heapq.heappop(self.sends)
+        return sent if from_send else None
+
+    def ended(self, t: float, count: int) -> None:
+        """count requests ended at t: their clients send again while requests are left."""
+        for _ in range(count if self.closed else 0):
+            if self.next + len(self.sends) < len(self.specs):
+                heapq.heappush(self.sends, (t + self.delay, self.order, bool(self.delay)))
+                self.order += 1
+
+
 def simulate_fleet(arrivals: Arrivals, instances: list[Instance], router: Router,
                    on_progress: Callable[[int, int], None] | None = None, ramp_s: float = 0.0,
                    client_delay_s: float = 0.0) -> FleetOutcome:
-    """Every request of `arrivals` through the fleet (module docstring). Closed loop as
-    simulate's: client k of C first sends at k·ramp_s/C, each next request client_delay_s
-    after its previous one ends."""
+    """Every request of `arrivals` through the fleet (module docstring), closed loop as
+    simulate's (_Senders)."""
     specs, n = arrivals.requests, len(arrivals.requests)
-    closed = arrivals.concurrency is not None
-    # closed loop: the clients' sends (time, order, whether TTFT counts from the send time:
-    # a next request sent client_delay_s after the last ended; a first send joins at the
-    # replica's step boundary, as simulate has it)
-    sends: list[tuple[float, int, bool]] = []
-    if closed:
-        first = min(arrivals.concurrency, n)
-        sends = [(k * ramp_s / first, k, False) for k in range(first)]
-    order = len(sends)
-    nxt = steps = 0  # the next request to send; steps run
+    senders = _Senders(arrivals, ramp_s, client_delay_s)
     done: list[Done] = []
     itl: list[tuple[float, int]] = []
     trace: list[tuple] = []
     marks = [[0, 0] for _ in instances]  # per replica: its itl and trace rows already merged
     loads = lambda: [inst.load() for inst in instances]  # noqa: E731
+    steps = 0
     while True:
         start, k = min((inst.next_start(), k) for k, inst in enumerate(instances))
-        if closed:
-            due = sends[0][0] if sends else math.inf
-        else:
-            due = specs[nxt].arrival if nxt < n else math.inf
+        due = senders.due()
         if due == math.inf and start == math.inf:
             break
         if due <= start:  # the arrival first: it joins before any step that starts after it
-            at = None
-            if closed:
-                sent, _, from_send = heapq.heappop(sends)
-                at = sent if from_send else None
-            inst = instances[router.choose(specs[nxt], loads)]
+            index = senders.next
+            inst = instances[router.choose(specs[index], loads)]
             if inst.next_start() == math.inf and due > inst.t:
                 inst.wait_until(due)
-            inst.inject(specs[nxt], nxt, at)
-            nxt += 1
+            inst.inject(specs[index], index, senders.pop())
             continue
         inst = instances[k]
         if not inst.run_step():
@@ -201,10 +221,12 @@ def simulate_fleet(arrivals: Arrivals, instances: list[Instance], router: Router
         finished = inst.collect()
         if finished:
             done.extend(finished)
-            for _ in finished:
-                if closed and nxt + len(sends) < n:
-                    heapq.heappush(sends, (inst.t + client_delay_s, order, bool(client_delay_s)))
-                    order += 1
+            senders.ended(inst.t, len(finished))
+    return _outcome(instances, done, itl, trace)
+
+
+def _outcome(instances: list[Instance], done: list[Done], itl: list, trace: list
+             ) -> FleetOutcome:
     stats = tuple(ReplicaStats(len(inst.done), sum(d.osl for d in inst.done), inst.busy_s,
                                inst.steps, inst.state.preemptions, inst.state.peak_blocks,
                                inst.state.total_blocks) for inst in instances)
