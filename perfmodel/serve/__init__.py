@@ -5,7 +5,7 @@ one model on one GPU or many (tp·dp·pp, serve/ranks.py) under a closed-loop co
 Modules: requests (arrivals and lengths), engines (each engine's defaults, cited), kv (the paged
 KV pool), step_cost (one step's time from the op model), state + scheduler (each engine's
 policy), simulate (the event loop), metrics (TTFT, TPOT, ITL, E2E, throughput), ranks (many
-GPUs: the sharded step and dp·pp schedulers).
+GPUs: the sharded step and dp·pp schedulers), fleet (replicas behind a router).
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
               length_dist: str | None = None, length_cv: float | None = None,
               trace_in: str | None = None, speedup: float = 1.0,
               trace_time_unit: str | None = None, slo: dict | None = None,
+              replicas: int = 1, router: str = "round-robin", replicas_per_gpu: int = 1,
               **engine_knobs: Any) -> ServeReport:
     """Simulate `engine` serving `model` on `gpu`; raises PerfmodelError on bad input.
 
@@ -101,6 +102,8 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     and length_cv (serve/workload.py); trace_in (a trace file replayed, times / speedup,
     trace_time_unit s|ms: serve/trace_in.py); slo: {class or None: SloTarget or {"ttft_s",
     "tpot_s", "e2e_s"}} for the goodput block (serve/slo.py).
+    replicas: engine instances of this layout behind `router` (round-robin, least-loaded,
+    prefix-affinity), replicas_per_gpu of them time-sharing each GPU (serve/fleet.py).
     """
     from perfmodel.api import resolve_precision
     from perfmodel.hardware.gpu import load_gpu
@@ -143,6 +146,10 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     if facts.name == "trtllm" and request_rate == float("inf"):  # trtllm-bench's max throughput
         facts = _trtllm_bench(facts, full, lay, prec, gpu_spec, pp, engine_knobs)
     facts = facts.with_knobs(**{KNOBS[k]: v for k, v in engine_knobs.items() if KNOBS[k]})
+    fleet = None
+    if replicas != 1 or replicas_per_gpu != 1:
+        from perfmodel.serve.fleet import check_fleet
+        check_fleet(replicas, router, replicas_per_gpu, facts)
     arrivals = rank_arrivals(full, lay.schedulers)
     kv = kv_share(kv_plan(lay.kv_spec, prec, gpu_spec, facts, lay.weights_bytes), pp)
     host = engine_knobs.get("host_overhead_s")
@@ -154,16 +161,25 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                                profile.path if profile else None), longest,
                               (profile.tables or {}).get("fused_moe") if profile else None)
     latency = profile.request_latency_s if profile else 0.0
-    if arrivals.concurrency and stagger and len(arrivals.requests) > arrivals.concurrency:
+    gpus = par.gpus * replicas // replicas_per_gpu
+    if replicas != 1 or replicas_per_gpu != 1:
+        from perfmodel.serve.fleet import serve_fleet
+        from perfmodel.serve.simulate import Instance
+        fleet = serve_fleet(arrivals, lambda c: Instance(facts, kv.blocks, kv.block_size, c),
+                            cost, replicas=replicas, router=router, per_gpu=replicas_per_gpu,
+                            stagger=stagger, on_progress=on_progress, client_delay_s=latency,
+                            steady_e2e=steady_e2e)
+        out = fleet.outcome
+    elif arrivals.concurrency and stagger and len(arrivals.requests) > arrivals.concurrency:
         out = _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress, latency)
     else:
         out = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress,
                        client_delay_s=latency)
     out = with_request_latency(out, latency)
-    doc = scale_throughput(metrics(out, par.gpus), full, arrivals, par.gpus, lay.schedulers)
+    doc = scale_throughput(metrics(out, gpus), full, arrivals, gpus, lay.schedulers)
     measured = after_warmup(out, warmup, lay.schedulers)
     if measured is not out:
-        doc = with_latencies(doc, metrics(measured, par.gpus))
+        doc = with_latencies(doc, metrics(measured, gpus))
     doc["limit"] = limit_bounds(measured, cost)
     doc = {"model": cfg.model_id, "gpu": gpu_spec.name, "engine": facts.name,
            "precision": prec.label, "parallel": {**par.to_dict(), "schedulers": lay.schedulers},
@@ -184,6 +200,10 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                                  doc["throughput"]["requests_s"])
     warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
         est.estimator), engine=facts.kernels), budget_warning(facts, longest)) if w)
+    if fleet is not None:
+        from perfmodel.serve.fleet import fleet_doc, fleet_warning
+        doc["fleet"] = fleet_doc(fleet, router, replicas_per_gpu, gpus)
+        warnings += tuple(w for w in [fleet_warning(replicas, replicas_per_gpu, facts)] if w)
     return ServeReport(finite(doc), facts, kv, out, warnings, cost)
 
 
