@@ -78,6 +78,11 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
               act_quant: str | None = None, tp: int = 1, ep: int = 1, dp: int = 1, pp: int = 1,
               seed: int = 0, on_progress: Callable[[int, int], None] | None = None,
               stagger: bool = True, warmup: int = 0, engine_profile: str | None = None,
+              disagg: str | bool | None = None, prefill_workers: int | None = None,
+              prefill_tp: int | None = None, prefill_ep: int | None = None,
+              prefill_dp: int | None = None, decode_workers: int | None = None,
+              decode_tp: int | None = None, decode_ep: int | None = None,
+              decode_dp: int | None = None, kv_link: str = "auto",
               **engine_knobs: Any) -> ServeReport:
     """Simulate `engine` serving `model` on `gpu`; raises PerfmodelError on bad input.
 
@@ -90,7 +95,25 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     engine_knobs: max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, block_size,
     chunked_prefill, mixed_chunk (None keeps the profile's or the engine's default) and
     host_overhead_s (the profile's, else the fitted per-step overhead).
+    disagg ("PxTPa:DxTPb", or True) and the prefill_*/decode_* pool sizes: a disaggregated
+    deployment instead (serve/disagg.py; tp, ep, dp, pp and stagger then do not apply), its KV
+    sent over kv_link (auto: NVLink within one node, else the network).
     """
+    from perfmodel.serve.disagg import pools_from, run_disagg
+
+    pools = pools_from(disagg, prefill_workers=prefill_workers, prefill_tp=prefill_tp,
+                       prefill_ep=prefill_ep, prefill_dp=prefill_dp,
+                       decode_workers=decode_workers, decode_tp=decode_tp, decode_ep=decode_ep,
+                       decode_dp=decode_dp)
+    if pools is not None:
+        if (tp, ep, dp, pp) != (1, 1, 1, 1):
+            raise WorkloadError("--tp/--ep/--dp/--pp set one aggregated deployment; with "
+                                "--disagg give --prefill-tp/--decode-tp (and -ep, -dp) instead")
+        return run_disagg(model, pools, gpu=gpu, engine=engine, concurrency=concurrency,
+                          request_rate=request_rate, isl=isl, osl=osl,
+                          num_requests=num_requests, lengths=lengths, precision=precision,
+                          kv_dtype=kv_dtype, act_quant=act_quant, seed=seed, warmup=warmup,
+                          engine_profile=engine_profile, kv_link_kind=kv_link, **engine_knobs)
     from perfmodel.api import resolve_precision
     from perfmodel.hardware.gpu import load_gpu
     from perfmodel.model.architectures import model_spec
