@@ -76,7 +76,7 @@ def vllm_step(state: State, facts: EngineFacts, ratio: list[float]) -> Plan:
         take = min(seq.remaining, budget)
         if take < seq.remaining and not facts.chunked_prefill:
             break
-        if not state.alloc_to(seq, take):
+        if not state.alloc_to(seq, seq.done + take):
             break
         _admit(state, seq)
         chunks.append((seq, take))
@@ -122,7 +122,7 @@ def _sglang_prefill(state: State, facts: EngineFacts, new_token_ratio: float) ->
             if chunks:
                 break
             take = seq.remaining
-        if not state.alloc_to(seq, take):
+        if not state.alloc_to(seq, seq.done + take):
             break
         _admit(state, seq)
         chunks.append((seq, take))
