@@ -9,15 +9,16 @@ own scheduler, as in serve/ranks.py. A request:
    samples the first token, as vLLM's and SGLang's prefill instances do);
 2. its KV cache goes to a decode scheduler (round robin over D·DPb) over the link
    (kv_transfer): NVLink when both pools fit in one node of NODE_GPUS GPUs, else the network;
-3. the decode scheduler admits it when a sequence slot and the blocks for its prompt (TensorRT-LLM:
-   prompt + output, its no-evict reservation) are free: no prefill compute, the blocks allocated
-   as the KV lands; it decodes under the engine's policy (growth, preemption and recompute).
+3. the decode scheduler admits it by the engine's own rule, its KV already there (simulate.Instance
+   inject with computed = I − 1: only the last prompt token is computed, in a step beside the
+   decoders); it decodes under the engine's policy (growth, preemption and recompute).
 TTFT = prefill queue + prefill + transfer + the wait for a decode slot + the first decode step
 (the client sees the first token when the decode worker streams, as NVIDIA Dynamo's frontend
 does); TPOT is over the decode worker's steps.
 
-The pools run as one discrete-event co-simulation of every scheduler (`_Pools.run`): the
-scheduler whose next event is earliest steps next, so a request handed from one to another is
+The pools run as one discrete-event co-simulation of every scheduler (`_Pools.run`, over the
+fleet driver's one-instance API, simulate.Instance): the scheduler whose next step starts
+earliest steps next, so a request handed from one to another is
 never seen before it exists. Ignored: the KV held on the prefill worker while it is sent (freed at
 once here), routers smarter than round robin, load imbalance between DP ranks.
 """
@@ -25,15 +26,14 @@ once here), routers smarter than round robin, load imbalance between DP ranks.
 from __future__ import annotations
 
 import heapq
+import math
 import re
-from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
 from perfmodel.errors import WorkloadError
 from perfmodel.serve.requests import Arrivals, RequestSpec
-from perfmodel.serve.simulate import Done, Outcome, _done, _Run
-from perfmodel.serve.state import Seq
+from perfmodel.serve.simulate import STALLED, Done, Instance, Outcome
 
 NODE_GPUS = 8  # GPUs in one HGX/DGX node (H100, H200, B200 SXM baseboards)
 LINKS = ("auto", "nvlink", "network")
@@ -172,120 +172,52 @@ def transfer_bytes(isl: int, prefill_bytes_per_token: float,
 
 # --- the co-simulation -------------------------------------------------------------------------
 
-class _Prefill(_Run):
-    """A prefill scheduler fed by the router: requests (prompt, one output token) come in a heap
-    of (arrival, request id); a finished prefill is handed to the pools."""
+class _Worker:
+    """One scheduler of a pool: a simulate.Instance (the fleet driver's one-instance API) and
+    the requests on their way to it, a heap of (arrival, request id). Prefill workers run each
+    request as a one-output-token request from scratch; decode workers get it with its KV
+    (computed = I − 1: vLLM's KV connector recomputes the last prompt token, and the step that
+    does so samples the token the client sees first)."""
 
-    def __init__(self, pools: "_Pools", facts, kv, cost):
-        super().__init__(Arrivals((), None, None), facts, kv.blocks, kv.block_size, cost)
-        self.pools, self.inbox, self.busy_s = pools, [], 0.0
-
-    def next_time(self) -> float:
-        if self.state.waiting or self.state.running:
-            return self.t
-        return self.inbox[0][0] if self.inbox else float("inf")
-
-    def feed(self, at: float, rid: int) -> None:
-        heapq.heappush(self.inbox, (at, rid))
-
-    def step(self) -> bool:
-        state = self.state
-        if not state.waiting and not state.running and self.inbox:
-            self.t = self.t_lim = max(self.t, self.inbox[0][0])
-        while self.inbox and self.inbox[0][0] <= self.t:
-            at, rid = heapq.heappop(self.inbox)
-            spec = self.pools.specs[rid]
-            if state.blocks_for(spec.isl + 1) > state.total_blocks:
-                raise WorkloadError(f"a {spec.isl}-token prompt needs more KV cache than a "
-                                    f"prefill worker has ({state.total_blocks} blocks of "
-                                    f"{state.block_size}); raise --prefill-tp")
-            state.waiting.append(Seq(rid, RequestSpec(spec.isl, 1), at, at))
-        before = self.t
-        went = super().step()
-        self.busy_s += self.t - before if went else 0.0
-        return went
-
-    def _finish(self, seq: Seq) -> None:
-        self.state.stop(seq)
-        self.pools.prefilled(seq.i, self.t)
-
-
-class _Decode(_Run):
-    """A decode scheduler: requests whose KV arrived are admitted straight into decoding when a
-    sequence slot and their blocks are free; the engine's policy runs the decode steps."""
-
-    def __init__(self, pools: "_Pools", facts, kv, cost):
-        super().__init__(Arrivals((), None, None), facts, kv.blocks, kv.block_size, cost)
-        self.pools, self.inbox, self.queue, self.busy_s = pools, [], deque(), 0.0
-        self.fresh: list[Seq] = []
-        self.admit_wait = 0.0
+    def __init__(self, inst: Instance, decode: bool):
+        self.inst, self.decode, self.inbox = inst, decode, []
+        self.rids: list[int] = []  # the instance's index → the request id
 
     def next_time(self) -> float:
-        if self.state.running or self.state.waiting or self.queue:
-            return self.t
-        return self.inbox[0][0] if self.inbox else float("inf")
+        start = self.inst.next_start()
+        if self.inbox and start == math.inf:
+            return max(self.inst.t, self.inbox[0][0])
+        return start
 
-    def feed(self, at: float, rid: int) -> None:
-        heapq.heappush(self.inbox, (at, rid))
-
-    def _admit(self) -> None:
-        state, facts = self.state, self.facts
-        while self.queue and len(state.running) < facts.max_num_seqs and not state.waiting:
-            landed, rid = self.queue[0]
-            spec = self.pools.specs[rid]
-            seq = Seq(rid, spec, self.pools.arrival[rid], self.pools.arrival[rid])
-            seq.done = spec.isl
-            if not state.alloc_to(seq, spec.isl + (1 if self.grows else spec.osl)):
-                break
-            self.queue.popleft()
-            self.admit_wait += self.t - landed
-            state.running.append(seq)
-            state.start_decode(seq, self.grows)
-            self.fresh.append(seq)
-
-    def step(self) -> bool:
-        state = self.state
-        if not (state.running or state.waiting or self.queue) and self.inbox:
-            self.t = self.t_lim = max(self.t, self.inbox[0][0])
-        while self.inbox and self.inbox[0][0] <= self.t:
-            at, rid = heapq.heappop(self.inbox)
-            spec = self.pools.specs[rid]
-            if state.blocks_for(spec.isl + spec.osl) > state.total_blocks:
-                raise WorkloadError(f"one request of {spec.isl} + {spec.osl} tokens needs more "
-                                    f"KV cache than a decode worker has ({state.total_blocks} "
-                                    f"blocks of {state.block_size}); raise --decode-tp")
-            self.queue.append((at, rid))
-        self._admit()
-        before = self.t
-        went = super().step()
-        self.busy_s += self.t - before if went else 0.0
-        for seq in self.fresh:
-            if seq.first is None:
-                seq.first = self.t
-        self.fresh.clear()
-        if not went and self.queue:
-            raise WorkloadError("the simulated decode worker stalled: a request's KV cannot be "
-                                "admitted (raise --decode-tp or memory)")
-        return went
-
-    def _finish(self, seq: Seq) -> None:
-        self.state.stop(seq)
-        if seq.first is None:
-            seq.first = self.t
-        self.done.append(_done(seq.isl, seq.osl, seq.first - seq.arrival, self.t - seq.arrival,
-                               0.0, 0.0, seq.preemptions, seq.recomputed, seq.i))
-        self.pools.finished(self.t)
+    def step(self, specs) -> list[tuple[int, Done]]:
+        inst, inbox = self.inst, self.inbox
+        if inbox and inst.next_start() == math.inf and inbox[0][0] > inst.t:
+            inst.wait_until(inbox[0][0])
+        while inbox and inbox[0][0] <= inst.t:
+            at, rid = heapq.heappop(inbox)
+            spec = specs[rid]
+            if self.decode:
+                inst.inject(RequestSpec(spec.isl, spec.osl), len(self.rids), at, spec.isl - 1)
+            else:
+                inst.inject(RequestSpec(spec.isl, 1), len(self.rids), at)
+            self.rids.append(rid)
+        if not inst.run_step() and inst.next_start() != math.inf:
+            raise WorkloadError(STALLED)
+        return [(self.rids[d.index], d) for d in inst.collect()]
 
 
 class _Pools:
     """Every scheduler of both pools and the router between them (round robin each way)."""
 
-    def __init__(self, arrivals: Arrivals, prefill: list, decode: list, transfer):
+    def __init__(self, arrivals: Arrivals, prefill: list[_Worker], decode: list[_Worker],
+                 transfer):
         self.specs = arrivals.requests
         self.arrival = [0.0] * len(self.specs)
+        self.landed = [0.0] * len(self.specs)
         self.prefill, self.decode, self.transfer = prefill, decode, transfer
         self.sent = self.to_decode = self.steps = 0
         self.transfer_s: list[float] = []
+        self.done: list[Done] = []
         self.closed = arrivals.concurrency is not None
         self.concurrency = arrivals.concurrency
 
@@ -304,37 +236,44 @@ class _Pools:
         rid = self.sent
         self.sent += 1
         self.arrival[rid] = at
-        self.prefill[rid % len(self.prefill)].feed(at, rid)
-
-    def prefilled(self, rid: int, t: float) -> None:
-        spec = self.specs[rid]
-        took = self.transfer(spec.isl)
-        self.transfer_s.append(took)
-        self.decode[self.to_decode % len(self.decode)].feed(t + took, rid)
-        self.to_decode += 1
-
-    def finished(self, t: float) -> None:
-        if self.closed and self.sent < len(self.specs):
-            self._send(t)
+        heapq.heappush(self.prefill[rid % len(self.prefill)].inbox, (at, rid))
 
     def run(self) -> None:
+        """Step the worker whose next step starts first until every request is done."""
         every = self.prefill + self.decode
         while True:
-            k = min(range(len(every)), key=lambda i: every[i].next_time())
-            if every[k].next_time() == float("inf"):
+            worker = min(every, key=_Worker.next_time)
+            if worker.next_time() == math.inf:
                 break
-            every[k].step()
+            for rid, d in worker.step(self.specs):
+                if worker.decode:
+                    self._finished(rid, d)
+                else:
+                    self._prefilled(rid, self.arrival[rid] + d.e2e)
             self.steps += 1
-        if any(len(d.done) for d in self.decode) and \
-                sum(len(d.done) for d in self.decode) < len(self.specs):
-            raise WorkloadError("the disaggregated simulation stalled before every request "
-                                "finished; raise the pools' memory or sizes")
+        if len(self.done) < len(self.specs):
+            raise WorkloadError(STALLED)
+
+    def _prefilled(self, rid: int, t: float) -> None:
+        took = self.transfer(self.specs[rid].isl)
+        self.transfer_s.append(took)
+        self.landed[rid] = t + took
+        heapq.heappush(self.decode[self.to_decode % len(self.decode)].inbox, (t + took, rid))
+        self.to_decode += 1
+
+    def _finished(self, rid: int, d: Done) -> None:
+        """The request's Done on the whole deployment's clock: from its arrival at the prefill
+        pool, not at the decode worker."""
+        ahead = self.landed[rid] - self.arrival[rid]
+        self.done.append(replace(d, ttft=d.ttft + ahead, e2e=d.e2e + ahead, index=rid))
+        if self.closed and self.sent < len(self.specs):
+            self._send(self.arrival[rid] + d.e2e + ahead)
 
 
 def outcome(pools: _Pools) -> Outcome:
     """The decode pool's requests and steps as one Outcome (serve/metrics.py)."""
-    dec = pools.decode
-    done = tuple(sorted((d for w in dec for d in w.done), key=lambda d: d.index))
+    dec = [w.inst for w in pools.decode]
+    done = tuple(sorted(pools.done, key=lambda d: d.index))
     end = max(w.t for w in dec)
     return Outcome(done, tuple(x for w in dec for x in w.itl), (), end, end, pools.steps,
                    sum(w.state.preemptions for w in dec), max(w.state.peak_blocks for w in dec),
@@ -356,7 +295,11 @@ class _Pool:
 
 
 def _pool(model_key, spec, prec, gpu_spec, profile, engine, tp, ep, dp, knobs, host,
-          longest) -> _Pool:
+          longest, decode: bool = False) -> _Pool:
+    """One pool's engine; a decode pool of SGLang merges the requests whose KV arrived into its
+    running batch with no forward of their own (ForwardMode.PREBUILT,
+    python/sglang/srt/disaggregation/decode_schedule_batch_mixin.py, v0.5.x): modelled as its
+    mixed chunk, the last prompt token riding a decode step."""
     from perfmodel.cost.parallel import Parallel
     from perfmodel.serve import KNOBS, step_cost_for
     from perfmodel.serve.engine_profile import with_engine_tables
@@ -369,6 +312,8 @@ def _pool(model_key, spec, prec, gpu_spec, profile, engine, tp, ep, dp, knobs, h
     if profile is not None:
         facts = facts.with_knobs(**profile.knobs)
     facts = facts.with_knobs(**{KNOBS[k]: v for k, v in knobs.items() if KNOBS[k]})
+    if decode and facts.policy == "sglang":
+        facts = replace(facts, mixed=True)
     lay = layout(spec, prec, gpu_spec, par)
     kv = kv_plan(lay.kv_spec, prec, gpu_spec, facts, lay.weights_bytes)
     cost, est = step_cost_for(lay, prec, with_engine_tables(gpu_spec, profile), facts, host,
@@ -423,7 +368,7 @@ def run_disagg(model: str, pools: Pools, *, gpu: str, engine: str = "vllm",
     pre = _pool(key, spec, prec, gpu_spec, profile, engine, pools.prefill_tp, pools.prefill_ep,
                 pools.prefill_dp, engine_knobs, host, longest)
     dec = _pool(key, spec, prec, gpu_spec, profile, engine, pools.decode_tp, pools.decode_ep,
-                pools.decode_dp, engine_knobs, host, longest)
+                pools.decode_dp, engine_knobs, host, longest, decode=True)
     per_token = max(pre.bytes_per_token, dec.bytes_per_token)
     seconds: dict[int, tuple[float, float]] = {}
 
@@ -434,12 +379,11 @@ def run_disagg(model: str, pools: Pools, *, gpu: str, engine: str = "vllm",
 
     def simulate(arrivals: Arrivals, ramp_s: float = 0.0) -> _Pools:
         sim = _Pools(arrivals,
-                     [_Prefill(None, pre.facts, pre.kv, pre.cost)
-                      for _ in range(pools.prefill_workers * pools.prefill_dp)],
-                     [_Decode(None, dec.facts, dec.kv, dec.cost)
-                      for _ in range(pools.decode_workers * pools.decode_dp)], transfer)
-        for worker in sim.prefill + sim.decode:
-            worker.pools = sim
+                     [_Worker(Instance(pre.facts, pre.kv.blocks, pre.kv.block_size, pre.cost),
+                              False) for _ in range(pools.prefill_workers * pools.prefill_dp)],
+                     [_Worker(Instance(dec.facts, dec.kv.blocks, dec.kv.block_size, dec.cost),
+                              True) for _ in range(pools.decode_workers * pools.decode_dp)],
+                     transfer)
         sim.start(ramp_s)
         sim.run()
         return sim
@@ -529,23 +473,22 @@ def _disagg_doc(pools: Pools, sim: _Pools, pre: _Pool, dec: _Pool, link: KvLink,
     """The "disagg" block of serve --json (docs/json.md): each pool's layout and load, and the
     KV transfer."""
     end = out.duration or 1.0
-    steps = [n for w in sim.decode for _, n in w.itl]
-    admitted = sum(len(w.done) for w in sim.decode) or 1
+    steps = [n for w in sim.decode for _, n in w.inst.itl]
 
     def pool(kind: str, workers, p: _Pool) -> dict[str, Any]:
         return {"workers": getattr(pools, f"{kind}_workers"), "tp": getattr(pools, f"{kind}_tp"),
                 "ep": getattr(pools, f"{kind}_ep"), "dp": getattr(pools, f"{kind}_dp"),
                 "gpus": getattr(pools, f"{kind}_gpus"), "schedulers": len(workers),
-                "busy_fraction": sum(w.busy_s for w in workers) / len(workers) / end,
+                "busy_fraction": sum(w.inst.busy_s for w in workers) / len(workers) / end,
                 "kv_blocks": p.kv.blocks, "block_size": p.kv.block_size,
-                "peak_kv_fraction": max(w.state.peak_blocks for w in workers) / p.kv.blocks}
+                "peak_kv_fraction": max(w.inst.state.peak_blocks / w.inst.state.total_blocks
+                                        for w in workers)}
 
     lim = [seconds[d.isl][1] for d in out.done] if seconds else []
     return {"layout": pools.compact, "gpus": pools.gpus,
             "prefill": pool("prefill", sim.prefill, pre),
             "decode": {**pool("decode", sim.decode, dec),
-                       "mean_batch": sum(steps) / len(steps) if steps else None,
-                       "admit_wait_s": sum(w.admit_wait for w in sim.decode) / admitted},
+                       "mean_batch": sum(steps) / len(steps) if steps else None},
             "kv_transfer": {"link": link.kind, "bandwidth": link.bandwidth,
                             "source": link.source, "bytes_per_token": per_token,
                             "mean_bytes": per_token * sum(d.isl for d in out.done) / len(out.done),
