@@ -82,6 +82,28 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
           dp: Annotated[int, _opt("--dp", "Attention data parallelism.")] = 1,
           pp: Annotated[int, _opt("--pp", "Pipeline parallelism.")] = 1,
           seed: Annotated[int, _opt("--seed", "Seed of the Poisson arrivals.")] = 0,
+          disagg: Annotated[Optional[str], _opt(
+              "--disagg", "Disaggregated prefill/decode: P x TPa : D x TPb, e.g. 2x4:1x8 (two "
+              "prefill workers of TP 4, one decode worker of TP 8; docs/serving.md).")] = None,
+          prefill_workers: Annotated[IntOpt, _opt("--prefill-workers", "Disaggregated: "
+                                                  "prefill workers (P).")] = None,
+          prefill_tp: Annotated[IntOpt, _opt("--prefill-tp", "Disaggregated: each prefill "
+                                             "worker's TP.")] = None,
+          prefill_ep: Annotated[IntOpt, _opt("--prefill-ep", "Disaggregated: each prefill "
+                                             "worker's EP.")] = None,
+          prefill_dp: Annotated[IntOpt, _opt("--prefill-dp", "Disaggregated: each prefill "
+                                             "worker's attention DP.")] = None,
+          decode_workers: Annotated[IntOpt, _opt("--decode-workers", "Disaggregated: decode "
+                                                 "workers (D).")] = None,
+          decode_tp: Annotated[IntOpt, _opt("--decode-tp", "Disaggregated: each decode "
+                                            "worker's TP.")] = None,
+          decode_ep: Annotated[IntOpt, _opt("--decode-ep", "Disaggregated: each decode "
+                                            "worker's EP.")] = None,
+          decode_dp: Annotated[IntOpt, _opt("--decode-dp", "Disaggregated: each decode "
+                                            "worker's attention DP.")] = None,
+          kv_link: Annotated[str, _opt("--kv-link", "Disaggregated: the link the KV cache "
+                                       "crosses: auto (NVLink when both pools fit one 8-GPU "
+                                       "node, else the network), nvlink, network.")] = "auto",
           host_overhead: Annotated[Optional[str], _opt(
               "--host-overhead", "Engine: host time per step, e.g. 2ms (default: the value "
               "fitted for the engine, docs/serving.md).")] = None,
@@ -110,7 +132,10 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
                 stagger=not lock_step, engine_profile=engine_profile,
                 max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                 gpu_memory_utilization=gpu_memory_utilization, block_size=block_size,
-                chunked_prefill=chunked_prefill, **knobs)
+                chunked_prefill=chunked_prefill, disagg=disagg,
+                prefill_workers=prefill_workers, prefill_tp=prefill_tp, prefill_ep=prefill_ep,
+                prefill_dp=prefill_dp, decode_workers=decode_workers, decode_tp=decode_tp,
+                decode_ep=decode_ep, decode_dp=decode_dp, kv_link=kv_link, **knobs)
     finally:
         progress.close()
     if trace is not None:

@@ -94,6 +94,7 @@ def pools_from(disagg: str | bool | None, **given: int | None) -> Pools | None:
     sizes = {k: v for k, v in given.items() if v is not None}
     if not disagg and not sizes:
         return None
+    Pools(**sizes)  # each size valid before any is compared
     base = parse_pools(disagg) if isinstance(disagg, str) else {}
     clash = sorted(k for k in sizes if k in base and base[k] != sizes[k])
     if clash:
