@@ -185,6 +185,10 @@ def plan(model: ModelArg,
              "--margin", help="Also show the best that keeps this share of headroom "
                                        "on every target (0.1: 10%, serve's median TPOT error "
                                        "against real engines; 0: off; at most 10).")] = MARGIN,
+         disagg: Annotated[bool, typer.Option(
+             "--disagg", help="serve: also search disaggregated prefill/decode layouts "
+                              "(docs/plan.md) and say whether they or aggregated ones won, "
+                              "and by how much.")] = False,
          json_out: Annotated[bool, typer.Option("--json", help="Print the JSON document.")
                              ] = False,
          plot: PlotOpt = None, workers: WorkersOpt = None) -> None:
@@ -222,7 +226,8 @@ def plan(model: ModelArg,
                               osl=osl, slo=slo, max_gpus=max_gpus,
                               tps=tp_list, prices=prices,
                               engine=engine, method=method, waves=waves, workers=workers,
-                              on_total=set_total, on_progress=advance, margin=margin)
+                              on_total=set_total, on_progress=advance, margin=margin,
+                              disagg=disagg)
         if plot is not None:
             from perfmodel.report.plot import pareto_plot
 

@@ -29,10 +29,15 @@ class Point:
     osl: int = 128
     requests: int | None = None  # serve: requests simulated (None: serve's default)
     max_num_batched_tokens: int | None = None  # serve: the engine's token budget (None: default)
+    disagg: str | None = None  # serve: disaggregated pools P x TPa : D x TPb (None: aggregated)
 
     @property
     def gpus(self) -> int:
-        """GPUs the deployment takes: TP × DP × PP (EP spreads experts over those same GPUs)."""
+        """GPUs the deployment takes: TP × DP × PP (EP spreads experts over those same GPUs);
+        disaggregated, P·TPa + D·TPb."""
+        if self.disagg:
+            (p, a), (d, b) = (map(int, pool.split("x")) for pool in self.disagg.split(":"))
+            return p * a + d * b
         return self.tp * self.dp * self.pp
 
     @property
@@ -47,7 +52,8 @@ class Point:
         """The point as the leading columns of a sweep row."""
         row = {f.name: getattr(self, f.name) for f in fields(self)
                if f.name != "load" and (f.name != "requests" or self.method != PREDICT)
-               and (f.name != "max_num_batched_tokens" or self.max_num_batched_tokens)}
+               and (f.name != "max_num_batched_tokens" or self.max_num_batched_tokens)
+               and (f.name != "disagg" or self.disagg)}
         row[self.load_name] = self.load
         row["gpus"] = self.gpus
         return row
@@ -64,6 +70,8 @@ class Point:
         for name in ("tp", "ep", "dp", "pp"):
             if getattr(self, name) != 1:
                 parts += [f"--{name}", str(getattr(self, name))]
+        if self.disagg:
+            parts += ["--disagg", self.disagg]
         if self.method == PREDICT:
             parts += ["--batch", str(self.load), "--input-len", str(self.isl),
                       "--output-len", str(self.osl)]
