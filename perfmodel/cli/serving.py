@@ -158,8 +158,9 @@ def validate_serving(
                                   "rows.")] = False,
         rows: Annotated[str, _opt("--rows", "single: the one-GPU rows (both halves); multi: "
                                   "the TP/EP/attention-DP rows, test half only; held-out: every "
-                                  "row of the models bundled after the fit (docs/serving.md)."
-                                  )] = "single",
+                                  "row of the models bundled after the fit; disagg: the "
+                                  "disaggregated rows' test half, and agg against disagg per "
+                                  "group (docs/serving.md).")] = "single",
         sample: Annotated[int, _opt("--sample", "With --rows multi: simulate one test row in "
                                     "N (sha1 of the id; 1 runs all).")] = 4,
         runs: Annotated[Optional[Path], _opt(
@@ -191,9 +192,9 @@ def validate_serving(
         _validate_runs(runs, engine, engine_profile, gpu, json_out, markdown)
         return
     with friendly_errors():
-        if rows not in ("single", "multi", "held-out") or sample < 1:
-            raise WorkloadError(f"--rows takes single, multi or held-out (not {rows!r}) and "
-                                f"--sample a whole number ≥ 1 (not {sample})")
+        if rows not in ("single", "multi", "held-out", "disagg") or sample < 1:
+            raise WorkloadError(f"--rows takes single, multi, held-out or disagg (not {rows!r}) "
+                                f"and --sample a whole number ≥ 1 (not {sample})")
         if csv_path is not None:
             from perfmodel.outpath import check_out_path, input_files
 
@@ -215,6 +216,12 @@ def validate_serving(
                     train_rows()
                 fitted = silicon.fit_host_overhead(train, workers=os.cpu_count() or 1,
                                                    on_row=progress)
+            elif rows == "disagg":
+                from perfmodel.validate.silicon_disagg import choices, validate_disagg
+
+                results, reasons = validate_disagg(on_row=progress, sample=1)
+                skipped = sum(reasons.values())
+                picks, _ = choices(on_row=progress)
             elif rows in ("multi", "held-out"):
                 from perfmodel.validate.silicon_multi import validate_multi
 
@@ -241,13 +248,21 @@ def validate_serving(
         doc = {"rows": [dataclasses.asdict(r) for r in results], "skipped": skipped,
                "skipped_by_reason": reasons,
                "summary": [{"engine": e, "half": h, **s} for (e, h), s in summary.items()]}
+        if rows == "disagg":
+            doc["choices"] = picks
         typer.echo(json.dumps(doc, indent=1, allow_nan=False))
     elif markdown:
         typer.echo("\n".join(markdown_table(summary)))
+        if rows == "disagg":
+            from perfmodel.report.disagg_view import choices_markdown
+            typer.echo("\n" + "\n".join(choices_markdown(picks)))
     else:
         print_validation(results, summary, skipped)
         if rows != "single":
             typer.echo("skipped: " + ", ".join(f"{n} {why}" for why, n in reasons.items()))
+        if rows == "disagg":
+            from perfmodel.report.disagg_view import choices_markdown
+            typer.echo("\n".join(choices_markdown(picks)))
 
 
 def _validate_runs(folder: Path, engine: str, engine_profile: Optional[str], gpu: Optional[str],

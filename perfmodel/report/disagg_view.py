@@ -24,3 +24,26 @@ def disagg_lines(d: dict[str, Any]) -> list[str]:
             f"{x['mean_bytes'] / 1e6:.1f} MB a request on the busiest link, "
             f"{x['mean_s'] * 1e3:.2f} ms" + (f" (limit {lim * 1e3:.2f} ms)" if lim else "")
             + ("" if x["measured_table"] else ", bandwidth alone")]
+
+
+def _tok(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f}"
+
+
+def choices_markdown(picks: list[dict[str, Any]]) -> list[str]:
+    """validate-serving --rows disagg: agg against disagg per group and TPOT target."""
+    lines = ["| group | rows | TPOT target | measured pick | simulated pick | measured best agg / "
+             "disagg tok/s/GPU | simulated best agg / disagg | match |",
+             "|---|---|---|---|---|---|---|---|"]
+    for p in picks:
+        m, s = p["measured"], p["simulated"]
+        lines.append(
+            f"| {p['group']} | {p['rows']} | {p['tpot_slo_s'] * 1e3:.1f} ms (p{p['quantile'] * 100:.0f}) "
+            f"| {m['mode'] or '—'} | {s['mode'] or '—'} "
+            f"| {_tok(m['best_tok_s_per_gpu']['agg'])} / {_tok(m['best_tok_s_per_gpu']['disagg'])} "
+            f"| {_tok(s['best_tok_s_per_gpu']['agg'])} / {_tok(s['best_tok_s_per_gpu']['disagg'])} "
+            f"| {'yes' if p['match'] else 'no'} |")
+    matched = sum(p["match"] for p in picks)
+    lines.append(f"\nplan's pick matches the measurement's in {matched} of {len(picks)} "
+                 f"(group, target) pairs")
+    return lines
