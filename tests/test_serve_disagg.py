@@ -172,3 +172,31 @@ def test_serve_json_disagg_block():
     assert set(d) == {"layout", "gpus", "prefill", "decode", "kv_transfer"}
     with pytest.raises(WorkloadError):
         Pools(prefill_workers=0)
+
+
+def test_agg_or_disagg_pick_by_plans_rule():
+    """The pick over a group's rows: the most tokens/s per GPU (C·O / (TTFT + (O − 1)·TPOT) /
+    GPUs) among the rows meeting the TPOT target, by hand: agg 64 clients on 8 GPUs at 20 ms
+    makes 64·100 / (0.5 + 99·0.02) / 8 = 322.6 tok/s/GPU; disagg 64 clients on 16 GPUs at 10 ms
+    makes 64·100 / (0.5 + 0.99) / 16 = 268.5; at a 25 ms target agg wins, at 15 ms only disagg
+    meets it."""
+    from perfmodel.plan.disagg_check import _pick, tok_s_per_gpu
+    from perfmodel.plan.search import Slo
+
+    def sim(tpot, gpus):
+        return silicon.SimulatedRow("x", "e", "v", "m", "q", "s", 100, 100, 64, False, 0.5, tpot,
+                                    0.5, tpot, 0.0, 0.0, 0, 0.0, gpus)
+
+    assert tok_s_per_gpu(64, 100, 0.5, 0.02, 8) == pytest.approx(64 * 100 / 2.48 / 8)
+    agg = ({}, sim(0.02, 8), "agg")
+    dis = ({k: "" for k in ("prefill_num_workers", "decode_num_workers", "prefill_tp_size",
+                            "decode_tp_size", "prefill_attention_dp_size",
+                            "decode_attention_dp_size", "prefill_moe_ep_size",
+                            "decode_moe_ep_size")}, sim(0.01, 16), "disagg")
+    dis[0].update(prefill_num_workers="1", prefill_tp_size="8", decode_num_workers="1",
+                  decode_tp_size="8")
+    got = _pick([agg, dis], Slo(tpot_s=0.025), measured=True)
+    assert got["mode"] == "agg"
+    assert got["best_tok_s_per_gpu"]["agg"] == pytest.approx(322.58, rel=1e-4)
+    assert got["best_tok_s_per_gpu"]["disagg"] == pytest.approx(268.46, rel=1e-4)
+    assert _pick([agg, dis], Slo(tpot_s=0.015), measured=False)["mode"] == "disagg"

@@ -217,7 +217,8 @@ def validate_serving(
                 fitted = silicon.fit_host_overhead(train, workers=os.cpu_count() or 1,
                                                    on_row=progress)
             elif rows == "disagg":
-                from perfmodel.validate.silicon_disagg import choices, validate_disagg
+                from perfmodel.plan.disagg_check import choices
+                from perfmodel.validate.silicon_disagg import validate_disagg
 
                 results, reasons = validate_disagg(on_row=progress, sample=1)
                 skipped = sum(reasons.values())

@@ -38,7 +38,8 @@ def choices_markdown(picks: list[dict[str, Any]]) -> list[str]:
     for p in picks:
         m, s = p["measured"], p["simulated"]
         lines.append(
-            f"| {p['group']} | {p['rows']} | {p['tpot_slo_s'] * 1e3:.1f} ms (p{p['quantile'] * 100:.0f}) "
+            f"| {p['group']} | {p['rows']} "
+            f"| {p['tpot_slo_s'] * 1e3:.1f} ms (p{p['quantile'] * 100:.0f}) "
             f"| {m['mode'] or '—'} | {s['mode'] or '—'} "
             f"| {_tok(m['best_tok_s_per_gpu']['agg'])} / {_tok(m['best_tok_s_per_gpu']['disagg'])} "
             f"| {_tok(s['best_tok_s_per_gpu']['agg'])} / {_tok(s['best_tok_s_per_gpu']['disagg'])} "

@@ -99,7 +99,7 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     deployment instead (serve/disagg.py; tp, ep, dp, pp and stagger then do not apply), its KV
     sent over kv_link (auto: NVLink within one node, else the network).
     """
-    from perfmodel.serve.disagg import pools_from, run_disagg
+    from perfmodel.serve.disagg import ServeKit, pools_from, run_disagg
 
     pools = pools_from(disagg, prefill_workers=prefill_workers, prefill_tp=prefill_tp,
                        prefill_ep=prefill_ep, prefill_dp=prefill_dp,
@@ -109,7 +109,9 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
         if (tp, ep, dp, pp) != (1, 1, 1, 1):
             raise WorkloadError("--tp/--ep/--dp/--pp set one aggregated deployment; with "
                                 "--disagg give --prefill-tp/--decode-tp (and -ep, -dp) instead")
-        return run_disagg(model, pools, gpu=gpu, engine=engine, concurrency=concurrency,
+        kit = ServeKit(ServeReport, step_cost_for, KNOBS, after_warmup, with_latencies,
+                       with_request_latency, _profile_doc)
+        return run_disagg(model, pools, kit, gpu=gpu, engine=engine, concurrency=concurrency,
                           request_rate=request_rate, isl=isl, osl=osl,
                           num_requests=num_requests, lengths=lengths, precision=precision,
                           kv_dtype=kv_dtype, act_quant=act_quant, seed=seed, warmup=warmup,

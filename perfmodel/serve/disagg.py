@@ -29,7 +29,7 @@ import heapq
 import math
 import re
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 from perfmodel.errors import WorkloadError
 from perfmodel.serve.requests import Arrivals, RequestSpec
@@ -284,6 +284,21 @@ def outcome(pools: _Pools) -> Outcome:
 # --- run_serve's disaggregated path -------------------------------------------------------------
 
 @dataclass(frozen=True)
+class ServeKit:
+    """What run_serve hands run_disagg of its own (perfmodel/serve/__init__.py): the report type,
+    the step-cost cache, the engine knobs' names and its latency helpers. Handed over, not
+    imported, so that this module does not import the package that imports it."""
+
+    report: Callable
+    cost_for: Callable
+    knobs: dict
+    after_warmup: Callable
+    with_latencies: Callable
+    with_request_latency: Callable
+    profile_doc: Callable
+
+
+@dataclass(frozen=True)
 class _Pool:
     """One pool's engine set-up: its layout, facts, KV plan and step cost."""
 
@@ -295,14 +310,13 @@ class _Pool:
     bytes_per_token: float
 
 
-def _pool(model_key, spec, prec, gpu_spec, profile, engine, tp, ep, dp, knobs, host,
-          longest, decode: bool = False) -> _Pool:
+def _pool(kit: ServeKit, model_key, spec, prec, gpu_spec, profile, engine, tp, ep, dp, knobs,
+          host, longest, decode: bool = False) -> _Pool:
     """One pool's engine; a decode pool of SGLang merges the requests whose KV arrived into its
     running batch with no forward of their own (ForwardMode.PREBUILT,
     python/sglang/srt/disaggregation/decode_schedule_batch_mixin.py, v0.5.x): modelled as its
     mixed chunk, the last prompt token riding a decode step."""
     from perfmodel.cost.parallel import Parallel
-    from perfmodel.serve import KNOBS, step_cost_for
     from perfmodel.serve.engine_profile import with_engine_tables
     from perfmodel.serve.engines import engine_facts
     from perfmodel.serve.kv import kv_bytes_per_token, kv_plan
@@ -312,18 +326,18 @@ def _pool(model_key, spec, prec, gpu_spec, profile, engine, tp, ep, dp, knobs, h
     facts = engine_facts(engine, gpu_spec.mem_bytes, tp, 1, dp)
     if profile is not None:
         facts = facts.with_knobs(**profile.knobs)
-    facts = facts.with_knobs(**{KNOBS[k]: v for k, v in knobs.items() if KNOBS[k]})
+    facts = facts.with_knobs(**{kit.knobs[k]: v for k, v in knobs.items() if kit.knobs[k]})
     if decode and facts.policy == "sglang":
         facts = replace(facts, mixed=True)
     lay = layout(spec, prec, gpu_spec, par)
     kv = kv_plan(lay.kv_spec, prec, gpu_spec, facts, lay.weights_bytes)
-    cost, est = step_cost_for(lay, prec, with_engine_tables(gpu_spec, profile), facts, host,
+    cost, est = kit.cost_for(lay, prec, with_engine_tables(gpu_spec, profile), facts, host,
                               model_key, longest,
                               (profile.tables or {}).get("fused_moe") if profile else None)
     return _Pool(lay, facts, kv, cost, est, kv_bytes_per_token(lay.kv_spec, prec))
 
 
-def run_disagg(model: str, pools: Pools, *, gpu: str, engine: str = "vllm",
+def run_disagg(model: str, pools: Pools, kit: ServeKit, *, gpu: str, engine: str = "vllm",
                concurrency: int | None = None, request_rate: float | None = None,
                isl: int = 1024, osl: int = 128, num_requests: int | None = None,
                lengths: str | None = None, precision: str | None = None,
@@ -337,16 +351,15 @@ def run_disagg(model: str, pools: Pools, *, gpu: str, engine: str = "vllm",
     from perfmodel.hardware.gpu import load_gpu
     from perfmodel.model.architectures import model_spec
     from perfmodel.model.source import load_model_config
-    from perfmodel.serve import (KNOBS, ServeReport, _finite, _profile_doc, after_warmup,
-                                 with_latencies, with_request_latency)
     from perfmodel.serve.engine_profile import gpu_key, select_profile
     from perfmodel.serve.engines import HOST_OVERHEAD_S
     from perfmodel.serve.metrics import finite, metrics
     from perfmodel.serve.requests import make_arrivals
 
-    unknown = sorted(set(engine_knobs) - set(KNOBS))
+    unknown = sorted(set(engine_knobs) - set(kit.knobs))
     if unknown:
-        raise WorkloadError(f"unknown engine knob {unknown[0]!r}; use one of {', '.join(KNOBS)}")
+        raise WorkloadError(f"unknown engine knob {unknown[0]!r}; use one of "
+                            f"{', '.join(kit.knobs)}")
     gpu_spec = load_gpu(gpu)
     engine, profile = select_profile(engine, gpu_key(gpu_spec), engine_profile)
     cfg = load_model_config(model)
@@ -366,9 +379,9 @@ def run_disagg(model: str, pools: Pools, *, gpu: str, engine: str = "vllm",
         host = profile.host_overhead_s if profile else HOST_OVERHEAD_S.get(engine, 0.0)
     longest = max(r.isl for r in full.requests)
     key = (cfg.model_id, cfg.source, gpu_spec.name, profile.path if profile else None)
-    pre = _pool(key, spec, prec, gpu_spec, profile, engine, pools.prefill_tp, pools.prefill_ep,
+    pre = _pool(kit, key, spec, prec, gpu_spec, profile, engine, pools.prefill_tp, pools.prefill_ep,
                 pools.prefill_dp, engine_knobs, host, longest)
-    dec = _pool(key, spec, prec, gpu_spec, profile, engine, pools.decode_tp, pools.decode_ep,
+    dec = _pool(kit, key, spec, prec, gpu_spec, profile, engine, pools.decode_tp, pools.decode_ep,
                 pools.decode_dp, engine_knobs, host, longest, decode=True)
     per_token = max(pre.bytes_per_token, dec.bytes_per_token)
     seconds: dict[int, tuple[float, float]] = {}
@@ -402,11 +415,11 @@ def run_disagg(model: str, pools: Pools, *, gpu: str, engine: str = "vllm",
         sim = simulate(full)
         out = outcome(sim)
     latency = profile.request_latency_s if profile else 0.0
-    out = with_request_latency(out, latency)
+    out = kit.with_request_latency(out, latency)
     doc = metrics(out, pools.gpus)
-    measured = after_warmup(out, warmup, 1)
+    measured = kit.after_warmup(out, warmup, 1)
     if measured is not out:
-        doc = with_latencies(doc, metrics(measured, pools.gpus))
+        doc = kit.with_latencies(doc, metrics(measured, pools.gpus))
     doc["limit"] = limit_bounds(measured, pre.cost, dec.cost, link, per_token)
     doc["disagg"] = _disagg_doc(pools, sim, pre, dec, link, per_token, seconds, out)
     doc = {"model": cfg.model_id, "gpu": gpu_spec.name, "engine": dec.facts.name,
@@ -414,14 +427,16 @@ def run_disagg(model: str, pools: Pools, *, gpu: str, engine: str = "vllm",
            "parallel": {**Parallel(tp=pools.decode_tp, ep=pools.decode_ep,
                                    dp=pools.decode_dp).to_dict(), "gpus": pools.gpus,
                         "schedulers": len(sim.prefill) + len(sim.decode)},
-           "workload": {"concurrency": concurrency, "request_rate": _finite(request_rate),
+           "workload": {"concurrency": concurrency, "request_rate": None if request_rate in (None, math.inf)
+                        else request_rate,
                         "num_requests": len(full.requests), "warmup": warmup,
                         "lock_step": False,
                         "isl": None if lengths else isl, "osl": None if lengths else osl},
            **doc, "kv_cache": {**doc["kv_cache"], "block_size": dec.kv.block_size,
-                               "tokens": dec.kv.tokens, "bytes_per_token": dec.kv.bytes_per_token},
+                               "tokens": dec.kv.tokens,
+                               "bytes_per_token": dec.kv.bytes_per_token},
            "host_overhead_s": host, "request_latency_s": latency,
-           "engine_profile": _profile_doc(profile), "power_limit": None,
+           "engine_profile": kit.profile_doc(profile), "power_limit": None,
            "estimate_note": dec.estimate.note}
     warnings = tuple(w for w in (
         pre.estimate.flag, link.flag,
@@ -431,7 +446,7 @@ def run_disagg(model: str, pools: Pools, *, gpu: str, engine: str = "vllm",
         *parallel_warnings(gpu_spec, Parallel(tp=pools.decode_tp, ep=pools.decode_ep,
                                               dp=pools.decode_dp), bool(dec.estimate.estimator),
                            engine=dec.facts.kernels)) if w)
-    return ServeReport(finite(doc), dec.facts, dec.kv, out, tuple(dict.fromkeys(warnings)),
+    return kit.report(finite(doc), dec.facts, dec.kv, out, tuple(dict.fromkeys(warnings)),
                        dec.cost)
 
 
