@@ -427,8 +427,8 @@ def run_disagg(model: str, pools: Pools, kit: ServeKit, *, gpu: str, engine: str
            "parallel": {**Parallel(tp=pools.decode_tp, ep=pools.decode_ep,
                                    dp=pools.decode_dp).to_dict(), "gpus": pools.gpus,
                         "schedulers": len(sim.prefill) + len(sim.decode)},
-           "workload": {"concurrency": concurrency, "request_rate": None if request_rate in (None, math.inf)
-                        else request_rate,
+           "workload": {"concurrency": concurrency,
+                        "request_rate": None if request_rate == math.inf else request_rate,
                         "num_requests": len(full.requests), "warmup": warmup,
                         "lock_step": False,
                         "isl": None if lengths else isl, "osl": None if lengths else osl},
