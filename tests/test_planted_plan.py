@@ -26,7 +26,8 @@ HAND_ROWS = {8: (0.20, 0.012, 1200.0), 16: (0.25, 0.015, 2000.0), 32: (0.30, 0.0
 def hand_plan(monkeypatch):
     """plan over one deployment whose three points are HAND_ROWS (nothing simulated)."""
 
-    def deployments(model, gpus, precisions, max_gpus, isl, osl, method, engine, tps=None):
+    def deployments(model, gpus, precisions, max_gpus, isl, osl, method, engine, tps=None,
+                    router=None):
         return [(Point(model, GPU, method, "bf16", isl=isl, osl=osl), 1000)], [], []
 
     def run_points(points, workers=None, on_progress=None):

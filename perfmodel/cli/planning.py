@@ -185,6 +185,11 @@ def plan(model: ModelArg,
              "--margin", help="Also show the best that keeps this share of headroom "
                                        "on every target (0.1: 10%, serve's median TPOT error "
                                        "against real engines; 0: off; at most 10).")] = MARGIN,
+         router: Annotated[Optional[str], typer.Option(
+             "--router", help="Trade replicas against TP: each deployment fills --max-gpus "
+                              "with replicas of its TP (8: 8×TP1, 4×TP2, 2×TP4, 1×TP8) behind "
+                              "this router (round-robin | least-loaded | prefix-affinity); "
+                              "the concurrency is the fleet's. serve only.")] = None,
          disagg: Annotated[bool, typer.Option(
              "--disagg", help="serve: also search disaggregated prefill/decode layouts "
                               "(docs/plan.md) and say whether they or aggregated ones won, "
@@ -215,6 +220,12 @@ def plan(model: ModelArg,
         loads = parse_ints(concurrency, "--concurrency", MAX_BATCH)
         precision_list = parse_strs(precisions) or [None]
         method = method or ("serve" if serve_available() else "predict")
+        if router is not None:
+            from perfmodel.serve.fleet import ROUTERS
+
+            if router not in ROUTERS or method != "serve":
+                raise PerfmodelError(f"--router takes {', '.join(ROUTERS)} (not {router!r}) "
+                                     "and the serve method (not --method predict)")
         check_grid(model, method=method, gpus=gpu_list, precisions=precision_list,
                    kv_dtypes=[None], engines=[engine], tps=tp_list or [1], isls=[isl],
                    osls=[osl], workers=workers,
@@ -227,7 +238,7 @@ def plan(model: ModelArg,
                               tps=tp_list, prices=prices,
                               engine=engine, method=method, waves=waves, workers=workers,
                               on_total=set_total, on_progress=advance, margin=margin,
-                              disagg=disagg)
+                              router=router, disagg=disagg)
         if plot is not None:
             from perfmodel.report.plot import pareto_plot
 

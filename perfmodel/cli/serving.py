@@ -81,6 +81,16 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
           ep: Annotated[int, _opt("--ep", "Expert parallelism.")] = 1,
           dp: Annotated[int, _opt("--dp", "Attention data parallelism.")] = 1,
           pp: Annotated[int, _opt("--pp", "Pipeline parallelism.")] = 1,
+          replicas: Annotated[int, _opt("--replicas", "Engine instances of this TP/EP/DP/PP "
+                                        "layout, each on its own GPUs, behind --router "
+                                        "(docs/serving.md, Fleets).")] = 1,
+          router: Annotated[str, _opt("--router", "With --replicas: round-robin | "
+                                      "least-loaded (fewest waiting + running requests) | "
+                                      "prefix-affinity (same prefix id, same replica).")]
+          = "round-robin",
+          replicas_per_gpu: Annotated[int, _opt(
+              "--replicas-per-gpu", "With --replicas: replicas sharing each GPU (its memory "
+              "by --gpu-memory-utilization each, its compute time-shared).")] = 1,
           seed: Annotated[int, _opt("--seed", "Seed of the Poisson arrivals.")] = 0,
           disagg: Annotated[Optional[str], _opt(
               "--disagg", "Disaggregated prefill/decode: P x TPa : D x TPb, e.g. 2x4:1x8 (two "
@@ -109,7 +119,8 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
               "fitted for the engine, docs/serving.md).")] = None,
           json_out: JsonOpt = False,
           trace: Annotated[Optional[Path], _opt("--trace", "Write one CSV line per engine "
-                                                "step here.")] = None) -> None:
+                                                "step here (with --replicas: and the "
+                                                "replica's index).")] = None) -> None:
     """Simulate an engine serving MODEL under load: TTFT, TPOT, ITL, E2E and throughput."""
     from perfmodel.serve import run_serve
     from perfmodel.report.serve_view import LazyProgress, print_serve, write_trace
@@ -118,6 +129,12 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
     try:
         with friendly_errors():
             _check_serve_args(model, gpu, lengths, trace, request_rate, lock_step)
+            if trace is not None and (disagg or any(v is not None for v in (
+                    prefill_workers, prefill_tp, prefill_ep, prefill_dp, decode_workers,
+                    decode_tp, decode_ep, decode_dp))):
+                from perfmodel.errors import WorkloadError
+                raise WorkloadError("--trace writes one scheduler's steps; a disaggregated run "
+                                    "has many: drop --trace (--json has each pool's load)")
             knobs = {}
             if host_overhead is not None:
                 from perfmodel.plan.parse import parse_duration
@@ -129,6 +146,7 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
                 request_rate=request_rate, isl=isl, osl=osl, num_requests=num_requests,
                 lengths=lengths, precision=precision, kv_dtype=kv_dtype, act_quant=act_quant,
                 tp=tp, ep=ep, dp=dp, pp=pp, seed=seed, on_progress=progress, warmup=warmup,
+                replicas=replicas, router=router, replicas_per_gpu=replicas_per_gpu,
                 stagger=not lock_step, engine_profile=engine_profile,
                 max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                 gpu_memory_utilization=gpu_memory_utilization, block_size=block_size,

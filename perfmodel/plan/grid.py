@@ -30,15 +30,17 @@ class Point:
     requests: int | None = None  # serve: requests simulated (None: serve's default)
     max_num_batched_tokens: int | None = None  # serve: the engine's token budget (None: default)
     disagg: str | None = None  # serve: disaggregated pools P x TPa : D x TPb (None: aggregated)
+    replicas: int = 1  # serve: instances of this layout behind `router` (load: the fleet's)
+    router: str | None = None
 
     @property
     def gpus(self) -> int:
-        """GPUs the deployment takes: TP × DP × PP (EP spreads experts over those same GPUs);
-        disaggregated, P·TPa + D·TPb."""
+        """GPUs the deployment takes: TP × DP × PP (EP spreads experts over those same GPUs),
+        times the replicas; disaggregated, P·TPa + D·TPb."""
         if self.disagg:
             (p, a), (d, b) = (map(int, pool.split("x")) for pool in self.disagg.split(":"))
             return p * a + d * b
-        return self.tp * self.dp * self.pp
+        return self.tp * self.dp * self.pp * self.replicas
 
     @property
     def parallel(self) -> bool:
@@ -53,7 +55,8 @@ class Point:
         row = {f.name: getattr(self, f.name) for f in fields(self)
                if f.name != "load" and (f.name != "requests" or self.method != PREDICT)
                and (f.name != "max_num_batched_tokens" or self.max_num_batched_tokens)
-               and (f.name != "disagg" or self.disagg)}
+               and (f.name != "disagg" or self.disagg)
+               and (f.name not in ("replicas", "router") or self.replicas != 1)}
         row[self.load_name] = self.load
         row["gpus"] = self.gpus
         return row
@@ -82,6 +85,9 @@ class Point:
                 parts += ["--num-requests", str(self.requests)]
             if self.max_num_batched_tokens:
                 parts += ["--max-num-batched-tokens", str(self.max_num_batched_tokens)]
+            if self.replicas != 1:
+                parts += ["--replicas", str(self.replicas), "--router",
+                          self.router or "round-robin"]
         return " ".join(parts)
 
 

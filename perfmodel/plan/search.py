@@ -12,6 +12,10 @@ its accuracy figures hold for), else by the static-batch prediction at batch = c
 The front is over output tokens/s per GPU against tokens/s per user (1 / TPOT); with a price for
 every GPU, cost per million output tokens replaces tokens/s per GPU. The best point meets both
 SLOs at the lowest cost (with prices) or the most tokens/s per GPU (without).
+
+With a router (`plan --router`), replicas trade against TP: every deployment fills --max-gpus
+with replicas of its TP (8 GPUs: 8×TP1, 4×TP2, 2×TP4, 1×TP8) behind that router, each
+concurrency being the fleet's (serve/fleet.py); it holds the replicas' requests together.
 """
 
 from __future__ import annotations
@@ -98,20 +102,21 @@ def parallelisms(max_gpus: int, moe: bool, tps: Sequence[int] | None = None
 def _capacity(point: Point) -> tuple[int, str | None]:
     """How many requests of I + O tokens the deployment holds at once (the weights and KV cache
     in the GPUs' memory), and why none, if none."""
-    probe = replace(point, method=PREDICT, engine=None, load=1, requests=None)
+    probe = replace(point, method=PREDICT, engine=None, load=1, requests=None, replicas=1,
+                    router=None)
     try:
         mem = prediction(probe).memory
     except PerfmodelError as exc:
         return 0, str(exc)
-    return mem.max_batch, does_not_fit(mem)
+    return mem.max_batch * point.replicas, does_not_fit(mem)
 
 
 def deployments(model: str, gpus: Sequence[str], precisions: Sequence[str | None],
                 max_gpus: int, isl: int, osl: int, method: str, engine: str | None,
-                tps: Sequence[int] | None = None
+                tps: Sequence[int] | None = None, router: str | None = None
                 ) -> tuple[list[tuple[Point, int]], list[Row], list[str]]:
     """The deployments to search (as points of load 1, with how many requests they hold at
-    once), those dropped, and notes."""
+    once), those dropped, and notes; with a router, each TP's replicas fill max_gpus."""
     notes: list[str] = []
     first = resolve(model, gpus[0], precisions[0], None, None)
     pairs = parallelisms(max_gpus, first.spec.is_moe, tps)
@@ -122,7 +127,8 @@ def deployments(model: str, gpus: Sequence[str], precisions: Sequence[str | None
     for gpu in gpus:
         for prec in precisions:
             for tp, ep in pairs:
-                point = Point(model, gpu, method, prec, None, engine, tp, ep, isl=isl, osl=osl)
+                point = Point(model, gpu, method, prec, None, engine, tp, ep, isl=isl, osl=osl,
+                              replicas=max_gpus // tp if router else 1, router=router)
                 held, error = _capacity(point)
                 if error:
                     skipped.append({**point.columns(), "error": error})
@@ -205,7 +211,7 @@ def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
          engine: str | None = None, method: str | None = None, waves: int = 4,
          workers: int | None = None, on_total: Any = None,
          on_progress: Progress | None = None, margin: float = 0.0,
-         disagg: bool = False) -> Plan:
+         router: str | None = None, disagg: bool = False) -> Plan:
     """Search the deployments, evaluate every fitting one at every concurrency, rank them;
     with margin > 0 also the best that keeps that headroom on every target; with disagg
     the disaggregated layouts too (disagg_deployments; serve only), and the best of each
@@ -213,11 +219,13 @@ def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
     method = method or (SERVE if serve_available() else PREDICT)
     prices = prices or {}
     kept, skipped, notes = deployments(model, gpus, precisions, max_gpus, isl, osl, method,
-                                       engine, tps)
+                                       engine, tps, router)
     if disagg:
         if method != SERVE:
             raise PerfmodelError("--disagg needs --method serve (the static-batch prediction "
                                  "has no prefill and decode pools)")
+        if router is not None:
+            raise PerfmodelError("--disagg and --router search different layouts; give one")
         kept += disagg_deployments(kept, max_gpus)
     points, over = _loads(kept, concurrencies, waves)
     if on_total:

@@ -25,7 +25,8 @@ def deployment(row: Row) -> str:
     par = " ".join(f"{k.upper()}{row[k]}" for k in ("tp", "ep", "dp", "pp") if row.get(k, 1) != 1)
     if row.get("disagg"):
         par = f"disagg {row['disagg']}"
-    return f"{row['gpus']}×{row['gpu']} {row['precision']}" + (f" {par}" if par else "")
+    fleet = f" {row['replicas']} replicas" if row.get("replicas", 1) != 1 else ""
+    return f"{row['gpus']}×{row['gpu']} {row['precision']}{fleet}" + (f" {par}" if par else "")
 
 
 def points_table(rows: Sequence[Row], title: str, best: Row | None = None,

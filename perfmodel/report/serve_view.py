@@ -33,12 +33,14 @@ class LazyProgress:
             self.bar.stop()
 
 
-def write_trace(path: Path, trace: Sequence[tuple[float, int, int, int]]) -> None:
-    """One CSV line per engine step: end time (s), decoders, prefill tokens, KV blocks used."""
+def write_trace(path: Path, trace: Sequence[tuple]) -> None:
+    """One CSV line per engine step: end time (s), decoders, prefill tokens, KV blocks used
+    (and, from a fleet, the replica that ran it)."""
     with Path(path).open("w", newline="") as f:
         out = csv.writer(f)
-        out.writerow(["time_s", "decode_seqs", "prefill_tokens", "kv_blocks_used"])
-        out.writerows((f"{t:.6f}", d, p, b) for t, d, p, b in trace)
+        head = ["time_s", "decode_seqs", "prefill_tokens", "kv_blocks_used"]
+        out.writerow(head + ["replica"] if trace and len(trace[0]) == 5 else head)
+        out.writerows((f"{row[0]:.6f}", *row[1:]) for row in trace)
 
 
 def _ms(x: float | None) -> str:
@@ -71,6 +73,9 @@ def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
         label = "+".join(f"{k.upper()}{par[k]}" for k in ("tp", "pp", "ep", "dp") if par[k] > 1)
         console.print(f"{label} on {par['gpus']} GPUs: {par['schedulers']} scheduler(s), the "
                       "fullest simulated; KV cache and latencies per scheduler, throughput all")
+    fleet = doc.get("fleet")
+    if fleet:
+        _print_fleet(console, fleet)
     table = Table("ms", "mean", "median", "p90", "p99", "limit (mean)")
     for key, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("itl_s", "ITL"), ("e2e_s", "E2E")):
         s = doc[key]
@@ -97,6 +102,20 @@ def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
     console.print(f"[dim]{engine_source(doc['engine'], profile, doc.get('request_latency_s'))}[/]")
     for line in warnings:
         console.print(f"[yellow]warning:[/] {line}")
+
+
+def _print_fleet(console, fleet: dict[str, Any]) -> None:
+    """One line for a fleet and one per replica (up to 8 shown)."""
+    shared = f", {fleet['replicas_per_gpu']} a GPU" if fleet["replicas_per_gpu"] > 1 else ""
+    console.print(f"{fleet['replicas']} replicas on {fleet['gpus']} GPUs{shared}, "
+                  f"router {fleet['router']}; KV cache and latencies per replica, throughput "
+                  "all")
+    for k, r in enumerate(fleet["per_replica"][:8]):
+        console.print(f"  replica {k}: {r['requests']} requests, {r['output_tokens']} output "
+                      f"tokens, busy {r['busy_fraction'] or 0:.0%}, peak KV "
+                      f"{r['peak_kv_fraction']:.0%}")
+    if len(fleet["per_replica"]) > 8:
+        console.print(f"  … {len(fleet['per_replica']) - 8} more in --json")
 
 
 def engine_source(engine: str, profile: dict | None, latency: float | None) -> str:

@@ -5,7 +5,7 @@ one model on one GPU or many (tp·dp·pp, serve/ranks.py) under a closed-loop co
 Modules: requests (arrivals and lengths), engines (each engine's defaults, cited), kv (the paged
 KV pool), step_cost (one step's time from the op model), state + scheduler (each engine's
 policy), simulate (the event loop), metrics (TTFT, TPOT, ITL, E2E, throughput), ranks (many
-GPUs: the sharded step and dp·pp schedulers).
+GPUs: the sharded step and dp·pp schedulers), fleet (replicas behind a router).
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
               prefill_dp: int | None = None, decode_workers: int | None = None,
               decode_tp: int | None = None, decode_ep: int | None = None,
               decode_dp: int | None = None, kv_link: str = "auto",
+              replicas: int = 1, router: str = "round-robin", replicas_per_gpu: int = 1,
               **engine_knobs: Any) -> ServeReport:
     """Simulate `engine` serving `model` on `gpu`; raises PerfmodelError on bad input.
 
@@ -98,6 +99,8 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     disagg ("PxTPa:DxTPb", or True) and the prefill_*/decode_* pool sizes: a disaggregated
     deployment instead (serve/disagg.py; tp, ep, dp, pp and stagger then do not apply), its KV
     sent over kv_link (auto: NVLink within one node, else the network).
+    replicas: engine instances of this layout behind `router` (round-robin, least-loaded,
+    prefix-affinity), replicas_per_gpu of them time-sharing each GPU (serve/fleet.py).
     """
     from perfmodel.serve.disagg import ServeKit, pools_from, run_disagg
 
@@ -109,6 +112,12 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
         if (tp, ep, dp, pp) != (1, 1, 1, 1):
             raise WorkloadError("--tp/--ep/--dp/--pp set one aggregated deployment; with "
                                 "--disagg give --prefill-tp/--decode-tp (and -ep, -dp) instead")
+        if (replicas, replicas_per_gpu) != (1, 1):
+            raise WorkloadError("--replicas sets a fleet of aggregated instances; with --disagg "
+                                "give --prefill-workers/--decode-workers instead")
+        if not stagger:
+            raise WorkloadError("--lock-step is for one aggregated scheduler; drop it with "
+                                "--disagg")
         kit = ServeKit(ServeReport, step_cost_for, KNOBS, after_warmup, with_latencies,
                        with_request_latency, _profile_doc)
         return run_disagg(model, pools, kit, gpu=gpu, engine=engine, concurrency=concurrency,
@@ -143,6 +152,10 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     if facts.name == "trtllm" and request_rate == float("inf"):  # trtllm-bench's max throughput
         facts = _trtllm_bench(facts, full, lay, prec, gpu_spec, pp, engine_knobs)
     facts = facts.with_knobs(**{KNOBS[k]: v for k, v in engine_knobs.items() if KNOBS[k]})
+    fleet = None
+    if replicas != 1 or replicas_per_gpu != 1:
+        from perfmodel.serve.fleet import check_fleet
+        check_fleet(replicas, router, replicas_per_gpu, facts)
     arrivals = rank_arrivals(full, lay.schedulers)
     kv = kv_share(kv_plan(lay.kv_spec, prec, gpu_spec, facts, lay.weights_bytes), pp)
     host = engine_knobs.get("host_overhead_s")
@@ -154,16 +167,25 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                                profile.path if profile else None), longest,
                               (profile.tables or {}).get("fused_moe") if profile else None)
     latency = profile.request_latency_s if profile else 0.0
-    if arrivals.concurrency and stagger and len(arrivals.requests) > arrivals.concurrency:
+    gpus = par.gpus * replicas // replicas_per_gpu
+    if replicas != 1 or replicas_per_gpu != 1:
+        from perfmodel.serve.fleet import serve_fleet
+        from perfmodel.serve.simulate import Instance
+        fleet = serve_fleet(arrivals, lambda c: Instance(facts, kv.blocks, kv.block_size, c),
+                            cost, replicas=replicas, router=router, per_gpu=replicas_per_gpu,
+                            stagger=stagger, on_progress=on_progress, client_delay_s=latency,
+                            steady_e2e=steady_e2e)
+        out = fleet.outcome
+    elif arrivals.concurrency and stagger and len(arrivals.requests) > arrivals.concurrency:
         out = _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress, latency)
     else:
         out = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress,
                        client_delay_s=latency)
     out = with_request_latency(out, latency)
-    doc = scale_throughput(metrics(out, par.gpus), full, arrivals, par.gpus, lay.schedulers)
+    doc = scale_throughput(metrics(out, gpus), full, arrivals, gpus, lay.schedulers)
     measured = after_warmup(out, warmup, lay.schedulers)
     if measured is not out:
-        doc = with_latencies(doc, metrics(measured, par.gpus))
+        doc = with_latencies(doc, metrics(measured, gpus))
     doc["limit"] = limit_bounds(measured, cost)
     doc = {"model": cfg.model_id, "gpu": gpu_spec.name, "engine": facts.name,
            "precision": prec.label, "parallel": {**par.to_dict(), "schedulers": lay.schedulers},
@@ -178,6 +200,10 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
            "power_limit": _power_limit(cost), "estimate_note": est.note}
     warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
         est.estimator), engine=facts.kernels), budget_warning(facts, longest)) if w)
+    if fleet is not None:
+        from perfmodel.serve.fleet import fleet_doc, fleet_warning
+        doc["fleet"] = fleet_doc(fleet, router, replicas_per_gpu, gpus)
+        warnings += tuple(w for w in [fleet_warning(replicas, replicas_per_gpu, facts)] if w)
     return ServeReport(finite(doc), facts, kv, out, warnings, cost)
 
 
