@@ -148,6 +148,9 @@ def test_plan_picks_disaggregation_where_prefill_interferes():
     (["--disagg", "1x1:1x1", "--prefill-tp", "2"], "contradicts --disagg"),
     (["--disagg", "1x1:1x1", "--kv-link", "ib"], "--kv-link is one of"),
     (["--disagg", "1x1:1x1", "--osl", "1"], "at least 2 output tokens"),
+    (["--disagg", "1x1:1x1", "--replicas", "2"], "--prefill-workers/--decode-workers"),
+    (["--disagg", "1x1:1x1", "--lock-step"], "drop it with --disagg"),
+    (["--disagg", "1x1:1x1", "--trace", "disagg-trace.csv"], "drop --trace"),
 ])
 def test_serve_argument_errors(args, says):
     result = runner.invoke(app, ["serve", MODEL, "--gpu", GPU, "--concurrency", "2",
@@ -161,6 +164,9 @@ def test_plan_disagg_needs_serve():
     result = runner.invoke(app, ["plan", MODEL, "--gpus", GPU, "--disagg", "--method",
                                  "predict", "--max-gpus", "2"])
     assert result.exit_code == 2 and "--disagg needs --method serve" in result.output
+    result = runner.invoke(app, ["plan", MODEL, "--gpus", GPU, "--disagg", "--router",
+                                 "round-robin", "--max-gpus", "2"])
+    assert result.exit_code == 2 and "give one" in result.output
 
 
 def test_serve_json_disagg_block():
