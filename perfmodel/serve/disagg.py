@@ -182,6 +182,7 @@ class _Worker:
 
     def __init__(self, inst: Instance, decode: bool):
         self.inst, self.decode, self.inbox = inst, decode, []
+        self.index = 0  # its place among every worker of both pools (_Pools.run)
         self.rids: list[int] = []  # the instance's index → the request id
 
     def next_time(self) -> float:
@@ -219,6 +220,8 @@ class _Pools:
         self.sent = self.to_decode = self.steps = 0
         self.transfer_s: list[float] = []
         self.done: list[Done] = []
+        self.keys: list[float] = []  # each worker's queued next start (run)
+        self.heap: list[tuple[float, int]] = []
         self.closed = arrivals.concurrency is not None
         self.concurrency = arrivals.concurrency
 
@@ -237,21 +240,44 @@ class _Pools:
         rid = self.sent
         self.sent += 1
         self.arrival[rid] = at
-        heapq.heappush(self.prefill[rid % len(self.prefill)].inbox, (at, rid))
+        self._feed(self.prefill[rid % len(self.prefill)], at, rid)
+
+    def _feed(self, worker: _Worker, at: float, rid: int) -> None:
+        heapq.heappush(worker.inbox, (at, rid))
+        if self.keys:
+            self._rekey(worker)
+
+    def _rekey(self, worker: _Worker) -> None:
+        """Queue the worker at its next step's start when that moved (stale entries stay in
+        the heap and are skipped)."""
+        due = worker.next_time()
+        if due != self.keys[worker.index]:
+            self.keys[worker.index] = due
+            if due != math.inf:
+                heapq.heappush(self.heap, (due, worker.index))
 
     def run(self) -> None:
-        """Step the worker whose next step starts first until every request is done."""
+        """Step the worker whose next step starts first (the lowest index on a tie) until every
+        request is done."""
         every = self.prefill + self.decode
-        while True:
-            worker = min(every, key=_Worker.next_time)
-            if worker.next_time() == math.inf:
-                break
+        for i, worker in enumerate(every):
+            worker.index = i
+        self.keys = [w.next_time() for w in every]
+        self.heap = [(t, i) for i, t in enumerate(self.keys) if t != math.inf]
+        heapq.heapify(self.heap)
+        while self.heap:
+            due, i = heapq.heappop(self.heap)
+            if due != self.keys[i]:
+                continue
+            worker = every[i]
+            self.keys[i] = math.nan  # stepping: any feed below re-queues it after the step
             for rid, d in worker.step(self.specs):
                 if worker.decode:
                     self._finished(rid, d)
                 else:
                     self._prefilled(rid, self.arrival[rid] + d.e2e)
             self.steps += 1
+            self._rekey(worker)
         if len(self.done) < len(self.specs):
             raise WorkloadError(STALLED)
 
@@ -259,7 +285,7 @@ class _Pools:
         took = self.transfer(self.specs[rid].isl)
         self.transfer_s.append(took)
         self.landed[rid] = t + took
-        heapq.heappush(self.decode[self.to_decode % len(self.decode)].inbox, (t + took, rid))
+        self._feed(self.decode[self.to_decode % len(self.decode)], t + took, rid)
         self.to_decode += 1
 
     def _finished(self, rid: int, d: Done) -> None:
