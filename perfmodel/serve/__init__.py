@@ -5,7 +5,8 @@ one model on one GPU or many (tp·dp·pp, serve/ranks.py) under a closed-loop co
 Modules: requests (arrivals and lengths), engines (each engine's defaults, cited), kv (the paged
 KV pool), step_cost (one step's time from the op model), state + scheduler (each engine's
 policy), simulate (the event loop), metrics (TTFT, TPOT, ITL, E2E, throughput), ranks (many
-GPUs: the sharded step and dp·pp schedulers), fleet (replicas behind a router).
+GPUs: the sharded step and dp·pp schedulers), fleet (replicas behind a router), disagg
+(prefill and decode pools, the KV cache sent between them).
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ does); TPOT is over the decode worker's steps.
 
 The pools run as one discrete-event co-simulation of every scheduler (`_Pools.run`, over the
 fleet driver's one-instance API, simulate.Instance): the scheduler whose next step starts
-earliest steps next, so a request handed from one to another is
-never seen before it exists. Ignored: the KV held on the prefill worker while it is sent (freed at
-once here), routers smarter than round robin, load imbalance between DP ranks.
+earliest steps next, so a request handed from one to another is never seen before it exists.
+Ignored: the KV held on the prefill worker while it is sent (freed at once here), routers
+smarter than round robin, load imbalance between DP ranks.
 """
 
 from __future__ import annotations
