@@ -101,6 +101,10 @@ def select_disagg(rows: list[dict[str, str]], sample: int = 1, half: str = "test
 def serve_kwargs(row: dict[str, str], gpus: dict[str, str] = silicon.MEASURED_GPUS) -> dict:
     """run_serve arguments for a disaggregated row (fp8 rows: fp8 weights and KV cache, as
     silicon.serve_kwargs)."""
+    from perfmodel.errors import WorkloadError
+
+    if row["system"] not in gpus:
+        raise WorkloadError(f"no GPU profile is mapped to the rows' system {row['system']!r}")
     prec = silicon.PRECISION[row["gemm_quant_mode"]]
     conc, osl = concurrency_of(row), int(row["osl"])
     return dict(gpu=gpus[row["system"]], engine=f"{row['backend']}@{silicon.PUBLISHED}",
