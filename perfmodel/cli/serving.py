@@ -85,6 +85,18 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
           host_overhead: Annotated[Optional[str], _opt(
               "--host-overhead", "Engine: host time per step, e.g. 2ms (default: the value "
               "fitted for the engine, docs/serving.md).")] = None,
+          speculative: Annotated[Optional[str], _opt(
+              "--speculative", "Speculative decoding: mtp (the checkpoint's MTP layers), "
+              "eagle (a one-layer head), ngram (no GPU work) or draft-model (with "
+              "--draft-model); docs/serving.md.")] = None,
+          spec_tokens: Annotated[IntOpt, _opt("--spec-tokens", "Speculative: k draft tokens "
+                                              "per step.")] = None,
+          acceptance: Annotated[Optional[float], _opt(
+              "--acceptance", "Speculative: mean acceptance length a, tokens per step per "
+              "sequence, bonus included (vLLM's figure), 1 ≤ a ≤ k + 1.")] = None,
+          draft_model: Annotated[Optional[str], _opt("--draft-model", "Speculative "
+                                                     "draft-model: the draft's id or "
+                                                     "config.json.")] = None,
           json_out: JsonOpt = False,
           trace: Annotated[Optional[Path], _opt("--trace", "Write one CSV line per engine "
                                                 "step here.")] = None) -> None:
@@ -110,7 +122,8 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
                 stagger=not lock_step, engine_profile=engine_profile,
                 max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                 gpu_memory_utilization=gpu_memory_utilization, block_size=block_size,
-                chunked_prefill=chunked_prefill, **knobs)
+                chunked_prefill=chunked_prefill, speculative=speculative,
+                spec_tokens=spec_tokens, acceptance=acceptance, draft_model=draft_model, **knobs)
     finally:
         progress.close()
     if trace is not None:

@@ -25,6 +25,7 @@ from perfmodel.serve.metrics import finite, metrics
 from perfmodel.serve.metrics import summary as distribution
 from perfmodel.serve.requests import make_arrivals
 from perfmodel.serve.simulate import Outcome, simulate
+from perfmodel.serve.speculative import speculation
 from perfmodel.serve.step_cost import StepCost
 
 KNOBS = {"max_num_seqs": "max_num_seqs", "max_num_batched_tokens": "max_num_batched_tokens",
@@ -78,6 +79,8 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
               act_quant: str | None = None, tp: int = 1, ep: int = 1, dp: int = 1, pp: int = 1,
               seed: int = 0, on_progress: Callable[[int, int], None] | None = None,
               stagger: bool = True, warmup: int = 0, engine_profile: str | None = None,
+              speculative: str | None = None, spec_tokens: int | None = None,
+              acceptance: float | None = None, draft_model: str | None = None,
               **engine_knobs: Any) -> ServeReport:
     """Simulate `engine` serving `model` on `gpu`; raises PerfmodelError on bad input.
 
@@ -90,14 +93,18 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     engine_knobs: max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, block_size,
     chunked_prefill, mixed_chunk (None keeps the profile's or the engine's default) and
     host_overhead_s (the profile's, else the fitted per-step overhead).
+    speculative: mtp, eagle, ngram or draft-model (draft_model its id), spec_tokens k drafts
+    per step, acceptance a the mean tokens per step (serve/speculative.py); None: none.
     """
     from perfmodel.api import resolve_precision
     from perfmodel.hardware.gpu import load_gpu
-    from perfmodel.model.architectures import model_spec
+    from perfmodel.model.architectures import model_spec, text_config
     from perfmodel.cost.parallel import Parallel, parallel_warnings
+    from perfmodel.serve.drafter import drafter_for, speculative_cost, speculative_doc
     from perfmodel.model.source import load_model_config
 
     par = Parallel(tp=tp, pp=pp, ep=ep, dp=dp)
+    spec_req = speculation(speculative, spec_tokens, acceptance, draft_model, pp)
     unknown = sorted(set(engine_knobs) - set(KNOBS))
     if unknown:
         raise WorkloadError(f"unknown engine knob {unknown[0]!r}; use one of {', '.join(KNOBS)}")
@@ -115,11 +122,16 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
         raise WorkloadError(f"--warmup must be a whole number from 0 to one less than the "
                             f"{len(full.requests)} requests run; raise --num-requests")
     lay = layout(spec, prec, gpu_spec, par)
+    drafter = spec_req and drafter_for(spec_req, spec, text_config(cfg.config), cfg.where,
+                                       cfg.model_id, prec, gpu_spec, par, precision, kv_dtype,
+                                       act_quant)
     if facts.name == "trtllm" and request_rate == float("inf"):  # trtllm-bench's max throughput
         facts = _trtllm_bench(facts, full, lay, prec, gpu_spec, pp, engine_knobs)
     facts = facts.with_knobs(**{KNOBS[k]: v for k, v in engine_knobs.items() if KNOBS[k]})
     arrivals = rank_arrivals(full, lay.schedulers)
-    kv = kv_share(kv_plan(lay.kv_spec, prec, gpu_spec, facts, lay.weights_bytes), pp)
+    kv = kv_share(kv_plan(drafter.kv_spec(lay.kv_spec) if drafter else lay.kv_spec, prec,
+                          gpu_spec, facts, lay.weights_bytes + (
+                              drafter.weights_bytes if drafter else 0)), pp)
     host = engine_knobs.get("host_overhead_s")
     if host is None:
         host = profile.host_overhead_s if profile else HOST_OVERHEAD_S.get(facts.name, 0.0)
@@ -128,6 +140,10 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                               (cfg.model_id, cfg.source, gpu_spec.name,
                                profile.path if profile else None), longest,
                               (profile.tables or {}).get("fused_moe") if profile else None)
+    plain = cost
+    if spec_req:
+        cost = speculative_cost(cost, spec_req, drafter, profile, gpu_spec, facts, longest,
+                                (cfg.source, gpu_spec.name))
     latency = profile.request_latency_s if profile else 0.0
     if arrivals.concurrency and stagger and len(arrivals.requests) > arrivals.concurrency:
         out = _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress, latency)
@@ -151,6 +167,9 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
            "host_overhead_s": host, "request_latency_s": latency,
            "engine_profile": _profile_doc(profile),
            "power_limit": _power_limit(cost), "estimate_note": est.note}
+    if spec_req:
+        doc["speculative"] = speculative_doc(spec_req, drafter, plain, cost, full.requests,
+                                             facts.max_num_seqs)
     warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
         est.estimator), engine=facts.kernels), budget_warning(facts, longest)) if w)
     return ServeReport(finite(doc), facts, kv, out, warnings, cost)
@@ -253,7 +272,8 @@ def limit_bounds(out: Outcome, cost: StepCost) -> dict[str, dict]:
     done = out.done
     isl = sum(d.isl for d in done) / len(done)
     osl = sum(d.osl for d in done) / len(done)
-    tpot = cost.step(b, b * (isl + osl / 2), [], b)[1] if osl > 1 else None
+    tpot = cost.step(b, b * (isl + osl / 2), [], b)[1] / cost.tokens_per_step \
+        if osl > 1 else None
     alone = {n: cost.step(0, 0, [(0, n)], 1)[1] for n in {d.isl for d in done}}
     ttft = [alone[d.isl] for d in done]
     e2e = [alone[d.isl] + (d.osl - 1) * (tpot or 0.0) for d in done]
@@ -270,7 +290,7 @@ def steady_e2e(cost: StepCost, arrivals) -> float:
     osl = sum(r.osl for r in arrivals.requests) / len(arrivals.requests)
     prefill = cost.step(0, 0, [(0, round(isl))], 1)[0]
     decode = cost.step(c, c * (isl + osl / 2), [], c)[0]
-    return prefill + (osl - 1) * decode
+    return prefill + (osl - 1) * decode / cost.tokens_per_step
 
 
 def _finite(value: float | None) -> float | None:

@@ -78,6 +78,8 @@ class _Run:
         if block_size < PAGE:  # SGLang's 1-token pages, tracked in PAGE-token pages
             total_blocks, block_size = total_blocks * block_size // PAGE, PAGE
         self.state = State(total_blocks, block_size)
+        self.state.decode_tokens = cost.queries_per_decoder  # 1 + k when speculating
+        self.per_step = cost.tokens_per_step  # tokens a decoder emits per step (1, or a)
         self.policy = POLICIES[facts.policy]
         self.grows = facts.policy != "trtllm"  # TRT-LLM reserved prompt + output up front
         self.t = self.t_lim = 0.0
@@ -147,7 +149,7 @@ class _Run:
         self.t, self.t_lim = self.t + est, self.t_lim + lim
         if n_dec:
             self.itl.append((est, n_dec))
-            state.g += 1
+            state.g += self.per_step
         heap = state.finish_heap
         if heap and heap[0][0] <= state.g:  # (due_finish's own test, inline)
             for seq in state.due_finish():
