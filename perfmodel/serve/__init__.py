@@ -141,9 +141,11 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                                profile.path if profile else None), longest,
                               (profile.tables or {}).get("fused_moe") if profile else None)
     plain = cost
-    if spec_req:
-        cost = speculative_cost(cost, spec_req, drafter, profile, gpu_spec, facts, longest,
-                                (cfg.source, gpu_spec.name))
+    if spec_req:  # the drafter's step costs built as the target's, no host overhead of its own
+        cost = speculative_cost(cost, spec_req, drafter, lambda d: step_cost_for(
+            d.lay, d.precision, with_engine_tables(gpu_spec, profile), facts, 0.0,
+            (d.key, cfg.source, gpu_spec.name, profile.path if profile else None), longest,
+            (profile.tables or {}).get("fused_moe") if profile else None)[0])
     latency = profile.request_latency_s if profile else 0.0
     if arrivals.concurrency and stagger and len(arrivals.requests) > arrivals.concurrency:
         out = _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress, latency)
@@ -272,8 +274,8 @@ def limit_bounds(out: Outcome, cost: StepCost) -> dict[str, dict]:
     done = out.done
     isl = sum(d.isl for d in done) / len(done)
     osl = sum(d.osl for d in done) / len(done)
-    tpot = cost.step(b, b * (isl + osl / 2), [], b)[1] / cost.tokens_per_step \
-        if osl > 1 else None
+    per_step = getattr(cost, "tokens_per_step", 1)  # a when speculating (serve/speculative.py)
+    tpot = cost.step(b, b * (isl + osl / 2), [], b)[1] / per_step if osl > 1 else None
     alone = {n: cost.step(0, 0, [(0, n)], 1)[1] for n in {d.isl for d in done}}
     ttft = [alone[d.isl] for d in done]
     e2e = [alone[d.isl] + (d.osl - 1) * (tpot or 0.0) for d in done]
@@ -290,7 +292,7 @@ def steady_e2e(cost: StepCost, arrivals) -> float:
     osl = sum(r.osl for r in arrivals.requests) / len(arrivals.requests)
     prefill = cost.step(0, 0, [(0, round(isl))], 1)[0]
     decode = cost.step(c, c * (isl + osl / 2), [], c)[0]
-    return prefill + (osl - 1) * decode / cost.tokens_per_step
+    return prefill + (osl - 1) * decode / getattr(cost, "tokens_per_step", 1)
 
 
 def _finite(value: float | None) -> float | None:

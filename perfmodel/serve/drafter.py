@@ -106,22 +106,12 @@ def drafter_for(req: Speculation, spec: ModelSpec, config: dict, where: str, mod
                    f"{req.method} head of {model_id}")
 
 
-def speculative_cost(target, req: Speculation, drafter: Drafter | None, profile, gpu: GpuSpec,
-                     facts, longest: int, key: tuple):
-    """The SpeculativeStep over the target's step costs, the drafter's built as the target's
-    are (serve.step_cost_for: the same engine kernels and fused-MoE tables), without host
-    overhead of its own."""
-    from perfmodel.serve import step_cost_for
-    from perfmodel.serve.engine_profile import with_engine_tables
+def speculative_cost(target, req: Speculation, drafter: Drafter | None, build):
+    """The SpeculativeStep over the target's step costs; build(drafter) makes the drafter's
+    (run_serve builds them as the target's: the same engine kernels and fused-MoE tables)."""
     from perfmodel.serve.speculative import SpeculativeStep
 
-    draft = None
-    if drafter is not None:
-        moe = (profile.tables or {}).get("fused_moe") if profile else None
-        draft = step_cost_for(drafter.lay, drafter.precision, with_engine_tables(gpu, profile),
-                              facts, 0.0, (drafter.key, *key, profile.path if profile else None),
-                              longest, moe)[0]
-    return SpeculativeStep(target, draft, req)
+    return SpeculativeStep(target, build(drafter) if drafter else None, req)
 
 
 def speculative_doc(req: Speculation, drafter: Drafter | None, plain, cost, requests,

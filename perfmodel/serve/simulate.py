@@ -78,8 +78,9 @@ class _Run:
         if block_size < PAGE:  # SGLang's 1-token pages, tracked in PAGE-token pages
             total_blocks, block_size = total_blocks * block_size // PAGE, PAGE
         self.state = State(total_blocks, block_size)
-        self.state.decode_tokens = cost.queries_per_decoder  # 1 + k when speculating
-        self.per_step = cost.tokens_per_step  # tokens a decoder emits per step (1, or a)
+        # tokens a decoder runs and emits per step: 1 and 1, or 1 + k and a when speculating
+        self.state.decode_tokens = getattr(cost, "queries_per_decoder", 1)
+        self.per_step = getattr(cost, "tokens_per_step", 1)
         self.policy = POLICIES[facts.policy]
         self.grows = facts.policy != "trtllm"  # TRT-LLM reserved prompt + output up front
         self.t = self.t_lim = 0.0

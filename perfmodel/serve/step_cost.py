@@ -81,9 +81,6 @@ class StepCost:
     applies (None: NCCL for every collective).
     """
 
-    tokens_per_step = 1  # tokens a decoder emits per step (serve/speculative.py: a)
-    queries_per_decoder = 1  # tokens a decoder runs per step (serve/speculative.py: 1 + k)
-
     def __init__(self, spec: ModelSpec, precision: Precision, gpu: GpuSpec,
                  estimator: Estimator | None, *, max_tokens: int, max_seqs: int,
                  capture_sizes: tuple[int, ...], pad_mixed: bool, host_overhead_s: float,
