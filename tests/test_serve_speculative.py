@@ -176,3 +176,57 @@ def test_cli_json_and_text():
     assert "Llama-3.2-1B" in spec["drafter"] and spec["per_batch"][0]["batch"] == 1
     text = runner.invoke(app, args).output
     assert "speculative draft-model" in text and "speedup" in text
+
+
+def _spec_run(tmp_path, k=3):
+    """A runs folder as calibrate-engine writes it, with a speculative server log: two metrics
+    lines inside the point's window and one an hour before it."""
+    folder = tmp_path / "eagle-run"
+    (folder / "results").mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"model": MODEL, "gpu": "NVIDIA H200"}))
+    log = [
+        "(EngineCore pid=1) INFO 12-04 05:00:00 [core.py:93] Initializing a V1 LLM engine "
+        "(v0.26.0) with config: model='/tmp/models/x', speculative_config=SpeculativeConfig("
+        f"method='eagle', model='/tmp/models/head', num_spec_tokens={k}), tokenizer='x'",
+        "(APIServer pid=2) INFO 12-04 04:00:00 [metrics.py:99] SpecDecoding metrics: Mean "
+        "acceptance length: 3.00, Accepted: 999 tokens, Drafted: 999 tokens",
+    ] + [f"(APIServer pid=2) INFO 12-04 05:10:{s} [metrics.py:99] SpecDecoding metrics: Mean "
+         f"acceptance length: {m}, Accepted throughput: 1.00 tokens/s, Drafted throughput: "
+         f"1.00 tokens/s, Accepted: {a} tokens, Drafted: {d} tokens, Per-position acceptance "
+         "rate: 0.5, 0.3, 0.2, Avg Draft acceptance rate: 40.0%"
+         for s, m, a, d in (("10", "2.20", 600, 1500), ("20", "2.33", 400, 900))]
+    (folder / "server.log").write_text("\n".join(log))
+    doc = {"date": "20261204-051025", "duration": 30.0, "completed": 8, "failed": 0,
+           "max_concurrency": 1, "request_rate": "inf", "total_input_tokens": 8 * 512,
+           "total_output_tokens": 8 * 256, "mean_ttft_ms": 20.0, "median_ttft_ms": 20.0,
+           "mean_tpot_ms": 4.0, "mean_itl_ms": 7.8, "output_throughput": 200.0}
+    (folder / "results" / "p.json").write_text(json.dumps(doc))
+    return folder
+
+
+def test_spec_runs_read_the_acceptance_of_the_point_and_price_it(tmp_path):
+    """k = 3; inside the point 1,000 accepted of 2,400 drafted tokens = 800 drafts: vLLM's
+    mean acceptance 1 + 1000/800 = 2.25; 8 requests of 256 outputs make 2,040 after their
+    first tokens in 2,040 − 1,000 = 1,040 steps per sequence: a = 2040/1040, coverage
+    800/1040. serve runs the point at that a."""
+    from perfmodel.validate.spec_runs import compare, spec_log
+
+    folder = _spec_run(tmp_path)
+    log = spec_log((folder / "server.log").read_text())
+    assert (log.method, log.draft, log.k, len(log.lines)) == ("eagle", "/tmp/models/head", 3, 3)
+    (point,) = compare(folder, GPU)
+    assert point.vllm_mean_acceptance == pytest.approx(2.25)
+    assert point.acceptance == pytest.approx(2040 / 1040)
+    assert point.coverage == pytest.approx(800 / 1040)
+    want = run_serve(MODEL, gpu=GPU, concurrency=1, num_requests=8, isl=512, osl=256,
+                     stagger=False, speculative="eagle", spec_tokens=3,
+                     acceptance=2040 / 1040)
+    assert point.tpot_pred_s == pytest.approx(want.metrics["tpot_s"]["mean"])
+    assert (point.tpot_s, point.itl_s) == (4e-3, 7.8e-3)
+
+
+def test_a_log_without_speculation_is_not_a_spec_run():
+    from perfmodel.validate.spec_runs import spec_log
+
+    assert spec_log("INFO Initializing a V1 LLM engine (v0.26.0) with config: "
+                    "speculative_config=None, tokenizer='x'") is None

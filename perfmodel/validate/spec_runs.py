@@ -1,0 +1,168 @@
+"""Compare serve --speculative with vLLM's own speculative runs: the step time at the measured
+acceptance, not the acceptance.
+
+A runs folder as validate-serving --runs reads it (validate/engine_runs.py: `vllm bench serve
+--save-result` JSONs beside the server log). From the log: the method and k
+(`speculative_config=SpeculativeConfig(method='eagle', model=..., num_spec_tokens=3)`) and the
+"SpecDecoding metrics" lines vLLM logs every interval (vllm/v1/spec_decode/metrics.py:
+accepted and drafted tokens, mean acceptance length = 1 + accepted / drafts). For each point,
+the lines logged during it give
+- drafts = drafted / k (every draft of eagle, mtp and draft-model is k tokens long),
+- the verification steps per sequence, S = output tokens − requests − accepted (each step of a
+  sequence emits 1 + its accepted tokens; the first token comes from the prefill),
+- a = (output tokens − requests) / S, the tokens per step per sequence over every step (vLLM's
+  mean acceptance length counts the steps that drafted; ngram drafts only on a match, so
+  coverage = drafts / S says how many did),
+and serve runs the point with that a. The figures compared: mean TPOT (= step time / a both
+sides) and mean ITL where the result has it (one streamed chunk per step: the step time).
+
+`python -m perfmodel.validate.spec_runs DIR [--gpu G] [--draft-model ID] [--json]`
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from perfmodel.validate.engine_runs import BenchRun, _during, _load, read_runs
+
+_CONFIG = re.compile(r"speculative_config=SpeculativeConfig\(method='([\w-]+)'(?:, model=([^,]+))?"
+                     r".*?num_spec_tokens=(\d+)")
+_METRICS = re.compile(r"(\d\d-\d\d \d\d:\d\d:\d\d) \[[\w.]+:\d+\] SpecDecoding metrics: "
+                      r".*?Accepted: (\d+) tokens, Drafted: (\d+) tokens")
+METHODS = {"ngram": "ngram", "eagle": "eagle", "eagle3": "eagle", "mtp": "mtp",
+           "deepseek_mtp": "mtp", "draft_model": "draft-model"}
+
+
+@dataclass(frozen=True)
+class SpecLog:
+    """What a vLLM server log says about speculation: the method (serve's name), the draft
+    model's path as logged, k, and every metrics line (time, accepted, drafted tokens)."""
+
+    method: str
+    draft: str | None
+    k: int
+    lines: tuple[tuple[dt.datetime, int, int], ...]
+
+
+def spec_log(text: str, year: int = 2026) -> SpecLog | None:
+    """The speculative settings and metrics of a vLLM server log; None if it ran without."""
+    config = _CONFIG.search(text)
+    if not config:
+        return None
+    method = METHODS.get(config.group(1).lower())
+    if method is None:
+        return None
+    draft = (config.group(2) or "").strip("'\" ") or None
+    lines = tuple((dt.datetime.strptime(f"{year}-{m}", "%Y-%m-%d %H:%M:%S"), int(a), int(d))
+                  for m, a, d in _METRICS.findall(text))
+    return SpecLog(method, None if draft == "None" else draft, int(config.group(3)), lines)
+
+
+@dataclass(frozen=True)
+class SpecPoint:
+    """One point: its measured acceptance (over every step), coverage, and TPOT/ITL measured
+    against serve's at that acceptance (seconds; ratios predicted / measured)."""
+
+    id: str
+    method: str
+    k: int
+    concurrency: int | None
+    isl: int
+    osl: int
+    vllm_mean_acceptance: float | None  # 1 + accepted / drafts, the steps that drafted
+    acceptance: float | None  # tokens per step per sequence, every step
+    coverage: float | None  # drafts / verification steps
+    tpot_s: float
+    tpot_pred_s: float | None
+    itl_s: float | None
+    itl_pred_s: float | None
+
+    @property
+    def tpot_ratio(self) -> float | None:
+        return self.tpot_pred_s / self.tpot_s if self.tpot_pred_s else None
+
+
+def acceptance(run: BenchRun, doc: dict, log: SpecLog) -> tuple[float, float, float] | None:
+    """(vLLM's mean acceptance length, a over every step, coverage) from the metrics lines
+    logged during the point (module docstring); None when none fall in it."""
+    inside = [(a, d) for when, a, d in log.lines if _during((when,), doc, after_s=10)]
+    accepted, drafted = sum(a for a, _ in inside), sum(d for _, d in inside)
+    if not drafted:
+        return None
+    drafts = drafted / log.k
+    out = doc["total_output_tokens"] - run.num_requests
+    steps = out - accepted
+    if steps <= 0:
+        return None
+    return 1 + accepted / drafts, out / steps, min(1.0, drafts / steps)
+
+
+def compare(folder: Path | str, gpu: str, draft_model: str | None = None,
+            engine: str = "vllm") -> list[SpecPoint]:
+    """Every speculative point under folder against serve (lock-step closed loops, as
+    validate-serving --runs runs them)."""
+    from perfmodel.serve import run_serve
+
+    points = []
+    for run in read_runs(folder):
+        result = Path(folder) / run.id
+        doc = _load(result) or {}
+        logs = [p for p in sorted(result.parent.glob("*.log")) + sorted(
+            result.parent.parent.glob("*.log")) if p.name != "bench.log"]
+        log = next((s for s in (spec_log(p.read_text(errors="replace")) for p in logs) if s),
+                   None)
+        if log is None or run.excluded:
+            continue
+        got = acceptance(run, doc, log)
+        pred = None
+        if got and run.model:
+            load = ({"concurrency": run.concurrency} if run.request_rate is None
+                    else {"request_rate": run.request_rate})
+            pred = run_serve(run.model, gpu=gpu, engine=engine, isl=run.isl, osl=run.osl,
+                             num_requests=run.num_requests, precision=run.precision,
+                             stagger=False, speculative=log.method, spec_tokens=log.k,
+                             acceptance=min(got[1], log.k + 1),
+                             draft_model=(draft_model or log.draft)
+                             if log.method == "draft-model" else None, **load).metrics
+        itl = doc.get("mean_itl_ms")
+        points.append(SpecPoint(
+            run.id, log.method, log.k, run.concurrency, run.isl, run.osl,
+            got[0] if got else None, got[1] if got else None, got[2] if got else None,
+            run.tpot_s, pred["tpot_s"]["mean"] if pred else None,
+            itl / 1e3 if itl is not None else None, pred["itl_s"]["mean"] if pred else None))
+    return points
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m perfmodel.validate.spec_runs",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder")
+    parser.add_argument("--gpu", default="h200-measured")
+    parser.add_argument("--draft-model", default=None)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    points = compare(args.folder, args.gpu, args.draft_model)
+    if args.json:
+        print(json.dumps([{**asdict(p), "tpot_ratio": p.tpot_ratio} for p in points], indent=1))
+        return 0
+    print("point | method k | C | I/O | vLLM mean acc. | a (all steps) | coverage | "
+          "TPOT ms meas / pred | ITL ms meas / pred")
+    for p in points:
+        def ms(x):
+            return "—" if x is None else f"{x * 1e3:.2f}"
+        print(f"{p.id} | {p.method} {p.k} | {p.concurrency} | {p.isl}/{p.osl} | "
+              f"{p.vllm_mean_acceptance or 0:.2f} | {p.acceptance or 0:.2f} | "
+              f"{p.coverage or 0:.2f} | {ms(p.tpot_s)} / {ms(p.tpot_pred_s)} | "
+              f"{ms(p.itl_s)} / {ms(p.itl_pred_s)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
