@@ -178,7 +178,7 @@ def test_cli_json_and_text():
     assert "speculative draft-model" in text and "speedup" in text
 
 
-def _spec_run(tmp_path, k=3):
+def _spec_run(tmp_path, k=3, method="eagle", draft="/tmp/models/head"):
     """A runs folder as calibrate-engine writes it, with a speculative server log: two metrics
     lines inside the point's window and one an hour before it."""
     folder = tmp_path / "eagle-run"
@@ -187,7 +187,7 @@ def _spec_run(tmp_path, k=3):
     log = [
         "(EngineCore pid=1) INFO 12-04 05:00:00 [core.py:93] Initializing a V1 LLM engine "
         "(v0.26.0) with config: model='/tmp/models/x', speculative_config=SpeculativeConfig("
-        f"method='eagle', model='/tmp/models/head', num_spec_tokens={k}), tokenizer='x'",
+        f"method='{method}', model='{draft}', num_spec_tokens={k}), tokenizer='x'",
         "(APIServer pid=2) INFO 12-04 04:00:00 [metrics.py:99] SpecDecoding metrics: Mean "
         "acceptance length: 3.00, Accepted: 999 tokens, Drafted: 999 tokens",
     ] + [f"(APIServer pid=2) INFO 12-04 05:10:{s} [metrics.py:99] SpecDecoding metrics: Mean "
@@ -230,3 +230,15 @@ def test_a_log_without_speculation_is_not_a_spec_run():
 
     assert spec_log("INFO Initializing a V1 LLM engine (v0.26.0) with config: "
                     "speculative_config=None, tokenizer='x'") is None
+
+
+def test_spec_runs_of_a_draft_model_need_its_config_here(tmp_path):
+    """tools/vllm_h200.sh stage 6 serves a Llama-3.2-1B-shaped draft from /tmp/draft on the
+    GPU machine: without --draft-model the comparison says so in one line (exit 2), with it
+    the point is priced with that draft."""
+    from perfmodel.validate.spec_runs import compare, main
+
+    folder = _spec_run(tmp_path, method="draft_model", draft="/nonexistent/draft")
+    assert main([str(folder), "--gpu", GPU]) == 2
+    (point,) = compare(folder, GPU, draft_model="meta-llama/Llama-3.2-1B")
+    assert point.method == "draft-model" and point.tpot_pred_s > 0

@@ -17,6 +17,8 @@ and serve runs the point with that a. The figures compared: mean TPOT (= step ti
 sides) and mean ITL where the result has it (one streamed chunk per step: the step time).
 
 `python -m perfmodel.validate.spec_runs DIR [--gpu G] [--draft-model ID] [--json]`
+(--draft-model: the draft's config where the path the server loaded is not on this machine,
+e.g. meta-llama/Llama-3.2-1B for tools/vllm_h200.sh stage 6's /tmp/draft.)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from perfmodel.errors import PerfmodelError
 from perfmodel.validate.engine_runs import BenchRun, _during, _load, read_runs
 
 _CONFIG = re.compile(r"speculative_config=SpeculativeConfig\(method='([\w-]+)'(?:, model=([^,]+))?"
@@ -120,15 +123,19 @@ def compare(folder: Path | str, gpu: str, draft_model: str | None = None,
             continue
         got = acceptance(run, doc, log)
         pred = None
+        draft = (draft_model or log.draft) if log.method == "draft-model" else None
+        if draft is not None and draft == log.draft and not Path(draft).exists():
+            raise PerfmodelError(f"{run.id}: the draft model {draft} its server loaded is not "
+                                 "here; pass --draft-model ID (its config, e.g. "
+                                 "meta-llama/Llama-3.2-1B)")
         if got and run.model:
             load = ({"concurrency": run.concurrency} if run.request_rate is None
                     else {"request_rate": run.request_rate})
             pred = run_serve(run.model, gpu=gpu, engine=engine, isl=run.isl, osl=run.osl,
                              num_requests=run.num_requests, precision=run.precision,
                              stagger=False, speculative=log.method, spec_tokens=log.k,
-                             acceptance=min(got[1], log.k + 1),
-                             draft_model=(draft_model or log.draft)
-                             if log.method == "draft-model" else None, **load).metrics
+                             acceptance=min(got[1], log.k + 1), draft_model=draft,
+                             **load).metrics
         itl = doc.get("mean_itl_ms")
         points.append(SpecPoint(
             run.id, log.method, log.k, run.concurrency, run.isl, run.osl,
@@ -148,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draft-model", default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    points = compare(args.folder, args.gpu, args.draft_model)
+    try:
+        points = compare(args.folder, args.gpu, args.draft_model)
+    except PerfmodelError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps([{**asdict(p), "tpot_ratio": p.tpot_ratio} for p in points], indent=1))
         return 0
