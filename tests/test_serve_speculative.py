@@ -206,21 +206,17 @@ def _spec_run(tmp_path, k=3, method="eagle", draft="/tmp/models/head"):
 
 def test_spec_runs_read_the_acceptance_of_the_point_and_price_it(tmp_path):
     """k = 3; inside the point 1,000 accepted of 2,400 drafted tokens = 800 drafts: vLLM's
-    mean acceptance 1 + 1000/800 = 2.25; 8 requests of 256 outputs make 2,040 after their
-    first tokens in 2,040 − 1,000 = 1,040 steps per sequence: a = 2040/1040, coverage
-    800/1040. serve runs the point at that a."""
+    mean acceptance 1 + 1000/800 = 2.25 (the line an hour before is not counted); serve runs
+    the point at that a."""
     from perfmodel.validate.spec_runs import compare, spec_log
 
     folder = _spec_run(tmp_path)
     log = spec_log((folder / "server.log").read_text())
     assert (log.method, log.draft, log.k, len(log.lines)) == ("eagle", "/tmp/models/head", 3, 3)
     (point,) = compare(folder, GPU)
-    assert point.vllm_mean_acceptance == pytest.approx(2.25)
-    assert point.acceptance == pytest.approx(2040 / 1040)
-    assert point.coverage == pytest.approx(800 / 1040)
+    assert point.acceptance == pytest.approx(2.25) and point.excluded is None
     want = run_serve(MODEL, gpu=GPU, concurrency=1, num_requests=8, isl=512, osl=256,
-                     stagger=False, speculative="eagle", spec_tokens=3,
-                     acceptance=2040 / 1040)
+                     stagger=False, speculative="eagle", spec_tokens=3, acceptance=2.25)
     assert point.tpot_pred_s == pytest.approx(want.metrics["tpot_s"]["mean"])
     assert (point.tpot_s, point.itl_s) == (4e-3, 7.8e-3)
 

@@ -4,17 +4,18 @@ acceptance, not the acceptance.
 A runs folder as validate-serving --runs reads it (validate/engine_runs.py: `vllm bench serve
 --save-result` JSONs beside the server log). From the log: the method and k
 (`speculative_config=SpeculativeConfig(method='eagle', model=..., num_spec_tokens=3)`) and the
-"SpecDecoding metrics" lines vLLM logs every interval (vllm/v1/spec_decode/metrics.py:
-accepted and drafted tokens, mean acceptance length = 1 + accepted / drafts). For each point,
-the lines logged during it give
-- drafts = drafted / k (every draft of eagle, mtp and draft-model is k tokens long),
-- the verification steps per sequence, S = output tokens − requests − accepted (each step of a
-  sequence emits 1 + its accepted tokens; the first token comes from the prefill),
-- a = (output tokens − requests) / S, the tokens per step per sequence over every step (vLLM's
-  mean acceptance length counts the steps that drafted; ngram drafts only on a match, so
-  coverage = drafts / S says how many did),
-and serve runs the point with that a. The figures compared: mean TPOT (= step time / a both
-sides) and mean ITL where the result has it (one streamed chunk per step: the step time).
+"SpecDecoding metrics" lines vLLM logs every 10 s (vllm/v1/spec_decode/metrics.py: accepted
+and drafted tokens since the last line). The lines logged from the point's start to 10 s after
+its end give its acceptance, a = 1 + accepted / drafts with drafts = drafted / k (every draft
+of eagle, mtp and draft-model is k tokens long): vLLM's mean acceptance length. The lines cover
+10 s each and a point lasts about as long, so a line may also count a neighbouring point's
+steps: right where the acceptance is steady (a synthetic rejection sampler, one dataset), not a
+per-point measurement otherwise. serve runs the point at that a, and what is compared is the
+step time: mean TPOT (= step / a on both sides) and mean ITL where the result has it (one
+streamed chunk per step: the step time). ngram drafts only on a match and vLLM's mean counts
+the steps that drafted, so its points are not comparable this way (serve assumes every
+sequence drafts k tokens every step). Points the runs reader excludes (a JIT compile during the
+point, failed requests) are listed with the reason and not priced.
 
 `python -m perfmodel.validate.spec_runs DIR [--gpu G] [--draft-model ID] [--json]`
 (--draft-model: the draft's config where the path the server loaded is not on this machine,
@@ -31,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from perfmodel.errors import PerfmodelError
-from perfmodel.validate.engine_runs import BenchRun, _during, _load, read_runs
+from perfmodel.validate.engine_runs import _during, _load, read_runs
 
 _CONFIG = re.compile(r"speculative_config=SpeculativeConfig\(method='([\w-]+)'(?:, model=([^,]+))?"
                      r".*?num_spec_tokens=(\d+)")
@@ -68,8 +69,8 @@ def spec_log(text: str, year: int = 2026) -> SpecLog | None:
 
 @dataclass(frozen=True)
 class SpecPoint:
-    """One point: its measured acceptance (over every step), coverage, and TPOT/ITL measured
-    against serve's at that acceptance (seconds; ratios predicted / measured)."""
+    """One point: its acceptance from the log, and TPOT and ITL measured against serve's at
+    that acceptance (seconds); excluded: why it is not priced."""
 
     id: str
     method: str
@@ -77,32 +78,26 @@ class SpecPoint:
     concurrency: int | None
     isl: int
     osl: int
-    vllm_mean_acceptance: float | None  # 1 + accepted / drafts, the steps that drafted
-    acceptance: float | None  # tokens per step per sequence, every step
-    coverage: float | None  # drafts / verification steps
+    acceptance: float | None  # vLLM's mean acceptance length during the point
     tpot_s: float
     tpot_pred_s: float | None
     itl_s: float | None
     itl_pred_s: float | None
+    excluded: str | None = None
 
     @property
     def tpot_ratio(self) -> float | None:
         return self.tpot_pred_s / self.tpot_s if self.tpot_pred_s else None
 
 
-def acceptance(run: BenchRun, doc: dict, log: SpecLog) -> tuple[float, float, float] | None:
-    """(vLLM's mean acceptance length, a over every step, coverage) from the metrics lines
-    logged during the point (module docstring); None when none fall in it."""
+def acceptance(doc: dict, log: SpecLog) -> float | None:
+    """vLLM's mean acceptance length over the metrics lines logged during the point (module
+    docstring); None when none fall in it."""
     inside = [(a, d) for when, a, d in log.lines if _during((when,), doc, after_s=10)]
-    accepted, drafted = sum(a for a, _ in inside), sum(d for _, d in inside)
+    drafted = sum(d for _, d in inside)
     if not drafted:
         return None
-    drafts = drafted / log.k
-    out = doc["total_output_tokens"] - run.num_requests
-    steps = out - accepted
-    if steps <= 0:
-        return None
-    return 1 + accepted / drafts, out / steps, min(1.0, drafts / steps)
+    return 1 + sum(a for a, _ in inside) / (drafted / log.k)
 
 
 def compare(folder: Path | str, gpu: str, draft_model: str | None = None,
@@ -119,9 +114,9 @@ def compare(folder: Path | str, gpu: str, draft_model: str | None = None,
             result.parent.parent.glob("*.log")) if p.name != "bench.log"]
         log = next((s for s in (spec_log(p.read_text(errors="replace")) for p in logs) if s),
                    None)
-        if log is None or run.excluded:
+        if log is None:
             continue
-        got = acceptance(run, doc, log)
+        got = None if run.excluded else acceptance(doc, log)
         pred = None
         draft = (draft_model or log.draft) if log.method == "draft-model" else None
         if draft is not None and draft == log.draft and not Path(draft).exists():
@@ -134,14 +129,13 @@ def compare(folder: Path | str, gpu: str, draft_model: str | None = None,
             pred = run_serve(run.model, gpu=gpu, engine=engine, isl=run.isl, osl=run.osl,
                              num_requests=run.num_requests, precision=run.precision,
                              stagger=False, speculative=log.method, spec_tokens=log.k,
-                             acceptance=min(got[1], log.k + 1), draft_model=draft,
+                             acceptance=min(got, log.k + 1), draft_model=draft,
                              **load).metrics
         itl = doc.get("mean_itl_ms")
         points.append(SpecPoint(
-            run.id, log.method, log.k, run.concurrency, run.isl, run.osl,
-            got[0] if got else None, got[1] if got else None, got[2] if got else None,
-            run.tpot_s, pred["tpot_s"]["mean"] if pred else None,
-            itl / 1e3 if itl is not None else None, pred["itl_s"]["mean"] if pred else None))
+            run.id, log.method, log.k, run.concurrency, run.isl, run.osl, got, run.tpot_s,
+            pred["tpot_s"]["mean"] if pred else None, itl / 1e3 if itl is not None else None,
+            pred["itl_s"]["mean"] if pred else None, run.excluded))
     return points
 
 
@@ -163,15 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps([{**asdict(p), "tpot_ratio": p.tpot_ratio} for p in points], indent=1))
         return 0
-    print("point | method k | C | I/O | vLLM mean acc. | a (all steps) | coverage | "
-          "TPOT ms meas / pred | ITL ms meas / pred")
+    print("| point | method, k | C | I/O | a (vLLM) | TPOT ms measured / serve | "
+          "ITL ms measured / serve | excluded |\n|---|---|---|---|---|---|---|---|")
+
+    def ms(x):
+        return "—" if x is None else f"{x * 1e3:.2f}"
     for p in points:
-        def ms(x):
-            return "—" if x is None else f"{x * 1e3:.2f}"
-        print(f"{p.id} | {p.method} {p.k} | {p.concurrency} | {p.isl}/{p.osl} | "
-              f"{p.vllm_mean_acceptance or 0:.2f} | {p.acceptance or 0:.2f} | "
-              f"{p.coverage or 0:.2f} | {ms(p.tpot_s)} / {ms(p.tpot_pred_s)} | "
-              f"{ms(p.itl_s)} / {ms(p.itl_pred_s)}")
+        print(f"| {p.id.split('/')[-1]} | {p.method}, {p.k} | {p.concurrency} | "
+              f"{p.isl}/{p.osl} | {'—' if p.acceptance is None else f'{p.acceptance:.2f}'} | "
+              f"{ms(p.tpot_s)} / {ms(p.tpot_pred_s)} | {ms(p.itl_s)} / {ms(p.itl_pred_s)} | "
+              f"{p.excluded or ''} |")
     return 0
 
 
