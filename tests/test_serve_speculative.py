@@ -238,3 +238,27 @@ def test_spec_runs_of_a_draft_model_need_its_config_here(tmp_path):
     assert main([str(folder), "--gpu", GPU]) == 2
     (point,) = compare(folder, GPU, draft_model="meta-llama/Llama-3.2-1B")
     assert point.method == "draft-model" and point.tpot_pred_s > 0
+
+
+def test_draft_overhead_is_host_time_per_drafter_pass():
+    """--draft-overhead h adds k·h to a decode step with a model drafter (its first pass and
+    k − 1 more), h to an ngram step (one lookup), and nothing to the limit."""
+    report = run_serve(MODEL, gpu=GPU, concurrency=1, num_requests=1, isl=256, osl=8,
+                       speculative="eagle", spec_tokens=3, acceptance=2.0)
+    cost, h = report.step_cost, 2e-3
+    timed = SpeculativeStep(cost.target, cost.draft, Speculation("eagle", 3, 2.0, None, h))
+    for b in (1, 16):
+        plain, more = cost.step(b, b * 300, (), b), timed.step(b, b * 300, (), b)
+        assert more[0] - plain[0] == pytest.approx(3 * h) and more[1] == plain[1]
+    ngram = SpeculativeStep(cost.target, None, Speculation("ngram", 3, 2.0))
+    ngram_h = SpeculativeStep(cost.target, None, Speculation("ngram", 3, 2.0, None, h))
+    assert ngram_h.step(4, 1200, (), 4)[0] - ngram.step(4, 1200, (), 4)[0] == pytest.approx(h)
+    assert ngram_h.step(0, 0, [(0, 256)], 1) == ngram.step(0, 0, [(0, 256)], 1)
+
+
+@pytest.mark.parametrize("args", [["--draft-overhead", "2ms"],
+                                  ["--speculative", "ngram", "--spec-tokens", "2",
+                                   "--acceptance", "2", "--draft-overhead", "2s"]])
+def test_draft_overhead_errors(args):
+    result = runner.invoke(app, ["serve", MODEL, "--gpu", GPU, "--concurrency", "2", *args])
+    assert result.exit_code == 2 and result.output.startswith("error: --draft-overhead")

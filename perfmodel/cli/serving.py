@@ -97,6 +97,9 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
           draft_model: Annotated[Optional[str], _opt("--draft-model", "Speculative "
                                                      "draft-model: the draft's id or "
                                                      "config.json.")] = None,
+          draft_overhead: Annotated[Optional[str], _opt(
+              "--draft-overhead", "Speculative: host time per drafter pass, e.g. 2ms "
+              "(default 0: the drafter's GPU work only; docs/serving.md).")] = None,
           json_out: JsonOpt = False,
           trace: Annotated[Optional[Path], _opt("--trace", "Write one CSV line per engine "
                                                 "step here.")] = None) -> None:
@@ -109,6 +112,12 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
         with friendly_errors():
             _check_serve_args(model, gpu, lengths, trace, request_rate, lock_step)
             knobs = {}
+            if draft_overhead is not None:
+                from perfmodel.plan.parse import parse_duration
+                from perfmodel.serve.speculative import MAX_DRAFT_OVERHEAD_S
+                knobs["draft_overhead_s"] = parse_duration(
+                    draft_overhead, allow_zero=True, flag="--draft-overhead",
+                    maximum=MAX_DRAFT_OVERHEAD_S)
             if host_overhead is not None:
                 from perfmodel.plan.parse import parse_duration
                 knobs["host_overhead_s"] = parse_duration(

@@ -81,7 +81,7 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
               stagger: bool = True, warmup: int = 0, engine_profile: str | None = None,
               speculative: str | None = None, spec_tokens: int | None = None,
               acceptance: float | None = None, draft_model: str | None = None,
-              **engine_knobs: Any) -> ServeReport:
+              draft_overhead_s: float | None = None, **engine_knobs: Any) -> ServeReport:
     """Simulate `engine` serving `model` on `gpu`; raises PerfmodelError on bad input.
 
     warmup: the first `warmup` requests run but are left out of the latency figures (TTFT,
@@ -94,7 +94,8 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     chunked_prefill, mixed_chunk (None keeps the profile's or the engine's default) and
     host_overhead_s (the profile's, else the fitted per-step overhead).
     speculative: mtp, eagle, ngram or draft-model (draft_model its id), spec_tokens k drafts
-    per step, acceptance a the mean tokens per step (serve/speculative.py); None: none.
+    per step, acceptance a the mean tokens per step, draft_overhead_s host time per drafter
+    pass (serve/speculative.py); None: none.
     """
     from perfmodel.api import resolve_precision
     from perfmodel.hardware.gpu import load_gpu
@@ -104,7 +105,8 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     from perfmodel.model.source import load_model_config
 
     par = Parallel(tp=tp, pp=pp, ep=ep, dp=dp)
-    spec_req = speculation(speculative, spec_tokens, acceptance, draft_model, pp)
+    spec_req = speculation(speculative, spec_tokens, acceptance, draft_model, pp,
+                           draft_overhead_s)
     unknown = sorted(set(engine_knobs) - set(KNOBS))
     if unknown:
         raise WorkloadError(f"unknown engine knob {unknown[0]!r}; use one of {', '.join(KNOBS)}")

@@ -123,7 +123,7 @@ def speculative_doc(req: Speculation, drafter: Drafter | None, plain, cost, requ
     isl = sum(r.isl for r in requests) / len(requests)
     osl = sum(r.osl for r in requests) / len(requests)
     return {"method": req.method, "spec_tokens": req.spec_tokens, "acceptance": req.acceptance,
-            "draft_model": req.draft_model,
+            "draft_model": req.draft_model, "draft_overhead_s": req.draft_overhead_s,
             "drafter": drafter.label if drafter else "n-gram lookup on the CPU (no GPU work)",
             "drafter_weights_bytes": drafter.weights_bytes if drafter else 0.0,
             **crossover(plain, cost, isl + osl / 2, max_batch)}

@@ -24,7 +24,8 @@ A step's cost (SpeculativeStep.step, same signature as StepCost.step):
   the target's LM head; draft-model, the draft's own config through the same loader; ngram, no
   GPU work (vLLM v1/spec_decode/ngram_proposer.py matches n-grams of the prompt on the CPU).
   Ignored: the MTP/EAGLE input projection (2D → D), EAGLE-3's smaller draft vocabulary, the
-  rejection sampler's own kernels, host time of the draft loop (the host overhead counts once);
+  rejection sampler's own kernels; the host time of the draft loop is an input,
+  draft_overhead_s per drafter pass (0 by default: the host overhead counts once a step);
 - the power limit over the step's whole matrix work, and the engine's host overhead once.
 With k = 0 and no drafter the step is StepCost.step's, term for term.
 """
@@ -40,6 +41,7 @@ from perfmodel.serve.step_cost import StepCost
 
 METHODS = ("mtp", "eagle", "ngram", "draft-model")
 MAX_SPEC_TOKENS = 64  # far above any engine's useful k (vLLM's docs use 1-7)
+MAX_DRAFT_OVERHEAD_S = 1.0  # host time per drafter pass; measured ones are a few ms
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Speculation:
     spec_tokens: int
     acceptance: float
     draft_model: str | None = None
+    draft_overhead_s: float = 0.0  # host time per drafter pass (an input; 0: GPU work only)
 
     @property
     def queries(self) -> int:
@@ -59,11 +62,13 @@ class Speculation:
 
 
 def speculation(method: str | None, spec_tokens: int | None, acceptance: float | None,
-                draft_model: str | None, pp: int = 1) -> Speculation | None:
+                draft_model: str | None, pp: int = 1,
+                draft_overhead_s: float | None = None) -> Speculation | None:
     """The checked request, None without --speculative; a WorkloadError names the bad flag."""
     if method is None:
         given = [f for f, v in (("--spec-tokens", spec_tokens), ("--acceptance", acceptance),
-                                ("--draft-model", draft_model)) if v is not None]
+                                ("--draft-model", draft_model),
+                                ("--draft-overhead", draft_overhead_s)) if v is not None]
         if given:
             raise WorkloadError(f"{given[0]} needs --speculative (one of {', '.join(METHODS)})")
         return None
@@ -87,7 +92,12 @@ def speculation(method: str | None, spec_tokens: int | None, acceptance: float |
                             "with it")
     if pp > 1:
         raise WorkloadError("speculative decoding with --pp is not modelled; use --tp")
-    return Speculation(method, spec_tokens, float(acceptance), draft_model)
+    overhead = 0.0 if draft_overhead_s is None else draft_overhead_s
+    if isinstance(overhead, bool) or not isinstance(overhead, (int, float)) or \
+            not 0 <= overhead <= MAX_DRAFT_OVERHEAD_S:
+        raise WorkloadError(f"--draft-overhead must be from 0 to {MAX_DRAFT_OVERHEAD_S:g} s per "
+                            f"drafter pass, not {overhead!r}")
+    return Speculation(method, spec_tokens, float(acceptance), draft_model, float(overhead))
 
 
 class SpeculativeStep:
@@ -116,15 +126,18 @@ class SpeculativeStep:
         t = self.spec.queries
         cost = self.target
         est, lim, cmp = _pass(cost, n, context_sum, chunks, samples - n + t * n, t)
-        draft = self.draft
+        draft, passes = self.draft, 1 if n else 0  # ngram: one lookup for the decoders
         if draft is not None:
             e, limit, c = _pass(draft, n, context_sum, chunks, samples, t)
             est, lim, cmp = est + e, lim + limit, cmp + c
+            passes = 1
             if samples and self.spec.spec_tokens > 1:
                 mean = context_sum / n if n else sum(p + s for p, s in chunks) / len(chunks)
                 e, limit, c = _pass(draft, samples, mean * samples, (), samples, 1)
                 more = self.spec.spec_tokens - 1
                 est, lim, cmp = est + more * e, lim + more * limit, cmp + more * c
+                passes += more
+        est += passes * self.spec.draft_overhead_s
         if cmp > 0 and cost.sustained:  # the power limit over the step's matrix work
             est += cmp * (1 / sustained_fraction(cost.sustained, cmp) - 1)
         return est + cost.host_overhead_s, lim

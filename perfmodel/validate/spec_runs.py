@@ -17,7 +17,8 @@ the steps that drafted, so its points are not comparable this way (serve assumes
 sequence drafts k tokens every step). Points the runs reader excludes (a JIT compile during the
 point, failed requests) are listed with the reason and not priced.
 
-`python -m perfmodel.validate.spec_runs DIR [--gpu G] [--draft-model ID] [--json]`
+`python -m perfmodel.validate.spec_runs DIR [--gpu G] [--draft-model ID] [--draft-overhead S]
+[--json]`
 (--draft-model: the draft's config where the path the server loaded is not on this machine,
 e.g. meta-llama/Llama-3.2-1B for tools/vllm_h200.sh stage 6's /tmp/draft.)
 """
@@ -101,7 +102,7 @@ def acceptance(doc: dict, log: SpecLog) -> float | None:
 
 
 def compare(folder: Path | str, gpu: str, draft_model: str | None = None,
-            engine: str = "vllm") -> list[SpecPoint]:
+            engine: str = "vllm", draft_overhead_s: float = 0.0) -> list[SpecPoint]:
     """Every speculative point under folder against serve (lock-step closed loops, as
     validate-serving --runs runs them)."""
     from perfmodel.serve import run_serve
@@ -130,6 +131,7 @@ def compare(folder: Path | str, gpu: str, draft_model: str | None = None,
                              num_requests=run.num_requests, precision=run.precision,
                              stagger=False, speculative=log.method, spec_tokens=log.k,
                              acceptance=min(got, log.k + 1), draft_model=draft,
+                             draft_overhead_s=draft_overhead_s,
                              **load).metrics
         itl = doc.get("mean_itl_ms")
         points.append(SpecPoint(
@@ -147,10 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder")
     parser.add_argument("--gpu", default="h200-measured")
     parser.add_argument("--draft-model", default=None)
+    parser.add_argument("--draft-overhead", type=float, default=0.0,
+                        help="serve's host time per drafter pass, seconds (default 0)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     try:
-        points = compare(args.folder, args.gpu, args.draft_model)
+        points = compare(args.folder, args.gpu, args.draft_model,
+                         draft_overhead_s=args.draft_overhead)
     except PerfmodelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
