@@ -101,9 +101,11 @@ def print_speculative(console, spec: dict[str, Any]) -> None:
     against batch size and where it stops paying."""
     from rich.table import Table
 
+    host = spec.get("draft_overhead_s")
     console.print(f"speculative {spec['method']}: k = {spec['spec_tokens']} drafts per step, "
                   f"acceptance a = {spec['acceptance']:g} tokens per step; drafter: "
-                  f"{spec['drafter']}")
+                  f"{spec['drafter']}" + (f", {host * 1e3:g} ms host time a pass" if host
+                                          else ""))
     table = Table("batch", "step ms (spec)", "step ms (plain)", "speedup",
                   title=f"decode steps at context {spec['context_tokens']:.0f}")
     for row in spec["per_batch"]:
