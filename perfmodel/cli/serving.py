@@ -143,6 +143,21 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
           host_overhead: Annotated[Optional[str], _opt(
               "--host-overhead", "Engine: host time per step, e.g. 2ms (default: the value "
               "fitted for the engine, docs/serving.md).")] = None,
+          speculative: Annotated[Optional[str], _opt(
+              "--speculative", "Speculative decoding: mtp (the checkpoint's MTP layers), "
+              "eagle (a one-layer head), ngram (no GPU work) or draft-model (with "
+              "--draft-model); docs/serving.md.")] = None,
+          spec_tokens: Annotated[IntOpt, _opt("--spec-tokens", "Speculative: k draft tokens "
+                                              "per step.")] = None,
+          acceptance: Annotated[Optional[float], _opt(
+              "--acceptance", "Speculative: mean acceptance length a, tokens per step per "
+              "sequence, bonus included (vLLM's figure), 1 ≤ a ≤ k + 1.")] = None,
+          draft_model: Annotated[Optional[str], _opt("--draft-model", "Speculative "
+                                                     "draft-model: the draft's id or "
+                                                     "config.json.")] = None,
+          draft_overhead: Annotated[Optional[str], _opt(
+              "--draft-overhead", "Speculative: host time per drafter pass, e.g. 2ms "
+              "(default 0: the drafter's GPU work only; docs/serving.md).")] = None,
           json_out: JsonOpt = False,
           trace: Annotated[Optional[Path], _opt("--trace", "Write one CSV line per engine "
                                                 "step here (with --replicas: and the "
@@ -167,6 +182,12 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
                 from perfmodel.plan.parse import parse_duration
                 from perfmodel.serve.slo import parse_slo
                 targets = parse_slo(slo, lambda text, flag: parse_duration(text, flag=flag))
+            if draft_overhead is not None:
+                from perfmodel.plan.parse import parse_duration
+                from perfmodel.serve.speculative import MAX_DRAFT_OVERHEAD_S
+                knobs["draft_overhead_s"] = parse_duration(
+                    draft_overhead, allow_zero=True, flag="--draft-overhead",
+                    maximum=MAX_DRAFT_OVERHEAD_S)
             if host_overhead is not None:
                 from perfmodel.plan.parse import parse_duration
                 knobs["host_overhead_s"] = parse_duration(
@@ -187,7 +208,8 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
                 slo=targets, disagg=disagg,
                 prefill_workers=prefill_workers, prefill_tp=prefill_tp, prefill_ep=prefill_ep,
                 prefill_dp=prefill_dp, decode_workers=decode_workers, decode_tp=decode_tp,
-                decode_ep=decode_ep, decode_dp=decode_dp, kv_link=kv_link, **knobs)
+                decode_ep=decode_ep, decode_dp=decode_dp, kv_link=kv_link, speculative=speculative,
+                spec_tokens=spec_tokens, acceptance=acceptance, draft_model=draft_model, **knobs)
     finally:
         progress.close()
     if trace is not None:

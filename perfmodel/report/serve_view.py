@@ -106,6 +106,8 @@ def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
     if doc.get("goodput"):
         for line in goodput_lines(doc["goodput"]):
             console.print(line)
+    if doc.get("speculative"):
+        print_speculative(console, doc["speculative"])
     console.print(f"[dim]{note}[/]")
     profile = doc.get("engine_profile")
     console.print(f"[dim]{engine_source(doc['engine'], profile, doc.get('request_latency_s'))}[/]")
@@ -158,6 +160,27 @@ def _print_fleet(console, fleet: dict[str, Any]) -> None:
                       f"{r['peak_kv_fraction']:.0%}")
     if len(fleet["per_replica"]) > 8:
         console.print(f"  … {len(fleet['per_replica']) - 8} more in --json")
+def print_speculative(console, spec: dict[str, Any]) -> None:
+    """The speculative decoding lines of serve: the drafter, the speedup per decode step
+    against batch size and where it stops paying."""
+    from rich.table import Table
+
+    host = spec.get("draft_overhead_s")
+    console.print(f"speculative {spec['method']}: k = {spec['spec_tokens']} drafts per step, "
+                  f"acceptance a = {spec['acceptance']:g} tokens per step; drafter: "
+                  f"{spec['drafter']}" + (f", {host * 1e3:g} ms host time a pass" if host
+                                          else ""))
+    table = Table("batch", "step ms (spec)", "step ms (plain)", "speedup",
+                  title=f"decode steps at context {spec['context_tokens']:.0f}")
+    for row in spec["per_batch"]:
+        table.add_row(str(row["batch"]), f"{row['step_s'] * 1e3:.2f}",
+                      f"{row['plain_step_s'] * 1e3:.2f}", f"{row['speedup']:.2f}×")
+    console.print(table)
+    cross, below = spec["crossover_batch"], spec["below_one"]
+    runs = ", ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in below)
+    console.print(f"speculation stops paying at batch {cross} (speedup below 1 at batches "
+                  f"{runs})" if cross else
+                  f"speculation pays at every batch up to {spec['per_batch'][-1]['batch']}")
 
 
 def engine_source(engine: str, profile: dict | None, latency: float | None) -> str:

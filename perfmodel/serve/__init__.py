@@ -28,6 +28,7 @@ from perfmodel.serve.requests import make_arrivals
 from perfmodel.serve.simulate import Outcome, simulate
 from perfmodel.serve.slo import goodput, targets
 from perfmodel.serve.workload import workload_doc
+from perfmodel.serve.speculative import speculation
 from perfmodel.serve.step_cost import StepCost
 
 KNOBS = {"max_num_seqs": "max_num_seqs", "max_num_batched_tokens": "max_num_batched_tokens",
@@ -91,7 +92,9 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
               decode_tp: int | None = None, decode_ep: int | None = None,
               decode_dp: int | None = None, kv_link: str = "auto",
               replicas: int = 1, router: str = "round-robin", replicas_per_gpu: int = 1,
-              **engine_knobs: Any) -> ServeReport:
+              speculative: str | None = None, spec_tokens: int | None = None,
+              acceptance: float | None = None, draft_model: str | None = None,
+              draft_overhead_s: float | None = None, **engine_knobs: Any) -> ServeReport:
     """Simulate `engine` serving `model` on `gpu`; raises PerfmodelError on bad input.
 
     warmup: the first `warmup` requests run but are left out of the latency figures (TTFT,
@@ -113,6 +116,9 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     sent over kv_link (auto: NVLink within one node, else the network).
     replicas: engine instances of this layout behind `router` (round-robin, least-loaded,
     prefix-affinity), replicas_per_gpu of them time-sharing each GPU (serve/fleet.py).
+    speculative: mtp, eagle, ngram or draft-model (draft_model its id), spec_tokens k drafts
+    per step, acceptance a the mean tokens per step, draft_overhead_s host time per drafter
+    pass (serve/speculative.py); None: none.
     """
     from perfmodel.serve.disagg import ServeKit, pools_from, run_disagg
 
@@ -145,11 +151,14 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                           **engine_knobs)
     from perfmodel.api import resolve_precision
     from perfmodel.hardware.gpu import load_gpu
-    from perfmodel.model.architectures import model_spec
+    from perfmodel.model.architectures import model_spec, text_config
     from perfmodel.cost.parallel import Parallel, parallel_warnings
+    from perfmodel.serve.drafter import drafter_for, speculative_cost, speculative_doc
     from perfmodel.model.source import load_model_config
 
     par = Parallel(tp=tp, pp=pp, ep=ep, dp=dp)
+    spec_req = speculation(speculative, spec_tokens, acceptance, draft_model, pp,
+                           draft_overhead_s)
     unknown = sorted(set(engine_knobs) - set(KNOBS))
     if unknown:
         raise WorkloadError(f"unknown engine knob {unknown[0]!r}; use one of {', '.join(KNOBS)}")
@@ -181,6 +190,9 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
         raise WorkloadError(f"--warmup must be a whole number from 0 to one less than the "
                             f"{len(full.requests)} requests run; raise --num-requests")
     lay = layout(spec, prec, gpu_spec, par)
+    drafter = spec_req and drafter_for(spec_req, spec, text_config(cfg.config), cfg.where,
+                                       cfg.model_id, prec, gpu_spec, par, precision, kv_dtype,
+                                       act_quant)
     if facts.name == "trtllm" and request_rate == float("inf"):  # trtllm-bench's max throughput
         facts = _trtllm_bench(facts, full, lay, prec, gpu_spec, pp, engine_knobs)
     facts = facts.with_knobs(**{KNOBS[k]: v for k, v in engine_knobs.items() if KNOBS[k]})
@@ -189,7 +201,9 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
         from perfmodel.serve.fleet import check_fleet
         check_fleet(replicas, router, replicas_per_gpu, facts)
     arrivals = rank_arrivals(full, lay.schedulers)
-    kv = kv_share(kv_plan(lay.kv_spec, prec, gpu_spec, facts, lay.weights_bytes), pp)
+    kv = kv_share(kv_plan(drafter.kv_spec(lay.kv_spec) if drafter else lay.kv_spec, prec,
+                          gpu_spec, facts, lay.weights_bytes + (
+                              drafter.weights_bytes if drafter else 0)), pp)
     host = engine_knobs.get("host_overhead_s")
     if host is None:
         host = profile.host_overhead_s if profile else HOST_OVERHEAD_S.get(facts.name, 0.0)
@@ -198,6 +212,12 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                               (cfg.model_id, cfg.source, gpu_spec.name,
                                profile.path if profile else None), longest,
                               (profile.tables or {}).get("fused_moe") if profile else None)
+    plain = cost
+    if spec_req:  # the drafter's step costs built as the target's, no host overhead of its own
+        cost = speculative_cost(cost, spec_req, drafter, lambda d: step_cost_for(
+            d.lay, d.precision, with_engine_tables(gpu_spec, profile), facts, 0.0,
+            (d.key, cfg.source, gpu_spec.name, profile.path if profile else None), longest,
+            (profile.tables or {}).get("fused_moe") if profile else None)[0])
     latency = profile.request_latency_s if profile else 0.0
     gpus = par.gpus * replicas // replicas_per_gpu
     if replicas != 1 or replicas_per_gpu != 1:
@@ -236,6 +256,9 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     if slo:
         doc["goodput"] = goodput(measured.done, [r.slo_class for r in arrivals.requests], slo,
                                  doc["throughput"]["requests_s"])
+    if spec_req:
+        doc["speculative"] = speculative_doc(spec_req, drafter, plain, cost, full.requests,
+                                             facts.max_num_seqs)
     warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
         est.estimator), engine=facts.kernels), budget_warning(facts, longest)) if w)
     if fleet is not None:
@@ -342,7 +365,8 @@ def limit_bounds(out: Outcome, cost: StepCost) -> dict[str, dict]:
     done = out.done
     isl = sum(d.isl for d in done) / len(done)
     osl = sum(d.osl for d in done) / len(done)
-    tpot = cost.step(b, b * (isl + osl / 2), [], b)[1] if osl > 1 else None
+    per_step = getattr(cost, "tokens_per_step", 1)  # a when speculating (serve/speculative.py)
+    tpot = cost.step(b, b * (isl + osl / 2), [], b)[1] / per_step if osl > 1 else None
     alone = {n: cost.step(0, 0, [(0, n)], 1)[1] for n in {d.isl for d in done}}
     ttft = [alone[d.isl] for d in done]
     e2e = [alone[d.isl] + (d.osl - 1) * (tpot or 0.0) for d in done]
@@ -359,7 +383,7 @@ def steady_e2e(cost: StepCost, arrivals) -> float:
     osl = sum(r.osl for r in arrivals.requests) / len(arrivals.requests)
     prefill = cost.step(0, 0, [(0, round(isl))], 1)[0]
     decode = cost.step(c, c * (isl + osl / 2), [], c)[0]
-    return prefill + (osl - 1) * decode
+    return prefill + (osl - 1) * decode / getattr(cost, "tokens_per_step", 1)
 
 
 def _finite(value: float | None) -> float | None:

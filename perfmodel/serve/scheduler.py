@@ -60,7 +60,7 @@ def _fit_chunk(state: State, seq: Seq, tokens: int) -> bool:
 def vllm_step(state: State, facts: EngineFacts, ratio: list[float]) -> Plan:
     if state.grow_keys and state.grow_keys[0] <= state.g:  # (due_growth's own test, inline)
         _grow_decoders(state)
-    budget = facts.max_num_batched_tokens - state.n_decode
+    budget = facts.max_num_batched_tokens - state.n_decode * state.decode_tokens
     chunks: list[tuple[Seq, int]] = []
     for seq in list(state.prefilling) if state.prefilling else ():
         if budget <= 0:
@@ -132,7 +132,7 @@ def _sglang_prefill(state: State, facts: EngineFacts, new_token_ratio: float) ->
 
 
 def trtllm_step(state: State, facts: EngineFacts, ratio: list[float]) -> Plan:
-    budget = facts.max_num_batched_tokens - state.n_decode
+    budget = facts.max_num_batched_tokens - state.n_decode * state.decode_tokens
     chunks = [(seq, seq.remaining) for seq in state.prefilling]  # none left over: no chunking
     budget -= sum(t for _, t in chunks)
     while state.waiting and len(state.running) < facts.max_num_seqs:

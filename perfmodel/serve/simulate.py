@@ -119,6 +119,9 @@ class Instance:
         if block_size < PAGE:  # SGLang's 1-token pages, tracked in PAGE-token pages
             total_blocks, block_size = total_blocks * block_size // PAGE, PAGE
         self.state = State(total_blocks, block_size)
+        # tokens a decoder runs and emits per step: 1 and 1, or 1 + k and a when speculating
+        self.state.decode_tokens = getattr(cost, "queries_per_decoder", 1)
+        self.per_step = getattr(cost, "tokens_per_step", 1)
         self.policy = POLICIES[facts.policy]
         self.grows = facts.policy != "trtllm"  # TRT-LLM reserved prompt + output up front
         self.t = self.t_lim = 0.0
@@ -192,7 +195,7 @@ class Instance:
         self.busy_s += est
         if n_dec:
             self.itl.append((est, n_dec))
-            state.g += 1
+            state.g += self.per_step
         heap = state.finish_heap
         if heap and heap[0][0] <= state.g:  # (due_finish's own test, inline)
             for seq in state.due_finish():

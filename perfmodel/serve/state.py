@@ -6,6 +6,10 @@ before a preemption) has generated base + 1 + G − G₀ tokens and needs
 L = I + base + 1 + G − G₀ KV slots during the step at counter G. So Σ L over decoders is
 A + n·G, kept in O(1); finishing and block growth are heap events keyed by G. A step is O(its
 prefill chunks + events), not O(batch), which makes thousands of steps cheap.
+With speculative decoding (serve/speculative.py) each decoder emits a tokens per step on average
+(the mean acceptance length): G then counts tokens per decoder, advancing by a each step, so the
+same sums, heaps and calendar hold (a may be fractional: a sequence finishes at the first step
+whose G reaches its last token, as an engine truncates the accepted run there).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class State:
         self.running: list[Seq] = []  # admission order; vLLM preempts from the end
         self.prefilling: list[Seq] = []
         self.g = 0
+        self.decode_tokens = 1  # tokens each decoder runs per step: 1 + k when speculating
         self.n_decode = 0
         self.a_sum = 0  # Σ (I + base + 1 − G₀) over decoders: Σ L = a_sum + n_decode·g
         self.finish_heap: list[tuple[int, int, int, Seq]] = []
@@ -160,7 +165,7 @@ class State:
 
     def preempt(self, seq: Seq) -> None:
         """Recompute preemption: free its blocks, requeue it first, prefill prompt + output."""
-        made = self.generated(seq)
+        made = int(self.generated(seq))  # whole tokens (G is fractional when speculating)
         self.stop(seq)
         seq.base, seq.done, seq.target = made, 0, seq.isl + made
         seq.preemptions += 1
