@@ -23,7 +23,9 @@ from perfmodel.serve.kv import KvPlan, kv_bytes_per_token, kv_plan
 from perfmodel.serve.ranks import Layout, kv_share, layout, rank_arrivals, scale_throughput
 from perfmodel.serve.metrics import finite, metrics
 from perfmodel.serve.metrics import summary as distribution
+from perfmodel.serve.prefix_cache import prefix_doc
 from perfmodel.serve.requests import make_arrivals
+from perfmodel.serve.shared_prefix import with_prefixes
 from perfmodel.serve.simulate import Outcome, simulate
 from perfmodel.serve.step_cost import StepCost
 
@@ -78,6 +80,7 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
               act_quant: str | None = None, tp: int = 1, ep: int = 1, dp: int = 1, pp: int = 1,
               seed: int = 0, on_progress: Callable[[int, int], None] | None = None,
               stagger: bool = True, warmup: int = 0, engine_profile: str | None = None,
+              prefix_len: int = 0, num_prefixes: int = 1, prefix_caching: bool = True,
               **engine_knobs: Any) -> ServeReport:
     """Simulate `engine` serving `model` on `gpu`; raises PerfmodelError on bad input.
 
@@ -90,6 +93,10 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     engine_knobs: max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, block_size,
     chunked_prefill, mixed_chunk (None keeps the profile's or the engine's default) and
     host_overhead_s (the profile's, else the fitted per-step overhead).
+    prefix_len, num_prefixes: a prefix of prefix_len tokens before every prompt (a prompt is
+    then prefix_len + isl tokens), one of num_prefixes distinct ones, as vLLM's
+    --random-prefix-len (serve/shared_prefix.py); prefix_caching False: the engine runs with
+    prefix caching off (serve/prefix_cache.py).
     """
     from perfmodel.api import resolve_precision
     from perfmodel.hardware.gpu import load_gpu
@@ -111,6 +118,7 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
         facts = facts.with_knobs(**profile.knobs)
     full = make_arrivals(concurrency=concurrency, request_rate=request_rate, isl=isl,
                          osl=osl, num_requests=num_requests, lengths=lengths, seed=seed)
+    full = with_prefixes(full, prefix_len, num_prefixes, lengths)
     if not 0 <= warmup < len(full.requests):
         raise WorkloadError(f"--warmup must be a whole number from 0 to one less than the "
                             f"{len(full.requests)} requests run; raise --num-requests")
@@ -130,10 +138,11 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                               (profile.tables or {}).get("fused_moe") if profile else None)
     latency = profile.request_latency_s if profile else 0.0
     if arrivals.concurrency and stagger and len(arrivals.requests) > arrivals.concurrency:
-        out = _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress, latency)
+        out = _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress, latency,
+                                     prefix_caching)
     else:
         out = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress,
-                       client_delay_s=latency)
+                       client_delay_s=latency, prefix_caching=prefix_caching)
     out = with_request_latency(out, latency)
     doc = scale_throughput(metrics(out, par.gpus), full, arrivals, par.gpus, lay.schedulers)
     measured = after_warmup(out, warmup, lay.schedulers)
@@ -151,6 +160,10 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
            "host_overhead_s": host, "request_latency_s": latency,
            "engine_profile": _profile_doc(profile),
            "power_limit": _power_limit(cost), "estimate_note": est.note}
+    if any(r.prefix_len for r in full.requests):
+        doc["workload"].update(prefix_len=prefix_len or None, num_prefixes=num_prefixes
+                               if prefix_len else None)
+        doc["prefix_cache"] = prefix_doc(out, prefix_caching)
     warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
         est.estimator), engine=facts.kernels), budget_warning(facts, longest)) if w)
     return ServeReport(finite(doc), facts, kv, out, warnings, cost)
@@ -217,17 +230,17 @@ def budget_warning(facts: EngineFacts, longest: int) -> str | None:
 
 
 def _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress,
-                           client_delay_s: float = 0.0) -> Outcome:
+                           client_delay_s: float = 0.0, prefix_caching: bool = True) -> Outcome:
     """A closed-loop benchmark: its first C requests are sent at once (the cold wave, simulated
     on their own); the clients then drift out of step (jitter the simulation lacks), so the
     later requests come from a steady-state run whose clients' first sends are spread over one
     request lifetime (steady_e2e). Requests 0..C−1 are the cold wave's, the rest the steady
-    run's; throughput and ITL are the steady run's."""
+    run's; throughput, ITL and the prefix-cache figures are the steady run's."""
     c = arrivals.concurrency
     cold = simulate(replace(arrivals, requests=arrivals.requests[:c]), facts, kv.blocks,
-                    kv.block_size, cost)
+                    kv.block_size, cost, prefix_caching=prefix_caching)
     steady = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress,
-                      steady_e2e(cost, arrivals), client_delay_s)
+                      steady_e2e(cost, arrivals), client_delay_s, prefix_caching)
     done = tuple(d for d in cold.done if d.index < c) + \
         tuple(d for d in steady.done if d.index >= c)
     return replace(steady, done=done, preemptions=cold.preemptions + steady.preemptions,
@@ -244,7 +257,8 @@ def _power_limit(cost: StepCost) -> dict | None:
 
 def limit_bounds(out: Outcome, cost: StepCost) -> dict[str, dict]:
     """The limit: what no engine on this GPU can beat for these requests (docs/serving.md).
-    TTFT ≥ the request's own prompt prefilled alone at the roofline; TPOT ≥ one decode step of
+    TTFT ≥ the request's own prompt prefilled alone at the roofline (the part its prefix cache
+    hit left, over the cached tokens); TPOT ≥ one decode step of
     the B sequences the run decoded on average, at mean context I + O/2, at the roofline (an
     engine may keep prefill work out of a request's decode window, as a cold first wave or a
     disaggregated deployment does, so none is counted); E2E ≥ TTFT + (O − 1)·TPOT."""
@@ -254,9 +268,10 @@ def limit_bounds(out: Outcome, cost: StepCost) -> dict[str, dict]:
     isl = sum(d.isl for d in done) / len(done)
     osl = sum(d.osl for d in done) / len(done)
     tpot = cost.step(b, b * (isl + osl / 2), [], b)[1] if osl > 1 else None
-    alone = {n: cost.step(0, 0, [(0, n)], 1)[1] for n in {d.isl for d in done}}
-    ttft = [alone[d.isl] for d in done]
-    e2e = [alone[d.isl] + (d.osl - 1) * (tpot or 0.0) for d in done]
+    alone = {(n, c): cost.step(0, 0, [(c, n - c)], 1)[1] for n, c in {(d.isl, d.cached)
+                                                                       for d in done}}
+    ttft = [alone[d.isl, d.cached] for d in done]
+    e2e = [alone[d.isl, d.cached] + (d.osl - 1) * (tpot or 0.0) for d in done]
     return {"ttft_s": distribution(ttft),
             "tpot_s": distribution([tpot] * len(done) if tpot else []),
             "e2e_s": distribution(e2e)}

@@ -13,6 +13,7 @@ from typing import Callable
 
 from perfmodel.errors import WorkloadError
 from perfmodel.serve.engines import EngineFacts
+from perfmodel.serve.prefix_cache import PrefixCache, PrefixStats
 from perfmodel.serve.requests import Arrivals
 from perfmodel.serve.scheduler import POLICIES
 from perfmodel.serve.state import Seq, State
@@ -34,6 +35,7 @@ class Done:
     preemptions: int
     recomputed: int = 0  # completed recompute prefills, each of which made one output token
     index: int = 0  # the request's place in the run
+    cached: int = 0  # prompt tokens its first token's prefill found in the prefix cache
 
     @property
     def tpot(self) -> float | None:
@@ -68,16 +70,19 @@ class Outcome:
     preemptions: int
     peak_blocks: int
     total_blocks: int
+    prefix: PrefixStats | None = None  # what prefix caching did (None: no shared prefixes)
 
 
 class _Run:
     def __init__(self, arrivals: Arrivals, facts: EngineFacts, total_blocks: int,
                  block_size: int, cost: StepCost, ramp_s: float = 0.0,
-                 client_delay_s: float = 0.0):
+                 client_delay_s: float = 0.0, prefix_caching: bool = True):
         self.specs, self.facts, self.cost = arrivals.requests, facts, cost
         if block_size < PAGE:  # SGLang's 1-token pages, tracked in PAGE-token pages
             total_blocks, block_size = total_blocks * block_size // PAGE, PAGE
         self.state = State(total_blocks, block_size)
+        if prefix_caching and any(spec.prefix_len for spec in self.specs):
+            self.state.cache = PrefixCache(self.state, facts.policy, facts.block_size)
         self.policy = POLICIES[facts.policy]
         self.grows = facts.policy != "trtllm"  # TRT-LLM reserved prompt + output up front
         self.t = self.t_lim = 0.0
@@ -153,9 +158,12 @@ class _Run:
             for seq in state.due_finish():
                 self._finish(seq)
         prefill = 0
+        cache = state.cache
         for seq, take in chunks:
             seq.done += take
             prefill += take
+            if cache is not None and seq.held:
+                cache.computed(seq, seq.done)
             if seq.remaining == 0:
                 self._prefilled(seq)
         self.trace.append((self.t, n_dec, prefill, state.total_blocks - state.free))
@@ -176,7 +184,7 @@ class _Run:
         self.state.stop(seq)
         self.done.append(_done(seq.isl, seq.osl, seq.first - seq.arrival, self.t - seq.arrival,
                               seq.first_lim - seq.arrival_lim, self.t_lim - seq.arrival_lim,
-                              seq.preemptions, seq.recomputed, seq.i))
+                              seq.preemptions, seq.recomputed, seq.i, seq.reused))
         if self.closed and self.next + len(self.ramp) + len(self.sends) < len(self.specs):
             if self.delay:  # its next request reaches the engine a round trip later
                 self.sends.append(self.t + self.delay)
@@ -186,12 +194,15 @@ class _Run:
 
 def simulate(arrivals: Arrivals, facts: EngineFacts, total_blocks: int, block_size: int,
              cost: StepCost, on_progress: Callable[[int, int], None] | None = None,
-             ramp_s: float = 0.0, client_delay_s: float = 0.0) -> Outcome:
+             ramp_s: float = 0.0, client_delay_s: float = 0.0,
+             prefix_caching: bool = True) -> Outcome:
     """Run every request of `arrivals` through the engine; see the module docstring. Closed
     loop: client k of C sends its first request at k·ramp_s/C (0: all at once), and each next
     one reaches the engine client_delay_s after its previous one ends there (the round trip
-    outside the engine: the last token out to the client, the next request in)."""
-    run = _Run(arrivals, facts, total_blocks, block_size, cost, ramp_s, client_delay_s)
+    outside the engine: the last token out to the client, the next request in).
+    prefix_caching: requests sharing a prefix reuse its cached KV (serve/prefix_cache.py)."""
+    run = _Run(arrivals, facts, total_blocks, block_size, cost, ramp_s, client_delay_s,
+               prefix_caching)
     steps = 0
     while run.step():
         steps += 1
@@ -199,4 +210,5 @@ def simulate(arrivals: Arrivals, facts: EngineFacts, total_blocks: int, block_si
             on_progress(len(run.done), len(arrivals.requests))
     state = run.state
     return Outcome(tuple(run.done), tuple(run.itl), tuple(run.trace), run.t, run.t_lim, steps,
-                   state.preemptions, state.peak_blocks, state.total_blocks)
+                   state.preemptions, state.peak_blocks, state.total_blocks,
+                   state.cache.stats() if state.cache is not None else None)
