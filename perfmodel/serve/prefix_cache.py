@@ -143,6 +143,13 @@ class PrefixCache:
             self._settle(key, entry)
             queued = key in self.idle
         shared = min(seq.hit // st.block_size, entry.blocks)
+        if queued and shared < entry.blocks:  # it reuses fewer blocks than the entry has: the
+            entry.mark += entry.blocks - shared  # rest stay in the queue, forgotten
+            entry.blocks, entry.tokens = shared, min(entry.tokens, seq.hit)
+            if not shared:
+                entry.tokens = 0
+                del self.idle[key]
+                queued = False
         need = st.blocks_for(tokens) - shared + (entry.blocks if queued else 0)
         if need > st.free:
             return False
