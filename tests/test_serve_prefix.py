@@ -215,3 +215,28 @@ def test_cli_prefix_options():
                      (["--prefix-len", "-3"], "--prefix-len")):
         res = CliRunner().invoke(app, [*args, *bad])
         assert res.exit_code == 2 and msg in res.output and "Traceback" not in res.output
+
+
+def test_validate_runs_read_the_points_prefix_and_pass_it_to_serve(tmp_path):
+    """A benchmark result with a shared prefix (calibrate-engine's random_prefix_len, else the
+    `.pP` of the point's tag in its file name) is simulated as prefix + the rest of the
+    prompt, with the server's prefix caching."""
+    from conftest import ROOT
+
+    from perfmodel.validate.engine_fit import simulate as simulate_run
+    from perfmodel.validate.engine_runs import read_runs
+
+    src = ROOT / "docs" / "data" / "engines" / "vllm-0.26.0-h200" / "llama8b-bf16"
+    run = tmp_path / "run"
+    (run / "results").mkdir(parents=True)
+    for name in ("run.json", "server.log"):
+        (run / name).write_text((src / name).read_text())
+    raw = json.loads((src / "results" / "llama8b-bf16.1024.256.c64.rinf.json").read_text())
+    (run / "results" / "a.1024.256.c64.rinf.json").write_text(
+        json.dumps({**raw, "random_prefix_len": 512}))
+    (run / "results" / "b.768.256.c64.rinf.p256.json").write_text(json.dumps(raw))
+    found = {r.id.split("/")[-1][0]: r for r in read_runs(run)}
+    assert found["a"].prefix_len == 512 and found["b"].prefix_len == 256
+    doc = simulate_run(found["a"], GPU)
+    assert doc["workload"]["prefix_len"] == 512 and doc["workload"]["isl"] == 1024 - 512
+    assert doc["prefix_cache"]["enabled"] and doc["prefix_cache"]["hit_rate"] > 0.4

@@ -76,6 +76,7 @@ class BenchRun:
     # states during the point (vLLM's rate over its last 1,000 requests); None: neither
     prefix_hits: tuple[float, str] | None = None
     date: str | None = None  # the run's date (run.json)
+    prefix_len: int = 0  # prompt tokens all requests share (--random-prefix-len), within isl
 
     @property
     def half(self) -> str:
@@ -207,7 +208,19 @@ def _bench_run(path: Path, doc: dict, root: Path) -> BenchRun:
                     settings=settings,
                     excluded=excluded,
                     device=str(manifest.get("gpu") or "").split(",")[0].strip() or None,
-                    date=manifest.get("date"), prefix_hits=hits)
+                    date=manifest.get("date"), prefix_hits=hits,
+                    prefix_len=_prefix_len(path, doc))
+
+
+def _prefix_len(path: Path, doc: dict) -> int:
+    """The point's shared prefix (--random-prefix-len): the result's random_prefix_len, which
+    calibrate-engine adds to it, else the `.pP` option in the point's tag that names the file
+    (perfmodel/calibrate/engine_bench.py BenchPoint.tag), else 0."""
+    value = doc.get("random_prefix_len")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    match = re.search(r"\.p(\d+)(?=\.|$)", path.stem)
+    return int(match.group(1)) if match else 0
 
 
 def _during(moments: tuple[dt.datetime, ...], doc: dict, after_s: float = 0.0) -> bool:
