@@ -69,7 +69,7 @@ class _Entry:
 
     def __init__(self):
         self.tokens = self.blocks = self.refs = 0
-        self.mark = 0  # unreferenced: the pops count at which its last block is evicted
+        self.mark = 0  # unreferenced: the pops count past which its blocks go (its last first)
 
 
 class PrefixCache:
