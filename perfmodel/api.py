@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from perfmodel.model.architectures import model_spec
 from perfmodel.model.source import load_model_config
+from perfmodel.model.spec import ModelSpec
 from perfmodel.cost.collective import engine_comm
 from perfmodel.cost.estimate import Estimate, estimator_for
 from perfmodel.hardware.gpu import GpuSpec, load_gpu
@@ -17,6 +18,20 @@ from perfmodel.cost.predict import predict
 from perfmodel.cost.workload import Workload
 
 DEFAULT_GPU = "h100-sxm"
+
+
+def bundled_model_specs() -> list[tuple[str, ModelSpec]]:
+    """Every bundled model's id and spec, read offline (`perfmodel models`)."""
+    from perfmodel.model.source import bundled_models
+
+    return [(m, model_spec(load_model_config(m).config)) for m in bundled_models()]
+
+
+def bundled_gpu_specs() -> dict[str, GpuSpec]:
+    """Every bundled GPU profile by name (`perfmodel gpus`)."""
+    from perfmodel.hardware.gpu import bundled_names
+
+    return {name: load_gpu(name) for name in bundled_names()}
 
 
 @dataclass(frozen=True)

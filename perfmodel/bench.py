@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from perfmodel.cost.presets import PRESETS
+from perfmodel.cost.presets import engine_names
 from perfmodel.cost.estimate import estimator_for
 from perfmodel.cost.ops import forward_ops
 from perfmodel.cost.precision import PRECISIONS, on_gpu, preset
@@ -57,15 +57,6 @@ def run_cpu(count: int = 10_000) -> tuple[float, float, int]:
         pred = predict(spec, prec, gpu, work, estimators[(gpu.name, prec.name)])
         estimated += pred.estimate is not None
     return time.perf_counter() - start, time.process_time() - cpu, estimated
-
-
-def engine_names() -> list[str]:
-    """Every engine preset: the kernel presets and the serving engines' (where present)."""
-    try:
-        from perfmodel.cost.serving_engines import SERVING_PRESETS
-    except ImportError:
-        SERVING_PRESETS = {}
-    return list({**PRESETS, **SERVING_PRESETS})
 
 
 @dataclass

@@ -3,7 +3,8 @@
 calibrate-gpu --out, validate --out), run before any work.
 
 The rule (docs/cli.md, "Output files"): an output goes to a regular file, new or existing, in an
-existing writable folder. Refused, with one line naming the fix: a link (never followed: writing
+existing writable folder. Refused, with one line naming the fix: an empty path (the CLI
+refuses `--out ""` before parsing, perfmodel/cli/options.py, since typer reads it as "."), a link (never followed: writing
 through it would replace its target), a device, folder or other special file, anything under
 /proc, /sys or /dev, a file directly in the filesystem root, a path whose folder does not exist
 (nothing is created for it), a file the command reads as input (the model's config.json, a
@@ -75,6 +76,9 @@ def check_out_path(out: Path | None, folder_ok: bool = True, flag: str = "--out"
     """Refuse, before measuring or computing, a path the output cannot go to (the module's rule).
     With folder_ok, a folder (None: the current one) is accepted if writable; `inputs` are the
     files the command reads (input_files)."""
+    if isinstance(out, str) and not out.strip():
+        raise OutputPathError(f'{flag} "" names no file: an empty path means the current '
+                              "folder; pass a file path")
     target = Path.cwd() if out is None else Path(out)
     inputs = tuple(inputs)
     if folder_ok and target.is_dir() and not target.is_symlink():

@@ -91,6 +91,20 @@ def test_points_grammar():
         parse_points(" ")
 
 
+def test_point_options_prefix_burstiness_range():
+    point = parse_point("1024:256:64:200:4+p512+b0.5+r0.25")
+    assert (point.prefix_len, point.burstiness, point.range_ratio) == (512, 0.5, 0.25)
+    assert parse_point(point.text) == point  # the text form round-trips
+    assert point.tag == "1024.256.c64.r4.p512.b0.5.r0.25"
+    plain = parse_point("1024:256:64:200")
+    assert (plain.prefix_len, plain.burstiness, plain.range_ratio) == (0, 1.0, 0.0)
+    assert plain.text == "1024:256:64:200" and plain.tag == "1024.256.c64.rinf"
+    for bad in ("1:1:1:1+p-1", "1:1:1:1+p1.5", "1:1:1:1+b0", "1:1:1:1+r1", "1:1:1:1+x3",
+                "1:1:1:1+p2+p3", "1:1:1:1+"):
+        with pytest.raises(WorkloadError, match="ISL:OSL:C:N"):
+            parse_point(bad)
+
+
 def test_bench_args_are_vllm_bench_serve_flags():
     args = bench_args(parse_point("1024:256:64:200:4"), "http://127.0.0.1:1", "/m", "/o", "x", 7)
     flags = {a: args[i + 1] for i, a in enumerate(args[:-1]) if a.startswith("--")
@@ -99,6 +113,11 @@ def test_bench_args_are_vllm_bench_serve_flags():
     assert flags["--max-concurrency"] == "64" and flags["--request-rate"] == "4"
     assert flags["--seed"] == "7" and flags["--random-range-ratio"] == "0"
     assert "--ignore-eos" in args and "--save-result" in args
+    assert flags["--random-prefix-len"] == "0" and flags["--burstiness"] == "1"
+    bursty = bench_args(parse_point("1024:256:64:200:4+p512+b0.5+r0.25"), "u", "/m", "/o", "x", 7)
+    assert bursty[bursty.index("--random-prefix-len") + 1] == "512"
+    assert bursty[bursty.index("--burstiness") + 1] == "0.5"
+    assert bursty[bursty.index("--random-range-ratio") + 1] == "0.25"
 
 
 def test_weightless_model_round_trips_token_ids(tmp_path):

@@ -1,5 +1,5 @@
 """calibrate-gpu's peaks that bite: the best of the repeats, on synthetic samples (no torch, no
-timing; docs/validation.md, "Tests that bite"; scripts/plant_bugs.py)."""
+timing; docs/validation.md, "Tests that bite"; tools/plant_bugs.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Many-GPU collectives that bite: the EP all-to-all's bytes worked by hand for a small case
-(docs/validation.md, "Tests that bite"; scripts/plant_bugs.py)."""
+(docs/validation.md, "Tests that bite"; tools/plant_bugs.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """plan and sweep tests that bite: the margin pick on hand-made rows, and the per-GPU column of
-a TP2 serving row (docs/validation.md, "Tests that bite"; scripts/plant_bugs.py)."""
+a TP2 serving row (docs/validation.md, "Tests that bite"; tools/plant_bugs.py)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ HAND_ROWS = {8: (0.20, 0.012, 1200.0), 16: (0.25, 0.015, 2000.0), 32: (0.30, 0.0
 def hand_plan(monkeypatch):
     """plan over one deployment whose three points are HAND_ROWS (nothing simulated)."""
 
-    def deployments(model, gpus, precisions, max_gpus, isl, osl, method, engine, tps=None):
+    def deployments(model, gpus, precisions, max_gpus, isl, osl, method, engine, tps=None,
+                    router=None):
         return [(Point(model, GPU, method, "bf16", isl=isl, osl=osl), 1000)], [], []
 
     def run_points(points, workers=None, on_progress=None):

@@ -1,6 +1,6 @@
 """Serving tests that bite: each checks one property against a truth found outside the code
 (probability theory, Little's law, an engine's source or log, a hand calculation), so that a
-one-line slip in the simulator that moves the results fails here (scripts/plant_bugs.py plants
+one-line slip in the simulator that moves the results fails here (tools/plant_bugs.py plants
 such slips and checks that these tests catch them; docs/validation.md, "Tests that bite")."""
 
 from __future__ import annotations

@@ -1,10 +1,14 @@
 """Design points of an engine calibration, and the benchmark client that measures them.
 
-A point is `ISL:OSL:C:N[:RATE]`: N requests of ISL random prompt tokens and OSL output tokens
-(`--ignore-eos`, `--random-range-ratio 0`), sent by C clients in a closed loop (RATE omitted or
-inf) or as a Poisson stream of RATE requests per second capped at C in flight. Each point gets
-its own seed, so no prompt repeats an earlier one and the engine's prefix cache never hits
-(a hit would shorten the prefill the point measures).
+A point is `ISL:OSL:C:N[:RATE][+pP][+bB][+rR]`: N requests of ISL random prompt tokens and OSL
+output tokens (`--ignore-eos`), sent by C clients in a closed loop (RATE omitted or inf) or as a
+stream of RATE requests per second capped at C in flight. Options: `+pP` puts one random prefix
+of P tokens before every prompt (`--random-prefix-len P`: a prompt is then P + ISL tokens, all
+sharing the first P), `+bB` draws the gaps between requests from a Gamma distribution of shape B
+(`--burstiness B`; 1, the default, is Poisson), `+rR` draws each prompt and output length
+uniformly from [L·(1 − R), L·(1 + R)] (`--random-range-ratio R`; default 0, fixed lengths).
+Each point gets its own seed, so no prompt repeats an earlier one and, without `+p`, the engine's
+prefix cache never hits (a hit would shorten the prefill the point measures).
 
 The client is the engine's own benchmark: vLLM's `vllm bench serve` (vllm/benchmarks/serve.py
 `add_cli_args` and `main`, v0.26.0), called in one process for every point of a model so that
@@ -28,41 +32,64 @@ MAX_REQUESTS = 100_000
 
 @dataclass(frozen=True)
 class BenchPoint:
-    """One benchmark point: N requests of ISL in / OSL out, C clients, RATE req/s (inf: none)."""
+    """One benchmark point: N requests of ISL in / OSL out, C clients, RATE req/s (inf: none),
+    a shared prefix of prefix_len tokens, Gamma arrivals of shape burstiness, lengths drawn with
+    range_ratio (module docstring)."""
 
     isl: int
     osl: int
     concurrency: int
     num_prompts: int
     rate: float = math.inf
+    prefix_len: int = 0
+    burstiness: float = 1.0
+    range_ratio: float = 0.0
+
+    @property
+    def _options(self) -> str:
+        return "".join(f"+{key}{value:g}" for key, value, default in (
+            ("p", self.prefix_len, 0), ("b", self.burstiness, 1.0), ("r", self.range_ratio, 0.0))
+            if value != default)
 
     @property
     def tag(self) -> str:
         rate = "inf" if math.isinf(self.rate) else f"{self.rate:g}"
-        return f"{self.isl}.{self.osl}.c{self.concurrency}.r{rate}"
+        return f"{self.isl}.{self.osl}.c{self.concurrency}.r{rate}" + \
+            self._options.replace("+", ".")
 
     @property
     def text(self) -> str:
         rate = "" if math.isinf(self.rate) else f":{self.rate:g}"
-        return f"{self.isl}:{self.osl}:{self.concurrency}:{self.num_prompts}{rate}"
+        return f"{self.isl}:{self.osl}:{self.concurrency}:{self.num_prompts}{rate}{self._options}"
 
 
 def parse_point(text: str) -> BenchPoint:
-    """`ISL:OSL:C:N[:RATE]` as a BenchPoint, or a WorkloadError naming the form."""
-    parts = text.strip().split(":")
-    form = f"point {text!r}: use ISL:OSL:C:N[:RATE], e.g. 1024:256:32:128 or 1024:256:64:200:4"
+    """`ISL:OSL:C:N[:RATE][+pP][+bB][+rR]` as a BenchPoint, or a WorkloadError naming the
+    form."""
+    head, *options = text.strip().split("+")
+    parts = head.split(":")
+    form = (f"point {text!r}: use ISL:OSL:C:N[:RATE][+pPREFIX][+bBURSTINESS][+rRANGE], e.g. "
+            "1024:256:32:128 or 1024:256:64:200:4+b0.5")
     if len(parts) not in (4, 5):
         raise WorkloadError(form)
     try:
         isl, osl, c, n = (int(p) for p in parts[:4])
         rate = float(parts[4]) if len(parts) == 5 else math.inf
-    except ValueError:
+        found = {option[:1]: float(option[1:]) for option in options}
+    except (ValueError, IndexError):
         raise WorkloadError(form) from None
+    prefix, burst, ratio = found.pop("p", 0.0), found.pop("b", 1.0), found.pop("r", 0.0)
+    if found or len(options) != len(set(o[:1] for o in options)):
+        raise WorkloadError(form)
     if not (0 < isl <= MAX_TOKENS and 0 < osl <= MAX_TOKENS and 0 < c <= MAX_REQUESTS
             and 0 < n <= MAX_REQUESTS) or not rate > 0 or math.isnan(rate):
         raise WorkloadError(f"{form}; each number ≥ 1 (lengths up to {MAX_TOKENS}, C and N up "
                             f"to {MAX_REQUESTS}), RATE > 0")
-    return BenchPoint(isl, osl, c, n, rate)
+    if not (prefix == int(prefix) and 0 <= prefix <= MAX_TOKENS and 0 < burst < math.inf
+            and 0 <= ratio < 1):
+        raise WorkloadError(f"{form}; PREFIX a whole number ≥ 0, BURSTINESS > 0, "
+                            "0 ≤ RANGE < 1")
+    return BenchPoint(isl, osl, c, n, rate, int(prefix), burst, ratio)
 
 
 def parse_points(text: str) -> tuple[BenchPoint, ...]:
@@ -88,7 +115,9 @@ def bench_args(point: BenchPoint, url: str, model_dir: str, out_dir: str, label:
     rate = "inf" if math.isinf(point.rate) else f"{point.rate:g}"
     return ["--backend", "vllm", "--base-url", url, "--model", "m", "--tokenizer", model_dir,
             "--dataset-name", "random", "--random-input-len", str(point.isl),
-            "--random-output-len", str(point.osl), "--random-range-ratio", "0",
+            "--random-output-len", str(point.osl),
+            "--random-range-ratio", f"{point.range_ratio:g}",
+            "--random-prefix-len", str(point.prefix_len), "--burstiness", f"{point.burstiness:g}",
             "--num-prompts", str(point.num_prompts), "--max-concurrency",
             str(point.concurrency), "--request-rate", rate, "--ignore-eos", "--seed", str(seed),
             "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
@@ -125,16 +154,20 @@ def _scrape(url: str) -> tuple[float, float] | None:
         return None
 
 
-def _record_prefix_cache(path: Path, before, after) -> None:
-    """Add the point's prefix-cache queries and hits (tokens, from the server's counters) to its
-    result JSON, so a reader can tell a point whose prefills the cache shortened."""
-    if before is None or after is None or not path.is_file():
+def _record_point(path: Path, point: BenchPoint, before, after) -> None:
+    """Add to the point's result JSON what vLLM's own leaves out: the dataset's prefix length
+    and range ratio, and the prefix-cache queries and hits (tokens, from the server's counters),
+    so a reader can tell a point whose prefills the cache shortened."""
+    if not path.is_file():
         return
     import json
 
     doc = json.loads(path.read_text())
-    doc["prefix_cache_queries"] = after[0] - before[0]
-    doc["prefix_cache_hits"] = after[1] - before[1]
+    doc["random_prefix_len"] = point.prefix_len
+    doc["random_range_ratio"] = point.range_ratio
+    if before is not None and after is not None:
+        doc["prefix_cache_queries"] = after[0] - before[0]
+        doc["prefix_cache_hits"] = after[1] - before[1]
     path.write_text(json.dumps(doc))
 
 
@@ -153,7 +186,7 @@ def run_points(url: str, model_dir: str, out_dir: str, label: str, seed: int,
         print(f"engine bench: point {i + 1}/{len(points)} {point.text}", flush=True)
         before = _scrape(url)
         main(args)
-        _record_prefix_cache(Path(out_dir) / f"{label}.{point.tag}.json", before, _scrape(url))
+        _record_point(Path(out_dir) / f"{label}.{point.tag}.json", point, before, _scrape(url))
 
 
 if __name__ == "__main__":

@@ -136,7 +136,8 @@ def run_engine(run: EngineRun, runs_dir: Path, on_point: Callable[[int, int], No
                 "server_start_s": round(up_s, 1), "run_time_s": round(time.time() - started, 1),
                 "date": time.strftime("%Y-%m-%d", time.gmtime()),
                 "client": "vllm bench serve (vllm.benchmarks.serve.main), --dataset-name random "
-                          "--random-range-ratio 0 --ignore-eos, one seed per point"}
+                          "--ignore-eos, one seed per point (prefix, burstiness and range "
+                          "ratio per point: engine_bench.py)"}
     (work / "run.json").write_text(json.dumps(manifest, indent=1))
     work.rename(final)
     return final

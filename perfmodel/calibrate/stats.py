@@ -107,8 +107,3 @@ def graph_copies(sets: int, estimate_s: float, target_s: float, cap: int) -> int
 def sample_count(replay_s: float, budget_s: float, low: int, high: int) -> int:
     """How many timed repetitions fit the per-point budget, at least `low`, at most `high`."""
     return clamp(round(budget_s / max(replay_s, 1e-9)), low, high)
-
-
-def round_sig(value: float, digits: int = 4) -> float:
-    """value to `digits` significant digits (timings are noisier than that)."""
-    return float(f"{value:.{digits}g}")

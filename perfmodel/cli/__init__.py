@@ -15,16 +15,19 @@ import typer
 from typer.core import TyperGroup
 
 from perfmodel.cli import core, engine_calibration, planning, serving
+from perfmodel.cli.options import refuse_empty_paths
 
 
 class OneLineErrors(TyperGroup):
-    """Usage errors (a value of the wrong type, an unknown option, a missing argument) as one
-    `error:` line that names the fix, exit 2, like every other perfmodel error; help with no
-    arguments as usual."""
+    """Usage errors (a value of the wrong type, an unknown option, a missing argument, an empty
+    path) as one `error:` line that names the fix, exit 2, like every other perfmodel error;
+    help with no arguments as usual."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
              **extra):
+        args = sys.argv[1:] if args is None else list(args)
         try:
+            refuse_empty_paths(self.commands, args)
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.NoArgsIsHelpError as exc:
             click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
@@ -45,9 +48,9 @@ app = typer.Typer(
     help="Roofline performance model for LLM inference: TTFT, ITL and throughput of a model on "
          "a GPU, from its config.json and a measured or datasheet GPU profile.",
     epilog="Output files (--out, --plot, --trace, --csv) are checked before any work: a new or "
-           "regular file in an existing folder; links, devices, /proc, /sys, /dev, the "
-           "filesystem root, the command's own inputs and perfmodel's bundled configs/ are "
-           "refused. Bounds: tokens per request ≤ 100,000,000; batch or concurrency ≤ "
+           "regular file in an existing folder; an empty path, links, devices, /proc, /sys, "
+           "/dev, the filesystem root, the command's own inputs and perfmodel's bundled "
+           "configs/ are refused. Bounds: tokens per request ≤ 100,000,000; batch or concurrency ≤ "
            "1,000,000; requests ≤ 10,000,000; parallel degrees ≤ 4096; points per sweep or "
            "plan ≤ 100,000; values per list ≤ 10,000; latency targets ≤ 1 day; "
            "--host-overhead ≤ 10 s; --waves ≤ 100; --workers ≤ 1024.",

@@ -68,18 +68,20 @@ def predict(model: ModelArg, gpu: GpuOpt = "h100-sxm", precision: PrecisionOpt =
 
 def models() -> None:
     """List the bundled models (usable offline)."""
+    from perfmodel.api import bundled_model_specs
     from perfmodel.report.display import print_models
 
     with friendly_errors():
-        print_models()
+        print_models(bundled_model_specs())
 
 
 def gpus() -> None:
     """List the bundled GPU profiles; measured ones beside their datasheet, in % of spec."""
+    from perfmodel.api import bundled_gpu_specs
     from perfmodel.report.display import print_gpus
 
     with friendly_errors():
-        print_gpus()
+        print_gpus(bundled_gpu_specs())
 
 
 def calibrate_gpu(
@@ -120,32 +122,6 @@ def calibrate_gpu(
                f"copy {spec.mem_bandwidth / 1e9:.4g} GB/s")
 
 
-def _check_validate_args(model: str, precision: str, gpu: str | None, out: Path | None,
-                         act_quant: str | None = None, tp: int = 1) -> None:
-    """validate's model, precision, --act-quant, --gpu and --out, checked before it looks for a
-    CUDA GPU."""
-    from perfmodel.outpath import check_out_path, input_files
-    from perfmodel.cost.precision import preset, with_act_scheme
-    from perfmodel.errors import WorkloadError
-    from perfmodel.hardware.gpu import load_gpu
-    from perfmodel.model.architectures import model_spec
-    from perfmodel.model.source import load_model_config
-
-    cfg = load_model_config(model)
-    model_spec(cfg.config, cfg.where)
-    if preset(precision).weight_dtype not in ("bf16", "fp16", "fp8", "int8", "int4"):
-        raise WorkloadError(f"validate's torch engine runs bf16, fp16, fp8, int8 or int4 "
-                            f"(validate/engine.py), not {precision!r}; pass one of those")
-    with_act_scheme(preset(precision), act_quant)
-    if act_quant is not None and tp > 1:
-        raise WorkloadError("validate --tp measures at the default activation scheme only; "
-                            "drop --act-quant or --tp")
-    if gpu is not None:
-        load_gpu(gpu)
-    if out is not None:
-        check_out_path(out, folder_ok=False, inputs=input_files(model, gpu))
-
-
 def validate(model: ModelArg, precision: Annotated[str, typer.Option(
                  "--precision", help="bf16 | fp16 | fp8 | int8 | int4")] = "bf16",
              batch: Annotated[str, typer.Option(
@@ -173,14 +149,14 @@ def validate(model: ModelArg, precision: Annotated[str, typer.Option(
     print predicted limit and estimate beside the measured TTFT and decode step."""
     with friendly_errors():
         from perfmodel.hardware.gpu import load_gpu
-        from perfmodel.validate.compare import compare, default_gpu_profile, measure
+        from perfmodel.validate.compare import check_args, compare, default_gpu_profile, measure
 
         from perfmodel.errors import MAX_BATCH, MAX_DEGREE, MAX_TOKENS, whole
 
         batches = comma_ints(batch, "--batch", MAX_BATCH)
         lengths = comma_ints(input_len, "--input-len", MAX_TOKENS)
         whole(tp, "--tp", MAX_DEGREE)
-        _check_validate_args(model, precision, gpu, out, act_quant, tp)
+        check_args(model, precision, gpu, out, act_quant, tp)
         if tp > 1:
             from perfmodel.validate.distributed import measure_tp, points_for
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Iterator, Mapping, Optional, Sequence
 
+import click
 import typer
 
 from perfmodel.errors import PerfmodelError
@@ -44,6 +45,26 @@ EpOpt = Annotated[int, typer.Option("--ep", help="Expert parallelism: GPUs the M
                                                  "spread over (divides tp·dp).")]
 DpOpt = Annotated[int, typer.Option("--dp", help="Attention data parallelism (DeepSeek style; "
                                                  "needs --ep tp·dp).")]
+
+
+def refuse_empty_paths(commands: Mapping[str, click.Command], args: Sequence[str]) -> None:
+    """A usage error for an empty value of any path option (--out "", --plot=, --trace ""):
+    typer reads "" as Path("."), the current folder, so an empty output path would write there
+    (perfmodel/outpath.py's rule never sees the ""). Checked on the command line before
+    parsing, for every command's path options, present and future."""
+    name = next((a for a in args if not a.startswith("-")), None)
+    command = commands.get(name) if name else None
+    if command is None:
+        return
+    flags = {opt for param in command.params if isinstance(param.type, click.Path)
+             for opt in param.opts if opt.startswith("--")}
+    for i, arg in enumerate(args):
+        flag, eq, value = arg.partition("=")
+        empty = value == "" if eq else (i + 1 < len(args) and args[i + 1] == "")
+        if flag in flags and empty:
+            raise click.UsageError(f'{flag} "" names no file: an empty path means the '
+                                   "current folder; pass a file path",
+                                   ctx=click.Context(command, info_name=f"perfmodel {name}"))
 
 
 @contextlib.contextmanager

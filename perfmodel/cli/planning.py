@@ -15,21 +15,16 @@ from typing import Annotated, Any, Iterator, Optional
 import typer
 
 from perfmodel.cli.options import friendly_errors
+from perfmodel.fitted import PLAN_MARGIN, REQUESTS_PER_CLIENT
 
 ModelArg = Annotated[str, typer.Argument(
     help="A bundled model id, a path to a config.json (or its folder), or a Hub repo id.")]
-IntsOpt = Annotated[str, typer.Option(help="Comma-separated; ranges 1-64, 1-64:8, 1-64x2.")]
-StrsOpt = Annotated[Optional[str], typer.Option(help="Comma-separated (default: predict's).")]
 OutOpt = Annotated[Optional[Path], typer.Option(
     "--out", help="Write every row to FILE.csv, FILE.jsonl or FILE.parquet (needs pyarrow).")]
 PlotOpt = Annotated[Optional[Path], typer.Option(
     "--plot", help="Draw the figure to FILE.png or FILE.svg (pip install 'perfmodel[plot]').")]
 WorkersOpt = Annotated[Optional[int], typer.Option(
     "--workers", help="Processes to evaluate on, 1-1024 (default: every core).")]
-# plan's default --margin: the serving simulation's median TPOT |error| against real engines,
-# 9.4% on one GPU and 9.95% on 2-8 (test half of the aiconfigurator-silicon rows, 2026-11-27;
-# docs/validation.md, "Real serving engines").
-MARGIN = 0.10
 
 
 @contextlib.contextmanager
@@ -180,11 +175,16 @@ def plan(model: ModelArg,
          waves: Annotated[int, typer.Option(
              "--waves", help="serve: simulate max(WAVES × concurrency, 40) requests per "
                                     "point (as validate-serving does); 1-100.")
-         ] = 4,
+         ] = REQUESTS_PER_CLIENT,
          margin: Annotated[float, typer.Option(
              "--margin", help="Also show the best that keeps this share of headroom "
                                        "on every target (0.1: 10%, serve's median TPOT error "
-                                       "against real engines; 0: off; at most 10).")] = MARGIN,
+                                       "against real engines; 0: off; at most 10).")] = PLAN_MARGIN,
+         router: Annotated[Optional[str], typer.Option(
+             "--router", help="Trade replicas against TP: each deployment fills --max-gpus "
+                              "with replicas of its TP (8: 8×TP1, 4×TP2, 2×TP4, 1×TP8) behind "
+                              "this router (round-robin | least-loaded | prefix-affinity); "
+                              "the concurrency is the fleet's. serve only.")] = None,
          json_out: Annotated[bool, typer.Option("--json", help="Print the JSON document.")
                              ] = False,
          plot: PlotOpt = None, workers: WorkersOpt = None) -> None:
@@ -211,6 +211,12 @@ def plan(model: ModelArg,
         loads = parse_ints(concurrency, "--concurrency", MAX_BATCH)
         precision_list = parse_strs(precisions) or [None]
         method = method or ("serve" if serve_available() else "predict")
+        if router is not None:
+            from perfmodel.serve.fleet import ROUTERS
+
+            if router not in ROUTERS or method != "serve":
+                raise PerfmodelError(f"--router takes {', '.join(ROUTERS)} (not {router!r}) "
+                                     "and the serve method (not --method predict)")
         check_grid(model, method=method, gpus=gpu_list, precisions=precision_list,
                    kv_dtypes=[None], engines=[engine], tps=tp_list or [1], isls=[isl],
                    osls=[osl], workers=workers,
@@ -222,7 +228,8 @@ def plan(model: ModelArg,
                               osl=osl, slo=slo, max_gpus=max_gpus,
                               tps=tp_list, prices=prices,
                               engine=engine, method=method, waves=waves, workers=workers,
-                              on_total=set_total, on_progress=advance, margin=margin)
+                              on_total=set_total, on_progress=advance, margin=margin,
+                              router=router)
         if plot is not None:
             from perfmodel.report.plot import pareto_plot
 

@@ -24,7 +24,8 @@ MAX_HOST_OVERHEAD_S = 10.0  # host time per engine step; measured ones are ~1-10
 
 
 def _check_serve_args(model: str, gpu: str, lengths: str | None, trace: Path | None,
-                      request_rate: float | None, lock_step: bool) -> None:
+                      request_rate: float | None, lock_step: bool,
+                      trace_in: str | None = None) -> None:
     """Before any work: --trace's path (perfmodel/outpath.py, never an input of this run) and
     --lock-step only with a closed loop."""
     from perfmodel.errors import WorkloadError
@@ -35,7 +36,7 @@ def _check_serve_args(model: str, gpu: str, lengths: str | None, trace: Path | N
                             "(open loop) drop it, or use --concurrency")
     if trace is not None:
         check_out_path(trace, folder_ok=False, flag="--trace",
-                       inputs=input_files(model, gpu, lengths))
+                       inputs=input_files(model, gpu, lengths, trace_in))
 
 
 def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
@@ -90,13 +91,49 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
           ep: Annotated[int, _opt("--ep", "Expert parallelism.")] = 1,
           dp: Annotated[int, _opt("--dp", "Attention data parallelism.")] = 1,
           pp: Annotated[int, _opt("--pp", "Pipeline parallelism.")] = 1,
+          replicas: Annotated[int, _opt("--replicas", "Engine instances of this TP/EP/DP/PP "
+                                        "layout, each on its own GPUs, behind --router "
+                                        "(docs/serving.md, Fleets).")] = 1,
+          router: Annotated[str, _opt("--router", "With --replicas: round-robin | "
+                                      "least-loaded (fewest waiting + running requests) | "
+                                      "prefix-affinity (same prefix id, same replica).")]
+          = "round-robin",
+          replicas_per_gpu: Annotated[int, _opt(
+              "--replicas-per-gpu", "With --replicas: replicas sharing each GPU (its memory "
+              "by --gpu-memory-utilization each, its compute time-shared).")] = 1,
           seed: Annotated[int, _opt("--seed", "Seed of the Poisson arrivals.")] = 0,
+          burstiness: Annotated[Optional[float], _opt(
+              "--burstiness", "Open loop: Gamma arrivals of shape B as `vllm bench serve "
+              "--burstiness` draws them (1 Poisson, < 1 burstier, inf evenly spaced; "
+              "docs/serving.md).")] = None,
+          range_ratio: Annotated[Optional[float], _opt(
+              "--range-ratio", "Lengths uniform over [I·(1−r), I·(1+r)] and [O·(1−r), "
+              "O·(1+r)], as vLLM's --random-range-ratio (0 ≤ r < 1).")] = None,
+          length_dist: Annotated[Optional[str], _opt(
+              "--length-dist", "fixed | uniform (with --range-ratio) | normal | lognormal "
+              "(with --length-cv): lengths drawn around --isl and --osl.")] = None,
+          length_cv: Annotated[Optional[float], _opt(
+              "--length-cv", "Coefficient of variation (std/mean) of --length-dist normal "
+              "or lognormal.")] = None,
+          trace_in: Annotated[Optional[str], _opt(
+              "--trace-in", "Replay a CSV or JSONL trace: arrival, input and output length "
+              "per request (Azure, BurstGPT, Mooncake or arrival_s/input_len/output_len "
+              "columns; docs/serving.md).")] = None,
+          speedup: Annotated[float, _opt("--speedup", "With --trace-in: divide its times by "
+                                         "X (1440 replays a day in a minute).")] = 1.0,
+          trace_time_unit: Annotated[Optional[str], _opt(
+              "--trace-time-unit", "With --trace-in: s | ms, the unit of its numeric times "
+              "(default: ms for a `timestamp` column, else s).")] = None,
+          slo: Annotated[Optional[list[str]], _opt(
+              "--slo", "[CLASS:]ttft=2s,tpot=50ms,e2e=30s: targets for goodput (requests "
+              "meeting them per second), per trace SLO class or for all; repeatable.")] = None,
           host_overhead: Annotated[Optional[str], _opt(
               "--host-overhead", "Engine: host time per step, e.g. 2ms (default: the value "
               "fitted for the engine, docs/serving.md).")] = None,
           json_out: JsonOpt = False,
           trace: Annotated[Optional[Path], _opt("--trace", "Write one CSV line per engine "
-                                                "step here.")] = None) -> None:
+                                                "step here (with --replicas: and the "
+                                                "replica's index).")] = None) -> None:
     """Simulate an engine serving MODEL under load: TTFT, TPOT, ITL, E2E and throughput."""
     from perfmodel.serve import run_serve
     from perfmodel.report.serve_view import LazyProgress, print_serve, write_trace
@@ -104,8 +141,13 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
     progress = LazyProgress("simulating")
     try:
         with friendly_errors():
-            _check_serve_args(model, gpu, lengths, trace, request_rate, lock_step)
+            _check_serve_args(model, gpu, lengths, trace, request_rate, lock_step, trace_in)
             knobs = {}
+            targets = None
+            if slo:
+                from perfmodel.plan.parse import parse_duration
+                from perfmodel.serve.slo import parse_slo
+                targets = parse_slo(slo, lambda text, flag: parse_duration(text, flag=flag))
             if host_overhead is not None:
                 from perfmodel.plan.parse import parse_duration
                 knobs["host_overhead_s"] = parse_duration(
@@ -116,11 +158,15 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
                 request_rate=request_rate, isl=isl, osl=osl, num_requests=num_requests,
                 lengths=lengths, precision=precision, kv_dtype=kv_dtype, act_quant=act_quant,
                 tp=tp, ep=ep, dp=dp, pp=pp, seed=seed, on_progress=progress, warmup=warmup,
+                replicas=replicas, router=router, replicas_per_gpu=replicas_per_gpu,
                 stagger=not lock_step, engine_profile=engine_profile,
                 prefix_len=prefix_len, num_prefixes=num_prefixes, prefix_caching=prefix_caching,
                 max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                 gpu_memory_utilization=gpu_memory_utilization, block_size=block_size,
-                chunked_prefill=chunked_prefill, **knobs)
+                chunked_prefill=chunked_prefill, burstiness=burstiness,
+                range_ratio=range_ratio, length_dist=length_dist, length_cv=length_cv,
+                trace_in=trace_in, speedup=speedup, trace_time_unit=trace_time_unit,
+                slo=targets, **knobs)
     finally:
         progress.close()
     if trace is not None:

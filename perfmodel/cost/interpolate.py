@@ -1,7 +1,7 @@
 """Interpolation over the measured tables: piecewise-linear in log coordinates, clamped at the
 edges (outside the measured range the nearest edge's value holds, never an extrapolated trend).
 
-Grid3 and LogCurve interpolate values (efficiencies); RoofCurve and TimeGrid read kernel
+Grid3 interpolates values (efficiencies); RoofCurve and TimeGrid read kernel
 *times* so that they never fall as the work grows: measured times become running maxima along
 each growing coordinate and are interpolated log-log, and beyond the table the edge's
 efficiency holds (time keeps growing with the work).
@@ -30,19 +30,6 @@ def interp1(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
     """Linear interpolation of ys over ascending xs at x, clamped to the end values."""
     i, j, t = _bracket(xs, x)
     return ys[i] + t * (ys[j] - ys[i])
-
-
-class LogCurve:
-    """Interpolation in log x and log y over fixed points (exact for power laws between them),
-    clamped at the ends; the logarithms are taken once."""
-
-    def __init__(self, xs: Sequence[float], ys: Sequence[float]) -> None:
-        self.xs, self.ys = list(xs), list(ys)
-        self.lx = [math.log(v) for v in xs]
-        self.ly = [math.log(v) for v in ys]
-
-    def __call__(self, x: float) -> float:
-        return math.exp(interp1(self.lx, self.ly, math.log(x)))
 
 
 class Grid3:

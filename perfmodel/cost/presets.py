@@ -11,6 +11,13 @@ from perfmodel.errors import WorkloadError
 PRESETS = {p.name: p for p in (TORCH_CUDAGRAPH, TUNED)}
 
 
+def engine_names() -> list[str]:
+    """Every engine preset's name: the torch presets', then the serving engines'."""
+    from perfmodel.cost.serving_engines import SERVING_PRESETS  # vllm, sglang, trtllm
+
+    return list({**PRESETS, **SERVING_PRESETS})
+
+
 def engine_preset(name: str | None) -> EnginePreset:
     """The kernel preset of an engine; name@version (vllm@0.26.0, vllm@published) names the
     engine's kernels whatever the release (serve/engine_profile.py picks the release)."""

@@ -61,11 +61,6 @@ class Interconnect:
     def gpu_counts(self) -> tuple[int, ...]:
         return tuple(sorted(self.tables))
 
-    @property
-    def bandwidth_str(self) -> str:
-        return "unknown" if self.bandwidth is None else f"{self.bandwidth / 1e9:.0f} GB/s"
-
-
 def sidecar_path(profile_path: str) -> Path:
     """Where calibrate-gpu --gpus keeps the blocks of profile foo.yaml: collectives/foo.yaml."""
     path = Path(profile_path)

@@ -142,12 +142,14 @@ def _serve_row(point: Point) -> dict[str, Any]:
     except ImportError:
         raise PerfmodelError("this perfmodel has no serving simulation; sweep with --batch "
                              "(static batches) instead of --concurrency") from None
+    fleet = {"replicas": point.replicas, "router": point.router or "round-robin"} \
+        if point.replicas != 1 else {}
     report = run_serve(point.model, gpu=point.gpu, engine=point.engine or "vllm",
                        concurrency=point.load, isl=point.isl, osl=point.osl,
                        num_requests=point.requests,
                        precision=point.precision, kv_dtype=point.kv_dtype, tp=point.tp,
                        ep=point.ep, dp=point.dp, pp=point.pp,
-                       max_num_batched_tokens=point.max_num_batched_tokens)
+                       max_num_batched_tokens=point.max_num_batched_tokens, **fleet)
     metrics = report.metrics
     row: dict[str, Any] = {"basis": "serve", "precision_label": metrics.get("precision")}
     for key, value in metrics.items():

@@ -29,11 +29,14 @@ class Point:
     osl: int = 128
     requests: int | None = None  # serve: requests simulated (None: serve's default)
     max_num_batched_tokens: int | None = None  # serve: the engine's token budget (None: default)
+    replicas: int = 1  # serve: instances of this layout behind `router` (load: the fleet's)
+    router: str | None = None
 
     @property
     def gpus(self) -> int:
-        """GPUs the deployment takes: TP × DP × PP (EP spreads experts over those same GPUs)."""
-        return self.tp * self.dp * self.pp
+        """GPUs the deployment takes: TP × DP × PP (EP spreads experts over those same GPUs),
+        times the replicas."""
+        return self.tp * self.dp * self.pp * self.replicas
 
     @property
     def parallel(self) -> bool:
@@ -47,7 +50,8 @@ class Point:
         """The point as the leading columns of a sweep row."""
         row = {f.name: getattr(self, f.name) for f in fields(self)
                if f.name != "load" and (f.name != "requests" or self.method != PREDICT)
-               and (f.name != "max_num_batched_tokens" or self.max_num_batched_tokens)}
+               and (f.name != "max_num_batched_tokens" or self.max_num_batched_tokens)
+               and (f.name not in ("replicas", "router") or self.replicas != 1)}
         row[self.load_name] = self.load
         row["gpus"] = self.gpus
         return row
@@ -74,6 +78,9 @@ class Point:
                 parts += ["--num-requests", str(self.requests)]
             if self.max_num_batched_tokens:
                 parts += ["--max-num-batched-tokens", str(self.max_num_batched_tokens)]
+            if self.replicas != 1:
+                parts += ["--replicas", str(self.replicas), "--router",
+                          self.router or "round-robin"]
         return " ".join(parts)
 
 

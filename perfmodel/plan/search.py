@@ -12,6 +12,10 @@ its accuracy figures hold for), else by the static-batch prediction at batch = c
 The front is over output tokens/s per GPU against tokens/s per user (1 / TPOT); with a price for
 every GPU, cost per million output tokens replaces tokens/s per GPU. The best point meets both
 SLOs at the lowest cost (with prices) or the most tokens/s per GPU (without).
+
+With a router (`plan --router`), replicas trade against TP: every deployment fills --max-gpus
+with replicas of its TP (8 GPUs: 8×TP1, 4×TP2, 2×TP4, 1×TP8) behind that router, each
+concurrency being the fleet's (serve/fleet.py); it holds the replicas' requests together.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 from perfmodel.errors import PerfmodelError
+from perfmodel.fitted import MIN_REQUESTS, REQUESTS_PER_CLIENT
 from perfmodel.plan.evaluate import (does_not_fit, parallel_predict_supported, prediction,
                                      resolve)
 from perfmodel.plan.grid import PREDICT, SERVE, Point
@@ -28,7 +33,6 @@ from perfmodel.plan.pareto import pareto_front
 from perfmodel.plan.sweep import Progress, run_points
 
 Row = dict[str, Any]
-MIN_REQUESTS = 40  # as validate/silicon.py num_requests_for simulates each serving row
 
 
 @dataclass(frozen=True)
@@ -97,20 +101,21 @@ def parallelisms(max_gpus: int, moe: bool, tps: Sequence[int] | None = None
 def _capacity(point: Point) -> tuple[int, str | None]:
     """How many requests of I + O tokens the deployment holds at once (the weights and KV cache
     in the GPUs' memory), and why none, if none."""
-    probe = replace(point, method=PREDICT, engine=None, load=1, requests=None)
+    probe = replace(point, method=PREDICT, engine=None, load=1, requests=None, replicas=1,
+                    router=None)
     try:
         mem = prediction(probe).memory
     except PerfmodelError as exc:
         return 0, str(exc)
-    return mem.max_batch, does_not_fit(mem)
+    return mem.max_batch * point.replicas, does_not_fit(mem)
 
 
 def deployments(model: str, gpus: Sequence[str], precisions: Sequence[str | None],
                 max_gpus: int, isl: int, osl: int, method: str, engine: str | None,
-                tps: Sequence[int] | None = None
+                tps: Sequence[int] | None = None, router: str | None = None
                 ) -> tuple[list[tuple[Point, int]], list[Row], list[str]]:
     """The deployments to search (as points of load 1, with how many requests they hold at
-    once), those dropped, and notes."""
+    once), those dropped, and notes; with a router, each TP's replicas fill max_gpus."""
     notes: list[str] = []
     first = resolve(model, gpus[0], precisions[0], None, None)
     pairs = parallelisms(max_gpus, first.spec.is_moe, tps)
@@ -121,7 +126,8 @@ def deployments(model: str, gpus: Sequence[str], precisions: Sequence[str | None
     for gpu in gpus:
         for prec in precisions:
             for tp, ep in pairs:
-                point = Point(model, gpu, method, prec, None, engine, tp, ep, isl=isl, osl=osl)
+                point = Point(model, gpu, method, prec, None, engine, tp, ep, isl=isl, osl=osl,
+                              replicas=max_gpus // tp if router else 1, router=router)
                 held, error = _capacity(point)
                 if error:
                     skipped.append({**point.columns(), "error": error})
@@ -172,15 +178,16 @@ def pick_best(rows: Sequence[Row], slo: Slo, by_cost: bool) -> Row | None:
 def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
          concurrencies: Sequence[int], isl: int, osl: int, slo: Slo, max_gpus: int = 8,
          tps: Sequence[int] | None = None, prices: dict[str, float] | None = None,
-         engine: str | None = None, method: str | None = None, waves: int = 4,
+         engine: str | None = None, method: str | None = None, waves: int = REQUESTS_PER_CLIENT,
          workers: int | None = None, on_total: Any = None,
-         on_progress: Progress | None = None, margin: float = 0.0) -> Plan:
+         on_progress: Progress | None = None, margin: float = 0.0,
+         router: str | None = None) -> Plan:
     """Search the deployments, evaluate every fitting one at every concurrency, rank them;
     with margin > 0 also the best that keeps that headroom on every target."""
     method = method or (SERVE if serve_available() else PREDICT)
     prices = prices or {}
     kept, skipped, notes = deployments(model, gpus, precisions, max_gpus, isl, osl, method,
-                                       engine, tps)
+                                       engine, tps, router)
     points, over = _loads(kept, concurrencies, waves)
     if on_total:
         on_total(len(points))

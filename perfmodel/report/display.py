@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from perfmodel.api import Report
+from perfmodel.api import GpuSpec, ModelSpec, Report
 from perfmodel.report.render import op_rows, params, plain, si, summary_rows
 
 
@@ -19,6 +21,8 @@ def print_report(report: Report, *, matmul_only: bool = False, console: Console 
     spec = pred.spec
     con.print(f"[bold]{report.model_id}[/] on [bold]{gpu.name}[/], {prec.name}: "
               f"batch {w.batch}, {w.input_len} tokens in, {w.output_len} out")
+    if report.warnings:  # first, where they are seen: the op tables below run to ~60 rows
+        con.print(_labelled([("[yellow]warning[/]", w) for w in report.warnings]))
     con.print(_labelled([
         ("config", report.model_source),
         ("model", f"{spec.model_type}, {spec.num_layers} layers, {params(spec.params.total)} "
@@ -43,8 +47,6 @@ def print_report(report: Report, *, matmul_only: bool = False, console: Console 
     if not matmul_only:
         con.print("share: of the limit, which sums the matmul and attention ops; +x%: a fusable "
                   "elementwise op, outside the limit (a fused engine hides it)", style="dim")
-    if report.warnings:
-        con.print(_labelled([("[yellow]warning[/]", w) for w in report.warnings]))
 
 
 def _labelled(rows: list[tuple[str, str]], indent: int = 0) -> Table:
@@ -59,33 +61,57 @@ def _labelled(rows: list[tuple[str, str]], indent: int = 0) -> Table:
 
 OP_COLUMNS = ("op", "count", "FLOP", "bytes", "FLOP/B", "bound", "limit", "estimate", "share")
 LEFT = {0, 5}  # op and bound; the numbers are right-justified
+WIDTH = 80  # every table fits 80 columns
+
+
+NARROW_FIRST = (1, 2, 3, 6, 7, 4, 5, 0)  # gaps (after column i) that become one space first
+
+
+def _fit_widths(widths: list[int]) -> tuple[list[int], list[int]]:
+    """Column widths and the gaps after each column (the last 0) for a table of at most WIDTH
+    columns: two spaces, narrowed to one where it is too wide (between the numbers first); if
+    it is still too wide, the op column gives up the rest and long names are cut with an
+    ellipsis."""
+    gaps = [2] * (len(widths) - 1) + [0]
+    for i in NARROW_FIRST:
+        if sum(widths) + sum(gaps) <= WIDTH:
+            break
+        gaps[i] = 1
+    over = sum(widths) + sum(gaps) - WIDTH
+    return ([max(widths[0] - over, 8)] + widths[1:] if over > 0 else widths), gaps
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def _op_table(phase, matmul_only: bool) -> Text:
-    """One phase's ops, 80 columns wide at most; a label line opens each layer group. Laid out
-    here in the shape of _table's borderless table (two spaces between columns, one rule under
-    the header) as one Text: rich's Table measures every cell again, which cost a DeepSeek-V3
-    prediction half of its 0.3 s."""
+    """One phase's ops, 80 columns wide at most (_fit_widths); a label line opens each layer
+    group. Laid out here in the shape of _table's borderless table (two spaces between columns,
+    one rule under the header) as one Text: rich's Table measures every cell again, which cost a
+    DeepSeek-V3 prediction half of its 0.3 s."""
     title = "prefill (TTFT)" if phase.name == "prefill" else "decode step (ITL, mean over the steps)"
     rows = op_rows(phase, matmul_only)
     widths = [max([len(col)] + [len(cells[i]) for _, cells in rows]
                   + ([len(g) + 1 for g, _ in rows] if i == 0 else []))
               for i, col in enumerate(OP_COLUMNS)]
+    widths, gaps = _fit_widths(widths)
 
     def line(cells) -> str:
-        return "  ".join(c.ljust(w) if i in LEFT else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        cells = (_cut(cells[0], widths[0]), *cells[1:])
+        return "".join((c.ljust(w) if i in LEFT else c.rjust(w)) + " " * g
+                       for i, (c, w, g) in enumerate(zip(cells, widths, gaps))).rstrip()
 
     text = Text(no_wrap=True)
     text.append(title + "\n", style="italic")
     text.append(line(OP_COLUMNS) + "\n", style="bold")
-    text.append("─" * (sum(widths) + 2 * (len(widths) - 1)) + "\n")
+    text.append("─" * (sum(widths) + sum(gaps)) + "\n")
     group = ""
     for row_group, cells in rows:
         if row_group != group:
             text.append("\n")
             if row_group:
-                text.append(f"{row_group}:\n", style="dim italic")
+                text.append(f"{_cut(row_group, WIDTH - 1)}:\n", style="dim italic")
             group = row_group
         text.append(line(cells) + "\n", style="cyan" if cells[5] == "compute" else "")
     text.rstrip()
@@ -103,41 +129,36 @@ def _console() -> Console:
     return Console()
 
 
-def print_models(console: Console | None = None) -> None:
-    from perfmodel.model.architectures import model_spec
-    from perfmodel.model.source import bundled_models, load_model_config
-
+def print_models(models: Sequence[tuple[str, ModelSpec]], console: Console | None = None
+                 ) -> None:
+    """The bundled models (api.bundled_model_specs): id, type, layers, parameters."""
     con = console or _console()
     table = _table("Bundled models (configs/models)")
     for col in ("id", "type", "layers", "params", "active"):
         table.add_column(col, no_wrap=True, justify="left" if col in ("id", "type") else "right")
-    for model_id in bundled_models():
-        spec = model_spec(load_model_config(model_id).config)
+    for model_id, spec in models:
         table.add_row(model_id, spec.model_type, str(spec.num_layers),
                       params(spec.params.total), params(spec.params.active))
     con.print(table)
 
 
-def print_gpus(console: Console | None = None) -> None:
-    """Bundled profiles, names whole (users type them); a measured profile's second line gives
-    each figure in % of its datasheet profile. Fits 80 columns."""
-    from perfmodel.hardware.gpu import bundled_names, load_gpu
-
+def print_gpus(specs: Mapping[str, GpuSpec], console: Console | None = None) -> None:
+    """Bundled profiles (api.bundled_gpu_specs), names whole (users type them); a measured
+    profile's second line gives each figure in % of its datasheet profile. Fits 80 columns."""
     con = console or _console()
     table = _table("Bundled GPU profiles (configs/gpus); dense peaks")
     table.add_column("name", no_wrap=True)
     for col in ("bf16\nTFLOP/s", "fp8\nTFLOP/s", "int8\nTOP/s", "fp4\nTFLOP/s", "memory\nTB/s",
-                "memory\nGiB"):
+                "memory\nGB"):
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("source", no_wrap=True)
-    specs = {name: load_gpu(name) for name in bundled_names()}
     for name, gpu in specs.items():
         sheet = specs.get(gpu.datasheet or "")
         pairs = [(gpu.peak(d), sheet.peak(d) if sheet else None, 1e12)
                  for d in ("bf16", "fp8", "int8", "fp4")]
         pairs.append((gpu.mem_bandwidth, sheet.mem_bandwidth if sheet else None, 1e12))
         cells = [_gpu_cell(value, ref, scale) for value, ref, scale in pairs]
-        table.add_row(name, *cells, plain(gpu.mem_bytes / 2**30),
+        table.add_row(name, *cells, plain(gpu.mem_bytes / 1e9),
                       f"measured\n{gpu.date}" if gpu.kind == "measured" else "datasheet")
     con.print(table)
     con.print("A measured profile's second line: % of its datasheet profile. Sources in each "

@@ -23,7 +23,8 @@ def clean(row: Row) -> Row:
 
 def deployment(row: Row) -> str:
     par = " ".join(f"{k.upper()}{row[k]}" for k in ("tp", "ep", "dp", "pp") if row.get(k, 1) != 1)
-    return f"{row['gpus']}×{row['gpu']} {row['precision']}" + (f" {par}" if par else "")
+    fleet = f" {row['replicas']} replicas" if row.get("replicas", 1) != 1 else ""
+    return f"{row['gpus']}×{row['gpu']} {row['precision']}{fleet}" + (f" {par}" if par else "")
 
 
 def points_table(rows: Sequence[Row], title: str, best: Row | None = None,

@@ -33,16 +33,22 @@ class LazyProgress:
             self.bar.stop()
 
 
-def write_trace(path: Path, trace: Sequence[tuple[float, int, int, int]]) -> None:
-    """One CSV line per engine step: end time (s), decoders, prefill tokens, KV blocks used."""
+def write_trace(path: Path, trace: Sequence[tuple]) -> None:
+    """One CSV line per engine step: end time (s), decoders, prefill tokens, KV blocks used
+    (and, from a fleet, the replica that ran it)."""
     with Path(path).open("w", newline="") as f:
         out = csv.writer(f)
-        out.writerow(["time_s", "decode_seqs", "prefill_tokens", "kv_blocks_used"])
-        out.writerows((f"{t:.6f}", d, p, b) for t, d, p, b in trace)
+        head = ["time_s", "decode_seqs", "prefill_tokens", "kv_blocks_used"]
+        out.writerow(head + ["replica"] if trace and len(trace[0]) == 5 else head)
+        out.writerows((f"{row[0]:.6f}", *row[1:]) for row in trace)
 
 
-def _ms(x: float | None) -> str:
-    return "—" if x is None else f"{x * 1e3:.1f}"
+def duration(x: float | None) -> str:
+    """A latency for the table: in ms below 10 s (one decimal), in s from there: 85.4 ms,
+    9876.5 ms, 52.5 s."""
+    if x is None:
+        return "—"
+    return f"{x * 1e3:.1f} ms" if x < 10 else f"{x:.1f} s"
 
 
 def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
@@ -56,6 +62,7 @@ def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
         f"request rate {w['request_rate'] or 'inf'}/s"
     load += " (clients in lock-step)" if w.get("lock_step") else ""
     lengths = f"{w['isl']} in / {w['osl']} out" if w["isl"] else "lengths from file"
+    load, lengths = workload_text(w, load, lengths)
     console.print(f"[bold]{doc['model']}[/] on {doc['gpu']}, {doc['engine']}, {doc['precision']}")
     warm = f" (the first {w['warmup']} warm-up, left out of the latencies)" \
         if w.get("warmup") else ""
@@ -66,12 +73,16 @@ def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
         label = "+".join(f"{k.upper()}{par[k]}" for k in ("tp", "pp", "ep", "dp") if par[k] > 1)
         console.print(f"{label} on {par['gpus']} GPUs: {par['schedulers']} scheduler(s), the "
                       "fullest simulated; KV cache and latencies per scheduler, throughput all")
-    table = Table("ms", "mean", "median", "p90", "p99", "limit (mean)")
+    fleet = doc.get("fleet")
+    if fleet:
+        _print_fleet(console, fleet)
+    table = Table("latency")
+    for col in ("mean", "median", "p90", "p99", "limit (mean)"):
+        table.add_column(col, justify="right")
     for key, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("itl_s", "ITL"), ("e2e_s", "E2E")):
         s = doc[key]
         lim = doc["limit"].get(key, {}).get("mean")
-        table.add_row(name, _ms(s["mean"]), _ms(s["median"]), _ms(s["p90"]), _ms(s["p99"]),
-                      _ms(lim))
+        table.add_row(name, *map(duration, (s["mean"], s["median"], s["p90"], s["p99"], lim)))
     console.print(table)
     t, kv = doc["throughput"], doc["kv_cache"]
     console.print(f"throughput {t['requests_s']:.2f} req/s, {t['output_tok_s']:.0f} output tok/s "
@@ -89,6 +100,9 @@ def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
                  f"{power['fraction'][0]:.2f} of the table rate at "
                  f"{power['burst_s'][0] * 1e3:.0f} ms of matrix work, "
                  f"{power['fraction'][-1]:.2f} at {power['burst_s'][-1]:g} s)")
+    if doc.get("goodput"):
+        for line in goodput_lines(doc["goodput"]):
+            console.print(line)
     console.print(f"[dim]{note}[/]")
     profile = doc.get("engine_profile")
     console.print(f"[dim]{engine_source(doc['engine'], profile, doc.get('request_latency_s'))}[/]")
@@ -107,6 +121,53 @@ def prefix_line(cache: dict, workload: dict) -> str:
             f"({cache['cached_tokens']:,} of {cache['prompt_tokens']:,} prompt tokens not "
             f"prefilled, hits in steps of {cache['granularity_tokens']}); evicted "
             f"{cache['evicted_tokens']:,} cached tokens")
+
+
+def workload_text(w: dict[str, Any], load: str, lengths: str) -> tuple[str, str]:
+    """The load and lengths phrases with the workload options of docs/serving.md, "Workloads"."""
+    if "burstiness" in w:
+        b = w["burstiness"]
+        load += f", Gamma arrivals of burstiness {'inf' if b is None else f'{b:g}'}"
+    drawn = w.get("lengths")
+    if drawn and drawn["dist"] != "fixed":
+        spread = (f"±{drawn['range_ratio']:g}" if drawn["dist"] == "uniform"
+                  else f"CV {drawn['cv']:g}")
+        lengths = f"{drawn['dist']} lengths ({spread}) around {lengths}"
+    trace = w.get("trace_in")
+    if trace:
+        load = (f"trace {trace['path']} replayed at {trace['speedup']:g}× "
+                f"({trace['span_s']:.1f} s of arrivals)")
+        lengths = f"mean {trace['mean_isl']:.0f} in / {trace['mean_osl']:.0f} out"
+    return load, lengths
+
+
+def goodput_lines(good: dict[str, Any]) -> list[str]:
+    """One line for the run's goodput and one per SLO class."""
+    def targets(t: dict) -> str:
+        return ", ".join(f"{k[:-2].upper()} ≤ {v * 1e3:g} ms" for k, v in t.items()
+                         if v is not None)
+
+    rate = good["requests_s"]
+    lines = [f"goodput {rate or 0:.2f} req/s: {good['met']} of {good['requests']} requests met "
+             f"their SLO ({good['fraction'] or 0:.0%})"]
+    for name, c in good["classes"].items():
+        lines.append(f"  {name}: {c['met']}/{c['requests']} met {targets(c['targets'])} "
+                     f"({c['fraction']:.0%}), {c['requests_s'] or 0:.2f} req/s")
+    return lines
+
+
+def _print_fleet(console, fleet: dict[str, Any]) -> None:
+    """One line for a fleet and one per replica (up to 8 shown)."""
+    shared = f", {fleet['replicas_per_gpu']} a GPU" if fleet["replicas_per_gpu"] > 1 else ""
+    console.print(f"{fleet['replicas']} replicas on {fleet['gpus']} GPUs{shared}, "
+                  f"router {fleet['router']}; KV cache and latencies per replica, throughput "
+                  "all")
+    for k, r in enumerate(fleet["per_replica"][:8]):
+        console.print(f"  replica {k}: {r['requests']} requests, {r['output_tokens']} output "
+                      f"tokens, busy {r['busy_fraction'] or 0:.0%}, peak KV "
+                      f"{r['peak_kv_fraction']:.0%}")
+    if len(fleet["per_replica"]) > 8:
+        console.print(f"  … {len(fleet['per_replica']) - 8} more in --json")
 
 
 def engine_source(engine: str, profile: dict | None, latency: float | None) -> str:

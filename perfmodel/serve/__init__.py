@@ -5,7 +5,7 @@ one model on one GPU or many (tp·dp·pp, serve/ranks.py) under a closed-loop co
 Modules: requests (arrivals and lengths), engines (each engine's defaults, cited), kv (the paged
 KV pool), step_cost (one step's time from the op model), state + scheduler (each engine's
 policy), simulate (the event loop), metrics (TTFT, TPOT, ITL, E2E, throughput), ranks (many
-GPUs: the sharded step and dp·pp schedulers).
+GPUs: the sharded step and dp·pp schedulers), fleet (replicas behind a router).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from perfmodel.serve.prefix_cache import prefix_doc
 from perfmodel.serve.requests import make_arrivals
 from perfmodel.serve.shared_prefix import with_prefixes
 from perfmodel.serve.simulate import Outcome, simulate
+from perfmodel.serve.slo import goodput, targets
+from perfmodel.serve.workload import workload_doc
 from perfmodel.serve.step_cost import StepCost
 
 KNOBS = {"max_num_seqs": "max_num_seqs", "max_num_batched_tokens": "max_num_batched_tokens",
@@ -80,6 +82,11 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
               act_quant: str | None = None, tp: int = 1, ep: int = 1, dp: int = 1, pp: int = 1,
               seed: int = 0, on_progress: Callable[[int, int], None] | None = None,
               stagger: bool = True, warmup: int = 0, engine_profile: str | None = None,
+              burstiness: float | None = None, range_ratio: float | None = None,
+              length_dist: str | None = None, length_cv: float | None = None,
+              trace_in: str | None = None, speedup: float = 1.0,
+              trace_time_unit: str | None = None, slo: dict | None = None,
+              replicas: int = 1, router: str = "round-robin", replicas_per_gpu: int = 1,
               prefix_len: int = 0, num_prefixes: int = 1, prefix_caching: bool = True,
               **engine_knobs: Any) -> ServeReport:
     """Simulate `engine` serving `model` on `gpu`; raises PerfmodelError on bad input.
@@ -93,6 +100,13 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     engine_knobs: max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, block_size,
     chunked_prefill, mixed_chunk (None keeps the profile's or the engine's default) and
     host_overhead_s (the profile's, else the fitted per-step overhead).
+    Workloads (docs/serving.md, "Workloads"): burstiness (Gamma arrivals with --request-rate,
+    as `vllm bench serve --burstiness`), range_ratio (as `--random-range-ratio`), length_dist
+    and length_cv (serve/workload.py); trace_in (a trace file replayed, times / speedup,
+    trace_time_unit s|ms: serve/trace_in.py); slo: {class or None: SloTarget or {"ttft_s",
+    "tpot_s", "e2e_s"}} for the goodput block (serve/slo.py).
+    replicas: engine instances of this layout behind `router` (round-robin, least-loaded,
+    prefix-affinity), replicas_per_gpu of them time-sharing each GPU (serve/fleet.py).
     prefix_len, num_prefixes: a prefix of prefix_len tokens before every prompt (a prompt is
     then prefix_len + isl tokens), one of num_prefixes distinct ones, as vLLM's
     --random-prefix-len (serve/shared_prefix.py); prefix_caching False: the engine runs with
@@ -116,8 +130,22 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     facts = engine_facts(engine, gpu_spec.mem_bytes, tp, pp, dp)
     if profile is not None:
         facts = facts.with_knobs(**profile.knobs)
-    full = make_arrivals(concurrency=concurrency, request_rate=request_rate, isl=isl,
-                         osl=osl, num_requests=num_requests, lengths=lengths, seed=seed)
+    slo = targets(slo) if slo else None
+    if trace_in is not None:
+        from perfmodel.serve.trace_in import trace_arrivals
+        full = trace_arrivals(trace_in, speedup=speedup, time_unit=trace_time_unit,
+                              num_requests=num_requests, concurrency=concurrency,
+                              request_rate=request_rate, lengths=lengths, burstiness=burstiness,
+                              range_ratio=range_ratio, length_dist=length_dist,
+                              length_cv=length_cv)
+    else:
+        if speedup != 1.0 or trace_time_unit is not None:
+            raise WorkloadError("--speedup and --trace-time-unit apply to a replayed trace; "
+                                "pass --trace-in FILE or drop them")
+        full = make_arrivals(concurrency=concurrency, request_rate=request_rate, isl=isl,
+                             osl=osl, num_requests=num_requests, lengths=lengths, seed=seed,
+                             burstiness=burstiness, range_ratio=range_ratio,
+                             length_dist=length_dist, length_cv=length_cv)
     full = with_prefixes(full, prefix_len, num_prefixes, lengths)
     if not 0 <= warmup < len(full.requests):
         raise WorkloadError(f"--warmup must be a whole number from 0 to one less than the "
@@ -126,6 +154,10 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     if facts.name == "trtllm" and request_rate == float("inf"):  # trtllm-bench's max throughput
         facts = _trtllm_bench(facts, full, lay, prec, gpu_spec, pp, engine_knobs)
     facts = facts.with_knobs(**{KNOBS[k]: v for k, v in engine_knobs.items() if KNOBS[k]})
+    fleet = None
+    if replicas != 1 or replicas_per_gpu != 1:
+        from perfmodel.serve.fleet import check_fleet
+        check_fleet(replicas, router, replicas_per_gpu, facts)
     arrivals = rank_arrivals(full, lay.schedulers)
     kv = kv_share(kv_plan(lay.kv_spec, prec, gpu_spec, facts, lay.weights_bytes), pp)
     host = engine_knobs.get("host_overhead_s")
@@ -137,35 +169,55 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                                profile.path if profile else None), longest,
                               (profile.tables or {}).get("fused_moe") if profile else None)
     latency = profile.request_latency_s if profile else 0.0
-    if arrivals.concurrency and stagger and len(arrivals.requests) > arrivals.concurrency:
+    gpus = par.gpus * replicas // replicas_per_gpu
+    if replicas != 1 or replicas_per_gpu != 1:
+        from perfmodel.serve.fleet import serve_fleet
+        from perfmodel.serve.simulate import Instance
+        fleet = serve_fleet(arrivals, lambda c: Instance(facts, kv.blocks, kv.block_size, c,
+                                                         prefix_caching),
+                            cost, replicas=replicas, router=router, per_gpu=replicas_per_gpu,
+                            stagger=stagger, on_progress=on_progress, client_delay_s=latency,
+                            steady_e2e=steady_e2e)
+        out = fleet.outcome
+    elif arrivals.concurrency and stagger and len(arrivals.requests) > arrivals.concurrency:
         out = _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress, latency,
                                      prefix_caching)
     else:
         out = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress,
                        client_delay_s=latency, prefix_caching=prefix_caching)
     out = with_request_latency(out, latency)
-    doc = scale_throughput(metrics(out, par.gpus), full, arrivals, par.gpus, lay.schedulers)
+    doc = scale_throughput(metrics(out, gpus), full, arrivals, gpus, lay.schedulers)
     measured = after_warmup(out, warmup, lay.schedulers)
     if measured is not out:
-        doc = with_latencies(doc, metrics(measured, par.gpus))
+        doc = with_latencies(doc, metrics(measured, gpus))
     doc["limit"] = limit_bounds(measured, cost)
     doc = {"model": cfg.model_id, "gpu": gpu_spec.name, "engine": facts.name,
            "precision": prec.label, "parallel": {**par.to_dict(), "schedulers": lay.schedulers},
            "workload": {"concurrency": concurrency, "request_rate": _finite(request_rate),
                         "num_requests": len(full.requests), "warmup": warmup,
                         "lock_step": bool(concurrency) and not stagger,
-                        "isl": None if lengths else isl, "osl": None if lengths else osl},
+                        "isl": None if lengths or trace_in else isl,
+                        "osl": None if lengths or trace_in else osl,
+                        **workload_doc(full, burstiness, range_ratio, length_dist, length_cv,
+                                       trace_in, speedup)},
            **doc, "kv_cache": {**doc["kv_cache"], "block_size": kv.block_size,
                                "tokens": kv.tokens, "bytes_per_token": kv.bytes_per_token},
            "host_overhead_s": host, "request_latency_s": latency,
            "engine_profile": _profile_doc(profile),
            "power_limit": _power_limit(cost), "estimate_note": est.note}
+    if slo:
+        doc["goodput"] = goodput(measured.done, [r.slo_class for r in arrivals.requests], slo,
+                                 doc["throughput"]["requests_s"])
     if any(r.prefix_len for r in full.requests):
         doc["workload"].update(prefix_len=prefix_len or None, num_prefixes=num_prefixes
                                if prefix_len else None)
         doc["prefix_cache"] = prefix_doc(out, prefix_caching)
     warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
         est.estimator), engine=facts.kernels), budget_warning(facts, longest)) if w)
+    if fleet is not None:
+        from perfmodel.serve.fleet import fleet_doc, fleet_warning
+        doc["fleet"] = fleet_doc(fleet, router, replicas_per_gpu, gpus)
+        warnings += tuple(w for w in [fleet_warning(replicas, replicas_per_gpu, facts)] if w)
     return ServeReport(finite(doc), facts, kv, out, warnings, cost)
 
 

@@ -2,8 +2,8 @@
 
 These are facts read from the engines' code (vllm-project/vllm, sgl-project/sglang,
 NVIDIA/TensorRT-LLM), not fits. Whatever a user passes on the command line overrides them.
-The one fitted number, the host overhead per engine step, lives in HOST_OVERHEAD_S with the rule
-that fitted it (docs/serving.md).
+The one fitted number, the host overhead per engine step (HOST_OVERHEAD_S), is read from
+perfmodel/fitted.py, which gives the rule that fitted it (docs/serving.md).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from perfmodel.errors import WorkloadError
+from perfmodel.fitted import HOST_OVERHEAD_S  # noqa: F401 (read from here by serve/__init__.py)
 
 GIB = 1024 ** 3
 
@@ -170,12 +171,6 @@ def trtllm_bench(facts: EngineFacts, *, mem_bytes: float, weights_bytes: float,
         f"max_batch_size {bs}, max_num_tokens {tokens} (tensorrt_llm/bench/build/tuning.py "
         "calc_engine_setting, bench/benchmark/utils/general.py get_settings, v0.20-v1.0)"))
 
-
-# Host overhead per engine step (scheduling, input preparation, sampling bookkeeping, detokenizer
-# hand-off): the one constant fitted to serving measurements, on the training half only of the
-# one- and many-GPU aggregated rows (docs/serving.md: rows whose sha1(id) is even; `perfmodel
-# validate-serving --fit` prints it; 2026-11-27).
-HOST_OVERHEAD_S: dict[str, float] = {"vllm": 1.04e-3, "sglang": 0.0, "trtllm": 2.51e-3}
 
 ENGINES = {"vllm": vllm, "sglang": sglang, "trtllm": trtllm}
 

@@ -108,6 +108,8 @@ class PrefixCache:
         if entry is not None and entry.refs == 0 and seq.prefix in self.idle:
             self._settle(seq.prefix, entry)
         cached = entry.tokens if entry is not None else 0
+        if seq.done > seq.hit:  # its KV arrived with it (a disaggregated decode instance)
+            return
         cap = min(seq.plen, seq.target - 1)
         hit = min(cached, cap - cap % self.unit)
         seq.done = seq.hit = max(hit, 0)
@@ -228,3 +230,12 @@ def prefix_doc(out, enabled: bool) -> dict:
     return {"enabled": False, "granularity_tokens": None, "prompt_tokens": prompt,
             "cached_tokens": 0, "hit_rate": 0.0, "prefill_tokens_saved": 0,
             "evicted_tokens": 0}
+
+
+def merged_stats(caches) -> PrefixStats | None:
+    """The prefix figures of many instances (a fleet's replicas) summed; None without any."""
+    stats = [c.stats() for c in caches if c is not None]
+    if not stats:
+        return None
+    return PrefixStats(sum(s.prompt_tokens for s in stats), sum(s.cached_tokens for s in stats),
+                       sum(s.evicted_tokens for s in stats), stats[0].granularity)

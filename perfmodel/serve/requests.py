@@ -3,7 +3,8 @@
 Closed loop (`--concurrency C`, as `vllm bench serve --max-concurrency` runs): C clients, each
 sends its next request the moment its previous one ends, so arrival times come out of the
 simulation. Open loop (`--request-rate R`): Poisson arrivals at R per second, seeded; R = inf
-queues every request at time 0, as max-throughput benchmarks do.
+queues every request at time 0, as max-throughput benchmarks do. Bursty (Gamma) arrivals and
+drawn lengths: serve/workload.py; a replayed trace: serve/trace_in.py.
 """
 
 from __future__ import annotations
@@ -86,9 +87,13 @@ def _whole(value, name: str) -> int:
 
 
 def make_arrivals(*, concurrency: int | None, request_rate: float | None, isl: int, osl: int,
-                  num_requests: int | None, lengths: str | None, seed: int) -> Arrivals:
+                  num_requests: int | None, lengths: str | None, seed: int,
+                  burstiness: float | None = None, range_ratio: float | None = None,
+                  length_dist: str | None = None, length_cv: float | None = None) -> Arrivals:
     """The run's requests. Default count: 10·C (at least 100) closed loop, 1,000 open loop;
-    with --lengths, the file's lines, cycled or cut to num_requests."""
+    with --lengths, the file's lines, cycled or cut to num_requests. burstiness (open loop):
+    vLLM's Gamma arrivals; range_ratio, length_dist, length_cv: drawn lengths (serve/workload.py);
+    none of them: Poisson arrivals from t = 0 and the one length pair or the file's."""
     if (concurrency is None) == (request_rate is None):
         raise WorkloadError("pass exactly one of --concurrency C (closed loop) or "
                             "--request-rate R (Poisson; inf sends all at once)")
@@ -98,16 +103,31 @@ def make_arrivals(*, concurrency: int | None, request_rate: float | None, isl: i
         raise WorkloadError(f"--request-rate must be > 0 (or inf), not {request_rate!r}")
     for flag, value in (("--isl", isl), ("--osl", osl)):
         whole(value, flag, MAX_TOKENS)
+    drawn = not (range_ratio is None and length_dist is None and length_cv is None)
+    if drawn:
+        from perfmodel.serve.workload import check_lengths
+        dist = check_lengths(length_dist, range_ratio, length_cv)
+        if lengths:
+            raise WorkloadError("--lengths reads each request's lengths from a file; drop "
+                                "--range-ratio, --length-dist and --length-cv, or the file")
+    if burstiness is not None and request_rate is None:
+        raise WorkloadError("--burstiness shapes open-loop arrivals; pass it with "
+                            "--request-rate R, not --concurrency")
     pairs = read_lengths(lengths) if lengths else [(isl, osl)]
     count = num_requests if num_requests is not None else (
         len(pairs) if lengths else max(10 * concurrency, 100) if concurrency else 1000)
     whole(count, "--num-requests", MAX_REQUESTS)
     rng = random.Random(seed)
+    if drawn and dist != "fixed":
+        from perfmodel.serve.workload import draw_lengths
+        pairs = draw_lengths(count, isl, osl, dist, range_ratio, length_cv, rng)
     if request_rate is None:  # closed loop: no arrival times, so like requests share one spec
         specs = tuple(RequestSpec(*pair) for pair in pairs)
         return Arrivals((specs * (count // len(specs) + 1))[:count], concurrency, request_rate)
-    times = [None] * count
-    if request_rate is not None:
+    if burstiness is not None:
+        from perfmodel.serve.workload import gamma_times
+        times = gamma_times(count, request_rate, burstiness, rng)
+    else:
         t, times = 0.0, []
         for _ in range(count):
             times.append(t)

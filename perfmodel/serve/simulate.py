@@ -3,10 +3,15 @@
 Two clocks run over the same schedule: the estimate (what the engine takes, host overhead and
 CUDA-graph padding included) decides the schedule; the limit clock adds the roofline time of the
 very same steps, so the limit is a perfect engine at that schedule.
+
+Instance is one engine instance with a public API (inject, next_start, run_step, load,
+collect: its docstring) for drivers of many instances (serve/fleet.py); simulate runs one
+instance with its own closed- or open-loop arrivals.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
@@ -14,7 +19,7 @@ from typing import Callable
 from perfmodel.errors import WorkloadError
 from perfmodel.serve.engines import EngineFacts
 from perfmodel.serve.prefix_cache import PrefixCache, PrefixStats
-from perfmodel.serve.requests import Arrivals
+from perfmodel.serve.requests import Arrivals, RequestSpec
 from perfmodel.serve.scheduler import POLICIES
 from perfmodel.serve.state import Seq, State
 from perfmodel.serve.step_cost import StepCost
@@ -73,75 +78,115 @@ class Outcome:
     prefix: PrefixStats | None = None  # what prefix caching did (None: no shared prefixes)
 
 
-class _Run:
-    def __init__(self, arrivals: Arrivals, facts: EngineFacts, total_blocks: int,
-                 block_size: int, cost: StepCost, ramp_s: float = 0.0,
-                 client_delay_s: float = 0.0, prefix_caching: bool = True):
-        self.specs, self.facts, self.cost = arrivals.requests, facts, cost
+@dataclass(frozen=True)
+class Load:
+    """An instance's load as a router sees it: requests waiting and running (prefilling or
+    decoding), and its KV blocks in use and free."""
+
+    waiting: int
+    running: int
+    used_blocks: int
+    free_blocks: int
+
+    @property
+    def requests(self) -> int:
+        return self.waiting + self.running
+
+
+class Instance:
+    """One engine instance (one scheduler, its KV pool, its two clocks): the public API a driver
+    of many instances steps (serve/fleet.py; a disaggregated deployment's pools likewise).
+
+        inst = Instance(facts, total_blocks, block_size, cost)
+        inst.inject(spec, index)    # a request joins the waiting queue at the instance's clock
+        inst.next_start()           # when its next step starts: inst.t, or inf when idle
+        inst.wait_until(t)          # an idle instance's clocks move on to t
+        inst.run_step()             # one step if the policy picks one (False: none to run)
+        inst.load()                 # Load: waiting, running, KV blocks used and free
+        inst.collect()              # the Done records finished since the last collect()
+
+    A driver steps the instance whose next_start() is earliest, and hands it a request that
+    arrived at a ≤ next_start() before that step (an idle one first waits until a). A request
+    joins with its arrival time = the instance's clock (the step boundary it is admitted at),
+    as one instance's own loop (simulate) has it. inject's `computed`: prompt tokens whose KV is
+    already in this instance's cache when the request arrives (a disaggregated decode instance
+    receives the prefill instance's KV: vLLM's KV connector then recomputes only the last
+    prompt token, vllm/v1/core/sched/scheduler.py _update_waiting_for_remote_kv, so
+    computed = I − 1); the request still joins the waiting queue and is admitted as any other.
+    Done.index is the caller's index; the caller's indices must rise in arrival order (they
+    break ties in the scheduler's heaps as the run's own indices do).
+    """
+
+    def __init__(self, facts: EngineFacts, total_blocks: int, block_size: int, cost: StepCost,
+                 prefix_caching: bool = True):
+        self.facts, self.cost = facts, cost
+        self.prefix_caching = prefix_caching  # requests sharing a prefix reuse its cached KV
         if block_size < PAGE:  # SGLang's 1-token pages, tracked in PAGE-token pages
             total_blocks, block_size = total_blocks * block_size // PAGE, PAGE
         self.state = State(total_blocks, block_size)
-        if prefix_caching and any(spec.prefix_len for spec in self.specs):
-            self.state.cache = PrefixCache(self.state, facts.policy, facts.block_size)
         self.policy = POLICIES[facts.policy]
         self.grows = facts.policy != "trtllm"  # TRT-LLM reserved prompt + output up front
         self.t = self.t_lim = 0.0
-        self.next = 0
-        self.closed = arrivals.concurrency is not None
-        self.delay = client_delay_s
-        self.sends: deque[float] = deque()  # clients' next requests on their way (client_delay_s)
         self.done: list[Done] = []
         self.itl: list[tuple[float, int]] = []
         self.trace: list[tuple[float, int, int, int]] = []
         self.ratio = [0.7]
-        first = min(arrivals.concurrency, len(self.specs)) if self.closed else 0
-        self.ramp = [k * ramp_s / first for k in range(first)]  # clients' first sends
-        self.ramp.reverse()
-        self._ramp_arrivals()
+        self.steps = 0
+        self.waits = 0  # idle gaps waited (simulate counts them among its steps)
+        self.busy_s = 0.0  # estimate-clock seconds spent in steps
+        self._seen = 0
 
-    def _ramp_arrivals(self) -> None:
-        while self.ramp and self.ramp[-1] <= self.t:
-            self.ramp.pop()
-            self._arrive()
-
-    def _arrive(self, at: float | None = None) -> None:
-        """The next request joins the waiting queue; `at` (≤ now): when it reached the engine,
-        which its TTFT counts from."""
-        spec = self.specs[self.next]
+    def inject(self, spec: RequestSpec, index: int, at: float | None = None,
+               computed: int = 0) -> None:
+        """The request joins the waiting queue; `at` (≤ now): when it reached the engine,
+        which its TTFT counts from (None: now)."""
         too_big = self.state.blocks_for(spec.isl + spec.osl) > self.state.total_blocks
         if too_big:
             raise WorkloadError(f"one request of {spec.isl} + {spec.osl} tokens needs more KV "
                                 f"cache than the engine has ({self.state.total_blocks} blocks of "
                                 f"{self.state.block_size}); shorten it or add memory")
         late = 0.0 if at is None else self.t - at
-        self.state.waiting.append(Seq(self.next, spec, self.t - late, self.t_lim - late))
-        self.next += 1
+        seq = Seq(index, spec, self.t - late, self.t_lim - late)
+        if spec.prefix_len and self.prefix_caching and self.state.cache is None:
+            self.state.cache = PrefixCache(self.state, self.facts.policy, self.facts.block_size)
+        if computed:
+            if not 0 <= computed < spec.isl:
+                raise WorkloadError(f"{computed} computed prompt tokens of a {spec.isl}-token "
+                                    "prompt: at most one less than the prompt")
+            seq.done = computed
+        self.state.waiting.append(seq)
 
-    def _open_arrivals(self) -> None:
-        while self.next < len(self.specs) and self.specs[self.next].arrival <= self.t:
-            self._arrive()
+    def wait_until(self, due: float) -> None:
+        """Both clocks move on by the idle gap to `due`."""
+        gap = due - self.t
+        self.t, self.t_lim = self.t + gap, self.t_lim + gap
+        self.waits += 1
 
-    def step(self) -> bool:
-        """Run one engine step (or wait for the next arrival); False when all are done."""
+    def next_start(self) -> float:
         state = self.state
-        if self.closed:
-            if self.ramp and self.ramp[-1] <= self.t:
-                self._ramp_arrivals()
-            while self.sends and self.sends[0] <= self.t:
-                self._arrive(self.sends.popleft())
-        elif self.next < len(self.specs) and self.specs[self.next].arrival <= self.t:
-            self._open_arrivals()
+        return self.t if state.waiting or state.running else math.inf
+
+    def load(self) -> Load:
+        state = self.state
+        return Load(len(state.waiting), len(state.running), state.total_blocks - state.free,
+                    state.free)
+
+    def queued_prefill_tokens(self) -> int:
+        """Prompt tokens still to prefill: the waiting requests' and the partial prefills'."""
+        state = self.state
+        return sum(s.remaining for s in state.waiting) + sum(s.remaining
+                                                             for s in state.prefilling)
+
+    def collect(self) -> list[Done]:
+        new = self.done[self._seen:]
+        self._seen = len(self.done)
+        return new
+
+    def run_step(self) -> bool:
+        """Run one engine step if the policy picks one; False (nothing changed) if none."""
+        state = self.state
         n_dec, chunks = self.policy(state, self.facts, self.ratio)
         if not n_dec and not chunks:
-            if self.ramp or self.sends or not self.closed and self.next < len(self.specs):
-                due = min(self.ramp[-1:] + list(self.sends)[:1]) if self.closed \
-                    else self.specs[self.next].arrival
-                gap = due - self.t
-                self.t, self.t_lim = self.t + gap, self.t_lim + gap
-                return True
-            if self.state.running or self.state.waiting:
-                raise WorkloadError("the simulated engine stalled: a request cannot be "
-                                    "scheduled (raise --max-num-batched-tokens or memory)")
             return False
         if chunks:
             finishing = sum(1 for s, t in chunks if t == s.remaining)
@@ -150,6 +195,8 @@ class _Run:
         else:
             est, lim = self.cost.step(n_dec, state.a_sum + n_dec * state.g, (), n_dec)
         self.t, self.t_lim = self.t + est, self.t_lim + lim
+        self.steps += 1
+        self.busy_s += est
         if n_dec:
             self.itl.append((est, n_dec))
             state.g += 1
@@ -185,11 +232,70 @@ class _Run:
         self.done.append(_done(seq.isl, seq.osl, seq.first - seq.arrival, self.t - seq.arrival,
                               seq.first_lim - seq.arrival_lim, self.t_lim - seq.arrival_lim,
                               seq.preemptions, seq.recomputed, seq.i, seq.reused))
+
+
+class _Run(Instance):
+    """One instance and its own arrivals (closed or open loop): simulate's loop."""
+
+    def __init__(self, arrivals: Arrivals, facts: EngineFacts, total_blocks: int,
+                 block_size: int, cost: StepCost, ramp_s: float = 0.0,
+                 client_delay_s: float = 0.0, prefix_caching: bool = True):
+        super().__init__(facts, total_blocks, block_size, cost, prefix_caching)
+        self.specs = arrivals.requests
+        self.next = 0
+        self.closed = arrivals.concurrency is not None
+        self.delay = client_delay_s
+        self.sends: deque[float] = deque()  # clients' next requests on their way (client_delay_s)
+        first = min(arrivals.concurrency, len(self.specs)) if self.closed else 0
+        self.ramp = [k * ramp_s / first for k in range(first)]  # clients' first sends
+        self.ramp.reverse()
+        self._ramp_arrivals()
+
+    def _ramp_arrivals(self) -> None:
+        while self.ramp and self.ramp[-1] <= self.t:
+            self.ramp.pop()
+            self._arrive()
+
+    def _arrive(self, at: float | None = None) -> None:
+        """The next request joins the waiting queue; `at` (≤ now): when it reached the engine,
+        which its TTFT counts from."""
+        self.inject(self.specs[self.next], self.next, at)
+        self.next += 1
+
+    def _open_arrivals(self) -> None:
+        while self.next < len(self.specs) and self.specs[self.next].arrival <= self.t:
+            self._arrive()
+
+    def step(self) -> bool:
+        """Run one engine step (or wait for the next arrival); False when all are done."""
+        if self.closed:
+            if self.ramp and self.ramp[-1] <= self.t:
+                self._ramp_arrivals()
+            while self.sends and self.sends[0] <= self.t:
+                self._arrive(self.sends.popleft())
+        elif self.next < len(self.specs) and self.specs[self.next].arrival <= self.t:
+            self._open_arrivals()
+        if self.run_step():
+            return True
+        if self.ramp or self.sends or not self.closed and self.next < len(self.specs):
+            self.wait_until(min(self.ramp[-1:] + list(self.sends)[:1]) if self.closed
+                            else self.specs[self.next].arrival)
+            return True
+        if self.state.running or self.state.waiting:
+            raise WorkloadError(STALLED)
+        return False
+
+    def _finish(self, seq: Seq) -> None:
+        super()._finish(seq)
         if self.closed and self.next + len(self.ramp) + len(self.sends) < len(self.specs):
             if self.delay:  # its next request reaches the engine a round trip later
                 self.sends.append(self.t + self.delay)
             else:
                 self._arrive()  # the client sends its next request (ramp sends stay reserved)
+
+
+STALLED = ("the simulated engine stalled: a request cannot be scheduled (raise "
+           "--max-num-batched-tokens or memory)")
 
 
 def simulate(arrivals: Arrivals, facts: EngineFacts, total_blocks: int, block_size: int,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from perfmodel.model.architectures import model_spec
+from perfmodel.model.spec import ModelSpec
 from perfmodel.model.source import load_model_config
 from perfmodel.cost.estimate import estimator_for
 from perfmodel.hardware.gpu import GpuSpec
@@ -71,6 +72,35 @@ def compare(record: dict[str, Any], gpu: GpuSpec, engine: str | None = None) -> 
     return Point(record["model"], record["precision"], record.get("device_name", ""),
                  record["phase"], record["batch"], record["tokens"], record["seconds"],
                  phase.limit_s, phase.estimate_s, ops, prec.act_scheme)
+
+
+def check_args(model: str, precision: str, gpu: str | None, out: Path | None,
+               act_quant: str | None = None, tp: int = 1) -> None:
+    """validate's model, precision, --act-quant, --gpu and --out, checked before it looks for a
+    CUDA GPU."""
+    from perfmodel.errors import WorkloadError
+    from perfmodel.hardware.gpu import load_gpu
+    from perfmodel.outpath import check_out_path, input_files
+
+    cfg = load_model_config(model)
+    model_spec(cfg.config, cfg.where)
+    if preset(precision).weight_dtype not in ("bf16", "fp16", "fp8", "int8", "int4"):
+        raise WorkloadError(f"validate's torch engine runs bf16, fp16, fp8, int8 or int4 "
+                            f"(validate/engine.py), not {precision!r}; pass one of those")
+    with_act_scheme(preset(precision), act_quant)
+    if act_quant is not None and tp > 1:
+        raise WorkloadError("validate --tp measures at the default activation scheme only; "
+                            "drop --act-quant or --tp")
+    if gpu is not None:
+        load_gpu(gpu)
+    if out is not None:
+        check_out_path(out, folder_ok=False, inputs=input_files(model, gpu))
+
+
+def spec_and_precision(model: str, precision: str, kv_dtype: str = "bf16"
+                       ) -> tuple[ModelSpec, Precision]:
+    """A model's spec and a precision preset with its KV-cache dtype."""
+    return model_spec(load_model_config(model).config), with_kv(preset(precision), kv_dtype)
 
 
 def record_precision(record: dict[str, Any]) -> Precision:

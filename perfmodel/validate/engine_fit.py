@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from perfmodel.fitted import ENGINE_PROFILE_RULE
 from perfmodel.validate.engine_runs import BenchRun, read_runs
 
 
@@ -188,11 +189,7 @@ def profile_document(runs: tuple[BenchRun, ...], folder: Path, gpu: str) -> dict
         "host_overhead_s": round(result.host_overhead_s, 7),
         "request_latency_s": round(result.request_latency_s, 6),
         "fit": {"gpu_profile": spec.name,
-                "rule": "validate/engine_fit.py: request_latency_s = median over the training "
-                        "half's one-client points of measured - simulated median TTFT; "
-                        "host_overhead_s = median of measured - simulated mean TPOT there, "
-                        "at least 0; simulated with this profile's settings and tables and "
-                        "both constants at 0",
+                "rule": ENGINE_PROFILE_RULE,
                 "train": list(result.points),
                 "test": sorted(r.id for r in kept if r.half == "test"),
                 "left_out": {r.id: r.excluded for r in runs if r.excluded}}})

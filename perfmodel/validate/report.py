@@ -18,7 +18,8 @@ from perfmodel.hardware.gpu import load_gpu
 from perfmodel.cost.ops import forward_ops
 from perfmodel.report.render import si
 from perfmodel.shared_data import shared_dir
-from perfmodel.validate.compare import Point, compare, default_gpu_profile, read_records, summarize
+from perfmodel.validate.compare import (Point, compare, default_gpu_profile, read_records,
+                                        spec_and_precision, summarize)
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DATA = ROOT / "docs" / "data"
@@ -64,14 +65,9 @@ def summary_rows(groups: dict[str, list[Point]]) -> list[str]:
 
 def roofline_svg(points: list[Point], gpu, title: str) -> str:
     """Each measured op as a point: FLOP/byte against achieved FLOP/s, under the roofline."""
-    from perfmodel.model.architectures import model_spec
-    from perfmodel.model.source import load_model_config
-    from perfmodel.cost.precision import preset, with_kv
-
     dots = []
     for p in points:
-        spec = model_spec(load_model_config(p.model).config)
-        prec = with_kv(preset(p.precision), "bf16")
+        spec, prec = spec_and_precision(p.model, p.precision)
         new = p.tokens if p.phase == "prefill" else 1
         totals: dict[str, tuple[float, float, str]] = {}  # layer kinds of one name summed
         for op in forward_ops(spec, prec, p.phase, p.batch, new, p.tokens):
@@ -119,7 +115,9 @@ def roofline_svg(points: list[Point], gpu, title: str) -> str:
     return "\n".join(out)
 
 
-def main() -> int:
+def render() -> dict[Path, str]:
+    """Every file the report writes (docs/validation.md, docs/roofline-*.svg) and its content,
+    computed from the raw measurements; nothing is written."""
     records = read_records(sorted(DATA.glob("validation-*.jsonl")))
     by_device: dict[str, list[Point]] = defaultdict(list)
     gpus = {}
@@ -130,12 +128,19 @@ def main() -> int:
     copy = ROOT / "tests" / "data" / SHARED_LEAN.name  # the same 14 points, for a fresh clone
     lean = [compare(r, load_gpu("h100-sxm-measured"))
             for r in shared_lean_records() or shared_lean_records(copy)]
-    from perfmodel.validate.report_text import write_report
+    from perfmodel.validate.report_text import DOC, END, START, render_report
 
-    for name, points in by_device.items():
-        (ROOT / "docs" / f"roofline-{name}.svg").write_text(
-            roofline_svg(points, gpus[name], f"ops of every validated point, {name}"))
-    write_report(by_device, lean, points_table, summary_rows)
+    files = {ROOT / "docs" / f"roofline-{name}.svg":
+             roofline_svg(points, gpus[name], f"ops of every validated point, {name}")
+             for name, points in by_device.items()}
+    text = DOC.read_text() if DOC.exists() else f"# Validation\n\n{START}\n{END}\n"
+    files[DOC] = render_report(by_device, lean, points_table, summary_rows, text)
+    return files
+
+
+def main() -> int:
+    for path, text in render().items():
+        path.write_text(text)
     return 0
 
 

@@ -54,8 +54,20 @@ def _moe(point: Point) -> bool:
     return "A3B" in point.model or "Mixtral" in point.model
 
 
-def write_report(by_device: dict[str, list[Point]], lean: list[Point], points_table,
-                 summary_rows) -> None:
+def splice(text: str, body: list[str]) -> str:
+    """text with the lines between its START and END marker lines replaced by body; every line
+    outside them kept as it is."""
+    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
+        raise ValueError(f"{DOC.name} needs one {START!r} line and, after it, one {END!r} line "
+                         "around its generated part")
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    return head + START + "\n" + "\n".join(body) + "\n" + END + tail
+
+
+def render_report(by_device: dict[str, list[Point]], lean: list[Point], points_table,
+                  summary_rows, text: str) -> str:
+    """text (docs/validation.md) with its generated part computed anew from the points."""
     groups = {"H100 and H200, all": [p for points in by_device.values() for p in points]}
     for precision in ("fp8", "int8", "int4"):
         chosen = [p for p in groups["H100 and H200, all"] if p.precision == precision]
@@ -87,7 +99,4 @@ def write_report(by_device: dict[str, list[Point]], lean: list[Point], points_ta
     for name, points in by_device.items():
         body += [f"## Every measured point, {name}", "", *points_table(points), "",
                  f"![roofline]({'roofline-' + name}.svg)", ""]
-    text = DOC.read_text() if DOC.exists() else f"# Validation\n\n{START}\n{END}\n"
-    head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1]
-    DOC.write_text(head + START + "\n" + "\n".join(body) + "\n" + END + tail)
+    return splice(text, body)

@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from perfmodel.fitted import MIN_REQUESTS, REQUESTS_PER_CLIENT
 from perfmodel.serve.engine_profile import PUBLISHED
 from perfmodel.shared_data import shared_dir
 from perfmodel.api import run_predict
@@ -103,8 +104,9 @@ def num_requests_for(concurrency: int, osl: int) -> int:
     """Requests simulated per row: max(4·C, 40), cut to at most 2 M output tokens (never below
     2·C) so that the longest rows stay seconds. The rows do not say how many requests the
     benchmark sent; 4·C (the cold first wave a quarter of the requests) was chosen over 10·C
-    on the training half (TTFT median |error| 38% against 57%; docs/serving.md)."""
-    return max(min(max(4 * concurrency, 40), 2_000_000 // osl), 2 * concurrency)
+    on the training half (TTFT median |error| 38% against 57%; perfmodel/fitted.py)."""
+    return max(min(max(REQUESTS_PER_CLIENT * concurrency, MIN_REQUESTS), 2_000_000 // osl),
+               2 * concurrency)
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,7 @@ def simulate_row(row: dict[str, str], host_overhead_s: float | None = None,
                         report.step_cost.step(0, 0, [(0, isl)], 1)[1], gpus)
     return SimulatedRow(row["id"], row["backend"], row["backend_version"] or "?",
                         model, row["gemm_quant_mode"] or "bf16",
-                        row["system"], int(row["isl"]), int(row["osl"]), kw["concurrency"],
+                        row["system"], isl, osl, kw["concurrency"],
                         is_training(row), float(row["silicon_ttft_ms"]) / 1e3,
                         float(row["silicon_tpot_ms"]) / 1e3, m["ttft_s"]["mean"],
                         m["tpot_s"]["mean"], m["limit"]["ttft_s"]["mean"],

@@ -25,7 +25,7 @@ from perfmodel.cost.precision import Precision
 from perfmodel.calibrate.timing import flushed_event_times
 from perfmodel.validate.engine import Engine, build_engine, free_memory
 from perfmodel.validate.measurement import (ALL_OPS, PHASES, Measurement, attribute_kernels,
-                                            kernel_rows, median, replay_count)
+                                            median, replay_count)
 
 L2_FLUSH_BYTES = 256 * 2**20
 WARMUP_REPLAYS = 3
@@ -164,8 +164,3 @@ def profile_trace(forward: Callable[[], object], device: str) -> list[dict]:
         prof.export_chrome_trace(path)
         with open(path) as handle:
             return json.load(handle).get("traceEvents", [])
-
-
-def kernel_table(forward: Callable[[], object], device: str) -> list[tuple[str, str, float]]:
-    """(op, kernel name, seconds) of every kernel in one eager forward, in launch order."""
-    return kernel_rows(profile_trace(forward, device), ALL_OPS)

@@ -5,6 +5,7 @@ import json, os
 def add_cli_args(parser):
     for flag in ("--backend", "--base-url", "--model", "--tokenizer", "--dataset-name",
                  "--random-input-len", "--random-output-len", "--random-range-ratio",
+                 "--random-prefix-len", "--burstiness",
                  "--num-prompts", "--max-concurrency", "--request-rate", "--seed",
                  "--percentile-metrics", "--metric-percentiles", "--result-dir",
                  "--result-filename"):

@@ -2,7 +2,7 @@
 all-reduces captured in one CUDA graph, 5 replays timed by the host clock around a
 synchronize, the median replay divided by 100. Appends {gpus, bytes, seconds} to OUT.
 
-    torchrun --standalone --nproc_per_node=N scripts/allreduce_check.py OUT N [--gloo]
+    torchrun --standalone --nproc_per_node=N tools/allreduce_check.py OUT N [--gloo]
 """
 
 import datetime

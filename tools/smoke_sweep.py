@@ -2,7 +2,7 @@
 engine through predict, and a seeded sample of the same space through serve. A user error is a
 PerfmodelError (a refusal that names the fix); anything else is a bug and is listed.
 
-    PYTHONPATH=. python3 scripts/smoke_sweep.py [--serve-sample 2500]
+    PYTHONPATH=. python3 tools/smoke_sweep.py [--serve-sample 2500]
 
 About 3 min (predict, 39,600 combinations) and 1 min (serve) on the 2-core box.
 """

@@ -3,9 +3,9 @@ that bite"; docs/validation.md). Each plant is applied alone to a temporary copy
 (the checkout itself is never touched); the plant's test files then run there, and the plant
 is caught when pytest fails.
 
-    PYTHONPATH=. python3 scripts/plant_bugs.py              # the tests/test_planted_*.py files
-    PYTHONPATH=. python3 scripts/plant_bugs.py --existing   # the suite without those files
-    PYTHONPATH=. python3 scripts/plant_bugs.py --only a,e   # some plants
+    PYTHONPATH=. python3 tools/plant_bugs.py              # the tests/test_planted_*.py files
+    PYTHONPATH=. python3 tools/plant_bugs.py --existing   # the suite without those files
+    PYTHONPATH=. python3 tools/plant_bugs.py --only a,e   # some plants
 
 First the chosen tests run unplanted and must pass (a plant "caught" by a broken test proves
 nothing). About 1 min on the 2-core box (--existing: the whole suite once per plant, ~15 min).

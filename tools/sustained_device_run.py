@@ -17,7 +17,7 @@ With `--bursts L1,L2,..` it runs calibrate/power.py's curve instead, at each `--
 2026-11-27 came from this script's burst loop before that loop moved into calibrate/power.py
 (the same measurement; docs/data/bursts-h100-2026-11-27.json).
 
-Usage (device tool, repo root): python3 scripts/sustained_device_run.py --out $OUT/sustained.json
+Usage (device tool, repo root): python3 tools/sustained_device_run.py --out $OUT/sustained.json
 """
 
 from __future__ import annotations
