@@ -99,7 +99,8 @@ def test_computed_must_leave_a_token():
 @pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
 def test_driving_an_instance_by_hand_is_simulate(engine):
     """An open-loop stream injected at each step boundary its arrival has passed (an idle
-    instance first waits for it) is simulate's own run, record for record."""
+    instance first waits for it), each TTFT counted from its arrival, is simulate's own run,
+    record for record."""
     reqs = tuple(RequestSpec(50 + 37 * (i % 5), 3 + i % 7, 0.004 * i) for i in range(40))
     facts = engine_facts(engine, H100).with_knobs(max_num_batched_tokens=256)
     want = simulate(Arrivals(reqs, None, 250.0), facts, 400, facts.block_size, ToyCost())
@@ -109,7 +110,7 @@ def test_driving_an_instance_by_hand_is_simulate(engine):
         if nxt < len(reqs) and reqs[nxt].arrival <= inst.next_start():
             if inst.next_start() == math.inf and reqs[nxt].arrival > inst.t:
                 inst.wait_until(reqs[nxt].arrival)
-            inst.inject(reqs[nxt], nxt)
+            inst.inject(reqs[nxt], nxt, reqs[nxt].arrival)
             nxt += 1
         else:
             assert inst.run_step()

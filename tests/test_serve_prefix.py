@@ -212,7 +212,8 @@ def test_cli_prefix_options():
     off = CliRunner().invoke(app, [*args, "--prefix-len", "256", "--no-prefix-caching"])
     assert off.exit_code == 0 and "prefix caching off" in off.output
     for bad, msg in ((["--num-prefixes", "2"], "--num-prefixes needs"),
-                     (["--prefix-len", "-3"], "--prefix-len")):
+                     (["--prefix-len", "-3"], "--prefix-len"),
+                     (["--prefix-len", "64", "--disagg", "1x1:1x1"], "not modelled with --disagg")):
         res = CliRunner().invoke(app, [*args, *bad])
         assert res.exit_code == 2 and msg in res.output and "Traceback" not in res.output
 
@@ -256,7 +257,7 @@ def test_prefix_hits_equal_vllms_own_counters_and_figures_hold(tmp_path):
     every request after the first reuses the prefix rounded down to 16-token blocks (1843 →
     1840), the cold wave's too (vLLM caches a block when it is scheduled). Its median TTFT and
     output tokens/s stay within the errors measured when this was written (docs/serving.md,
-    "Prefix caching": at most 30% and 13%), and the TTFT limit stays under the measurement."""
+    "Prefix caching": at most 25% and 13%), and the TTFT limit stays under the measurement."""
     import shutil
 
     from conftest import ROOT
@@ -280,6 +281,6 @@ def test_prefix_hits_equal_vllms_own_counters_and_figures_hold(tmp_path):
                                          "cached_tokens": 0})
         assert (cache["prompt_tokens"], cache["cached_tokens"]) == \
             (raw["prefix_cache_queries"], raw["prefix_cache_hits"]), r.id
-        assert abs(doc["ttft_s"]["median"] * 1e3 / raw["median_ttft_ms"] - 1) < 0.35, r.id
+        assert abs(doc["ttft_s"]["median"] * 1e3 / raw["median_ttft_ms"] - 1) < 0.30, r.id
         assert abs(doc["throughput"]["output_tok_s"] / raw["output_throughput"] - 1) < 0.15, r.id
         assert doc["limit"]["ttft_s"]["median"] * 1e3 < raw["median_ttft_ms"], r.id

@@ -185,6 +185,10 @@ def plan(model: ModelArg,
                               "with replicas of its TP (8: 8×TP1, 4×TP2, 2×TP4, 1×TP8) behind "
                               "this router (round-robin | least-loaded | prefix-affinity); "
                               "the concurrency is the fleet's. serve only.")] = None,
+         disagg: Annotated[bool, typer.Option(
+             "--disagg", help="serve: also search disaggregated prefill/decode layouts "
+                              "(docs/plan.md) and say whether they or aggregated ones won, "
+                              "and by how much.")] = False,
          json_out: Annotated[bool, typer.Option("--json", help="Print the JSON document.")
                              ] = False,
          plot: PlotOpt = None, workers: WorkersOpt = None) -> None:
@@ -229,7 +233,7 @@ def plan(model: ModelArg,
                               tps=tp_list, prices=prices,
                               engine=engine, method=method, waves=waves, workers=workers,
                               on_total=set_total, on_progress=advance, margin=margin,
-                              router=router)
+                              router=router, disagg=disagg)
         if plot is not None:
             from perfmodel.report.plot import pareto_plot
 

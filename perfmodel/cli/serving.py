@@ -127,6 +127,28 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
           slo: Annotated[Optional[list[str]], _opt(
               "--slo", "[CLASS:]ttft=2s,tpot=50ms,e2e=30s: targets for goodput (requests "
               "meeting them per second), per trace SLO class or for all; repeatable.")] = None,
+          disagg: Annotated[Optional[str], _opt(
+              "--disagg", "Disaggregated prefill/decode: P x TPa : D x TPb, e.g. 2x4:1x8 (two "
+              "prefill workers of TP 4, one decode worker of TP 8; docs/serving.md).")] = None,
+          prefill_workers: Annotated[IntOpt, _opt("--prefill-workers", "Disaggregated: "
+                                                  "prefill workers (P).")] = None,
+          prefill_tp: Annotated[IntOpt, _opt("--prefill-tp", "Disaggregated: each prefill "
+                                             "worker's TP.")] = None,
+          prefill_ep: Annotated[IntOpt, _opt("--prefill-ep", "Disaggregated: each prefill "
+                                             "worker's EP.")] = None,
+          prefill_dp: Annotated[IntOpt, _opt("--prefill-dp", "Disaggregated: each prefill "
+                                             "worker's attention DP.")] = None,
+          decode_workers: Annotated[IntOpt, _opt("--decode-workers", "Disaggregated: decode "
+                                                 "workers (D).")] = None,
+          decode_tp: Annotated[IntOpt, _opt("--decode-tp", "Disaggregated: each decode "
+                                            "worker's TP.")] = None,
+          decode_ep: Annotated[IntOpt, _opt("--decode-ep", "Disaggregated: each decode "
+                                            "worker's EP.")] = None,
+          decode_dp: Annotated[IntOpt, _opt("--decode-dp", "Disaggregated: each decode "
+                                            "worker's attention DP.")] = None,
+          kv_link: Annotated[str, _opt("--kv-link", "Disaggregated: the link the KV cache "
+                                       "crosses: auto (NVLink when both pools fit one 8-GPU "
+                                       "node, else the network), nvlink, network.")] = "auto",
           host_overhead: Annotated[Optional[str], _opt(
               "--host-overhead", "Engine: host time per step, e.g. 2ms (default: the value "
               "fitted for the engine, docs/serving.md).")] = None,
@@ -142,6 +164,12 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
     try:
         with friendly_errors():
             _check_serve_args(model, gpu, lengths, trace, request_rate, lock_step, trace_in)
+            if trace is not None and (disagg or any(v is not None for v in (
+                    prefill_workers, prefill_tp, prefill_ep, prefill_dp, decode_workers,
+                    decode_tp, decode_ep, decode_dp))):
+                from perfmodel.errors import WorkloadError
+                raise WorkloadError("--trace writes one scheduler's steps; a disaggregated run "
+                                    "has many: drop --trace (--json has each pool's load)")
             knobs = {}
             targets = None
             if slo:
@@ -166,7 +194,10 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
                 chunked_prefill=chunked_prefill, burstiness=burstiness,
                 range_ratio=range_ratio, length_dist=length_dist, length_cv=length_cv,
                 trace_in=trace_in, speedup=speedup, trace_time_unit=trace_time_unit,
-                slo=targets, **knobs)
+                slo=targets, disagg=disagg,
+                prefill_workers=prefill_workers, prefill_tp=prefill_tp, prefill_ep=prefill_ep,
+                prefill_dp=prefill_dp, decode_workers=decode_workers, decode_tp=decode_tp,
+                decode_ep=decode_ep, decode_dp=decode_dp, kv_link=kv_link, **knobs)
     finally:
         progress.close()
     if trace is not None:
@@ -189,8 +220,9 @@ def validate_serving(
                                   "rows.")] = False,
         rows: Annotated[str, _opt("--rows", "single: the one-GPU rows (both halves); multi: "
                                   "the TP/EP/attention-DP rows, test half only; held-out: every "
-                                  "row of the models bundled after the fit (docs/serving.md)."
-                                  )] = "single",
+                                  "row of the models bundled after the fit; disagg: the "
+                                  "disaggregated rows' test half, and agg against disagg per "
+                                  "group (docs/serving.md).")] = "single",
         sample: Annotated[int, _opt("--sample", "With --rows multi: simulate one test row in "
                                     "N (sha1 of the id; 1 runs all).")] = 4,
         runs: Annotated[Optional[Path], _opt(
@@ -222,9 +254,9 @@ def validate_serving(
         _validate_runs(runs, engine, engine_profile, gpu, json_out, markdown)
         return
     with friendly_errors():
-        if rows not in ("single", "multi", "held-out") or sample < 1:
-            raise WorkloadError(f"--rows takes single, multi or held-out (not {rows!r}) and "
-                                f"--sample a whole number ≥ 1 (not {sample})")
+        if rows not in ("single", "multi", "held-out", "disagg") or sample < 1:
+            raise WorkloadError(f"--rows takes single, multi, held-out or disagg (not {rows!r}) "
+                                f"and --sample a whole number ≥ 1 (not {sample})")
         if csv_path is not None:
             from perfmodel.outpath import check_out_path, input_files
 
@@ -246,6 +278,13 @@ def validate_serving(
                     train_rows()
                 fitted = silicon.fit_host_overhead(train, workers=os.cpu_count() or 1,
                                                    on_row=progress)
+            elif rows == "disagg":
+                from perfmodel.plan.disagg_check import choices
+                from perfmodel.validate.silicon_disagg import validate_disagg
+
+                results, reasons = validate_disagg(on_row=progress, sample=1)
+                skipped = sum(reasons.values())
+                picks, _ = choices(on_row=progress)
             elif rows in ("multi", "held-out"):
                 from perfmodel.validate.silicon_multi import validate_multi
 
@@ -272,13 +311,21 @@ def validate_serving(
         doc = {"rows": [dataclasses.asdict(r) for r in results], "skipped": skipped,
                "skipped_by_reason": reasons,
                "summary": [{"engine": e, "half": h, **s} for (e, h), s in summary.items()]}
+        if rows == "disagg":
+            doc["choices"] = picks
         typer.echo(json.dumps(doc, indent=1, allow_nan=False))
     elif markdown:
         typer.echo("\n".join(markdown_table(summary)))
+        if rows == "disagg":
+            from perfmodel.report.disagg_view import choices_markdown
+            typer.echo("\n" + "\n".join(choices_markdown(picks)))
     else:
         print_validation(results, summary, skipped)
         if rows != "single":
             typer.echo("skipped: " + ", ".join(f"{n} {why}" for why, n in reasons.items()))
+        if rows == "disagg":
+            from perfmodel.report.disagg_view import choices_markdown
+            typer.echo("\n".join(choices_markdown(picks)))
 
 
 def _validate_runs(folder: Path, engine: str, engine_profile: Optional[str], gpu: Optional[str],

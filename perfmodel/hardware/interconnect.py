@@ -4,6 +4,10 @@ A profile's `interconnect:` block gives the link, per GPU and per direction, in 
 
     interconnect: {kind: nvlink4, bandwidth: 4.5e+11, source: "NVIDIA H100 datasheet ..."}
 
+It may also give the network between nodes, per GPU and per direction (network_bandwidth,
+network_source: a node's NICs over its GPUs), which a disaggregated deployment's KV transfer
+uses when its pools do not share a node (serve/disagg.py).
+
 `collectives:` holds what `perfmodel calibrate-gpu --gpus N` measured through NCCL, per GPU
 count, each table [[bytes, seconds], ...] (bytes as nccl-tests counts them: the whole buffer of
 one rank, the gathered output for all-gather, the input for reduce-scatter):
@@ -56,6 +60,8 @@ class Interconnect:
     date: str = ""
     method: str = ""
     custom_method: str = ""
+    network_bandwidth: float | None = None  # byte/s per GPU per direction between nodes
+    network_source: str = ""
 
     @property
     def gpu_counts(self) -> tuple[int, ...]:
@@ -94,9 +100,12 @@ def parse_interconnect(data: Mapping[str, Any], path: str = "<profile>") -> Inte
               for k, v in measured.items() if str(k).isdigit()}
     if any(n < 2 for n in tables):
         raise _fail(where, "collectives are keyed by GPU counts of 2 or more")
+    network = _positive(link.get("network_bandwidth"), "interconnect.network_bandwidth", where,
+                        optional=True)
     return Interconnect(kind, bandwidth, str(link.get("source", "")), tables,
                         str(measured.get("date", "")), str(measured.get("method", "")),
-                        str(measured.get("custom_method", "")))
+                        str(measured.get("custom_method", "")), network,
+                        str(link.get("network_source", "")))
 
 
 def _parse_counts(raw: Any, name: str, where: str) -> dict[str, Table]:

@@ -149,7 +149,8 @@ def _serve_row(point: Point) -> dict[str, Any]:
                        num_requests=point.requests,
                        precision=point.precision, kv_dtype=point.kv_dtype, tp=point.tp,
                        ep=point.ep, dp=point.dp, pp=point.pp,
-                       max_num_batched_tokens=point.max_num_batched_tokens, **fleet)
+                       max_num_batched_tokens=point.max_num_batched_tokens, **fleet,
+                       **({"disagg": point.disagg} if point.disagg else {}))
     metrics = report.metrics
     row: dict[str, Any] = {"basis": "serve", "precision_label": metrics.get("precision")}
     for key, value in metrics.items():

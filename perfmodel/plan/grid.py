@@ -29,13 +29,17 @@ class Point:
     osl: int = 128
     requests: int | None = None  # serve: requests simulated (None: serve's default)
     max_num_batched_tokens: int | None = None  # serve: the engine's token budget (None: default)
+    disagg: str | None = None  # serve: disaggregated pools P x TPa : D x TPb (None: aggregated)
     replicas: int = 1  # serve: instances of this layout behind `router` (load: the fleet's)
     router: str | None = None
 
     @property
     def gpus(self) -> int:
         """GPUs the deployment takes: TP × DP × PP (EP spreads experts over those same GPUs),
-        times the replicas."""
+        times the replicas; disaggregated, P·TPa + D·TPb."""
+        if self.disagg:
+            (p, a), (d, b) = (map(int, pool.split("x")) for pool in self.disagg.split(":"))
+            return p * a + d * b
         return self.tp * self.dp * self.pp * self.replicas
 
     @property
@@ -51,6 +55,7 @@ class Point:
         row = {f.name: getattr(self, f.name) for f in fields(self)
                if f.name != "load" and (f.name != "requests" or self.method != PREDICT)
                and (f.name != "max_num_batched_tokens" or self.max_num_batched_tokens)
+               and (f.name != "disagg" or self.disagg)
                and (f.name not in ("replicas", "router") or self.replicas != 1)}
         row[self.load_name] = self.load
         row["gpus"] = self.gpus
@@ -68,6 +73,8 @@ class Point:
         for name in ("tp", "ep", "dp", "pp"):
             if getattr(self, name) != 1:
                 parts += [f"--{name}", str(getattr(self, name))]
+        if self.disagg:
+            parts += ["--disagg", self.disagg]
         if self.method == PREDICT:
             parts += ["--batch", str(self.load), "--input-len", str(self.isl),
                       "--output-len", str(self.osl)]

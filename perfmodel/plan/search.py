@@ -73,6 +73,7 @@ class Plan:
     best_per_gpu: tuple[tuple[str, Row | None], ...] = ()  # (GPU, its best) in --gpus order
     margin: float = 0.0
     best_with_margin: Row | None = None  # the best meeting every target ÷ (1 + margin)
+    best_by_mode: tuple[tuple[str, Row | None], ...] = ()  # ("agg"|"disagg", its best) with disagg
 
     @property
     def searched(self) -> int:
@@ -153,6 +154,35 @@ def _loads(kept: list[tuple[Point, int]], concurrencies: Sequence[int], waves: i
     return points, skipped
 
 
+DISAGG_PREFILL_WORKERS = (1, 2, 4)
+DISAGG_DECODE_TPS = 3
+
+
+def disagg_deployments(kept: list[tuple[Point, int]], max_gpus: int
+                       ) -> list[tuple[Point, int]]:
+    """The disaggregated layouts searched beside the aggregated ones (docs/plan.md): per GPU and
+    precision, prefill workers of the smallest TP that fits (P = 1, 2 or 4 of them), one decode
+    worker of each of the three smallest TPs that fit, P·TPa + TPb ≤ max_gpus; with how many
+    requests the decode worker holds at once."""
+    fits: dict[tuple, dict[int, tuple[Point, int]]] = {}
+    for point, held in kept:
+        if (point.ep, point.dp, point.pp) == (1, 1, 1):
+            fits.setdefault((point.gpu, point.precision), {})[point.tp] = (point, held)
+    out = []
+    for by_tp in fits.values():
+        tps = sorted(by_tp)
+        for b in tps[:DISAGG_DECODE_TPS]:
+            point, held = by_tp[b]
+            for p in DISAGG_PREFILL_WORKERS:
+                if p * tps[0] + b <= max_gpus:
+                    out.append((replace(point, tp=1, disagg=f"{p}x{tps[0]}:1x{b}"), held))
+    return out
+
+
+def mode_of(row: Row) -> str:
+    return "disagg" if row.get("disagg") else "agg"
+
+
 def _with_cost(row: Row, point: Point, prices: dict[str, float]) -> Row:
     price = prices.get(point.gpu)
     per_gpu = row.get("tok_s_per_gpu")
@@ -181,13 +211,22 @@ def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
          engine: str | None = None, method: str | None = None, waves: int = REQUESTS_PER_CLIENT,
          workers: int | None = None, on_total: Any = None,
          on_progress: Progress | None = None, margin: float = 0.0,
-         router: str | None = None) -> Plan:
+         router: str | None = None, disagg: bool = False) -> Plan:
     """Search the deployments, evaluate every fitting one at every concurrency, rank them;
-    with margin > 0 also the best that keeps that headroom on every target."""
+    with margin > 0 also the best that keeps that headroom on every target; with disagg
+    the disaggregated layouts too (disagg_deployments; serve only), and the best of each
+    mode."""
     method = method or (SERVE if serve_available() else PREDICT)
     prices = prices or {}
     kept, skipped, notes = deployments(model, gpus, precisions, max_gpus, isl, osl, method,
                                        engine, tps, router)
+    if disagg:
+        if method != SERVE:
+            raise PerfmodelError("--disagg needs --method serve (the static-batch prediction "
+                                 "has no prefill and decode pools)")
+        if router is not None:
+            raise PerfmodelError("--disagg and --router search different layouts; give one")
+        kept += disagg_deployments(kept, max_gpus)
     points, over = _loads(kept, concurrencies, waves)
     if on_total:
         on_total(len(points))
@@ -206,6 +245,9 @@ def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
     front = pareto_front(valid, keys, _value)
     per_gpu = tuple((g, pick_best([r for r in valid if r["gpu"] == g], slo, by_cost))
                     for g in gpus)
+    by_mode = tuple((m, pick_best([r for r in valid if mode_of(r) == m], slo, by_cost))
+                    for m in ("agg", "disagg")) if disagg else ()
     return Plan(method, tuple(rows), tuple(skipped + over), tuple(front),
                 pick_best(valid, slo, by_cost), keys, tuple(notes), per_gpu, margin,
-                pick_best(valid, slo.tightened(margin), by_cost) if margin > 0 else None)
+                pick_best(valid, slo.tightened(margin), by_cost) if margin > 0 else None,
+                by_mode)

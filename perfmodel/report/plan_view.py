@@ -23,6 +23,8 @@ def clean(row: Row) -> Row:
 
 def deployment(row: Row) -> str:
     par = " ".join(f"{k.upper()}{row[k]}" for k in ("tp", "ep", "dp", "pp") if row.get(k, 1) != 1)
+    if row.get("disagg"):
+        par = f"disagg {row['disagg']}"
     fleet = f" {row['replicas']} replicas" if row.get("replicas", 1) != 1 else ""
     return f"{row['gpus']}×{row['gpu']} {row['precision']}{fleet}" + (f" {par}" if par else "")
 
@@ -89,7 +91,27 @@ def print_plan(result: Any, slo: Any, console: Console | None = None) -> None:
         return
     console.print(f"best meeting {targets or 'no target'}: {_pick(result.best)}")
     console.print(f"  {result.best['command']}", soft_wrap=True, highlight=False)
+    if result.best_by_mode:
+        console.print(mode_verdict(result.best_by_mode, result.keys[0]))
     _print_margin(result, slo, console)
+
+
+def mode_verdict(by_mode: Sequence[tuple[str, Row | None]], key: str) -> str:
+    """Which of aggregated and disaggregated serving won, and by how much (plan --disagg)."""
+    best = dict(by_mode)
+    agg, dis = best.get("agg"), best.get("disagg")
+    if agg is None or dis is None:
+        only = "aggregated" if agg else "disaggregated" if dis else None
+        return (f"only {only} layouts meet the targets" if only else
+                "neither aggregated nor disaggregated layouts meet the targets")
+    better = key == "cost_per_mtok" and dis[key] < agg[key] or \
+        key != "cost_per_mtok" and dis[key] > agg[key]
+    win, lose = (dis, agg) if better else (agg, dis)
+    ratio = (lose[key] / win[key] if key == "cost_per_mtok" else win[key] / lose[key]) - 1
+    what = "cheaper per token" if key == "cost_per_mtok" else "more tokens/s per GPU"
+    return (f"{'disaggregated' if better else 'aggregated'} wins: {100 * ratio:.0f}% {what} "
+            f"than the best {'aggregated' if better else 'disaggregated'} "
+            f"({deployment(lose)} at concurrency {lose.get('concurrency')})")
 
 
 def _pick(row: Row) -> str:
@@ -122,8 +144,8 @@ def _print_margin(result: Any, slo: Any, console: Console) -> None:
 
 def plan_json(result: Any, slo: Any) -> dict[str, Any]:
     """{"method", "slo", "pareto": [points], "best": point | null, "best_headroom",
-    "margin", "best_with_margin", "best_per_gpu", "searched", "skipped", "notes"}: SI units,
-    null for what does not exist."""
+    "margin", "best_with_margin", "best_per_gpu", "best_by_mode", "searched", "skipped",
+    "notes"}: SI units, null for what does not exist."""
     return {"method": result.method, "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
             "front_axes": list(result.keys),
             "pareto": [clean(r) for r in result.pareto],
@@ -134,6 +156,8 @@ def plan_json(result: Any, slo: Any) -> dict[str, Any]:
             clean(result.best_with_margin),
             "best_per_gpu": {gpu: None if row is None else clean(row)
                              for gpu, row in result.best_per_gpu},
+            "best_by_mode": {m: None if row is None else clean(row)
+                             for m, row in result.best_by_mode} or None,
             "searched": result.searched,
             "skipped": [clean(r) for r in result.skipped],
             "notes": list(result.notes)}

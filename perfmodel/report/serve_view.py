@@ -69,7 +69,12 @@ def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
     console.print(f"{w['num_requests']} requests{warm}, {load}, {lengths}; "
                   f"{doc['steps']} engine steps")
     par = doc.get("parallel") or {}
-    if par.get("gpus", 1) > 1:
+    if doc.get("disagg"):
+        from perfmodel.report.disagg_view import disagg_lines
+
+        for line in disagg_lines(doc["disagg"]):
+            console.print(line)
+    elif par.get("gpus", 1) > 1:
         label = "+".join(f"{k.upper()}{par[k]}" for k in ("tp", "pp", "ep", "dp") if par[k] > 1)
         console.print(f"{label} on {par['gpus']} GPUs: {par['schedulers']} scheduler(s), the "
                       "fullest simulated; KV cache and latencies per scheduler, throughput all")

@@ -5,7 +5,8 @@ one model on one GPU or many (tp·dp·pp, serve/ranks.py) under a closed-loop co
 Modules: requests (arrivals and lengths), engines (each engine's defaults, cited), kv (the paged
 KV pool), step_cost (one step's time from the op model), state + scheduler (each engine's
 policy), simulate (the event loop), metrics (TTFT, TPOT, ITL, E2E, throughput), ranks (many
-GPUs: the sharded step and dp·pp schedulers), fleet (replicas behind a router).
+GPUs: the sharded step and dp·pp schedulers), fleet (replicas behind a router), disagg
+(prefill and decode pools, the KV cache sent between them).
 """
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
               length_dist: str | None = None, length_cv: float | None = None,
               trace_in: str | None = None, speedup: float = 1.0,
               trace_time_unit: str | None = None, slo: dict | None = None,
+              disagg: str | bool | None = None, prefill_workers: int | None = None,
+              prefill_tp: int | None = None, prefill_ep: int | None = None,
+              prefill_dp: int | None = None, decode_workers: int | None = None,
+              decode_tp: int | None = None, decode_ep: int | None = None,
+              decode_dp: int | None = None, kv_link: str = "auto",
               replicas: int = 1, router: str = "round-robin", replicas_per_gpu: int = 1,
               prefix_len: int = 0, num_prefixes: int = 1, prefix_caching: bool = True,
               **engine_knobs: Any) -> ServeReport:
@@ -105,6 +111,9 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     and length_cv (serve/workload.py); trace_in (a trace file replayed, times / speedup,
     trace_time_unit s|ms: serve/trace_in.py); slo: {class or None: SloTarget or {"ttft_s",
     "tpot_s", "e2e_s"}} for the goodput block (serve/slo.py).
+    disagg ("PxTPa:DxTPb", or True) and the prefill_*/decode_* pool sizes: a disaggregated
+    deployment instead (serve/disagg.py; tp, ep, dp, pp and stagger then do not apply), its KV
+    sent over kv_link (auto: NVLink within one node, else the network).
     replicas: engine instances of this layout behind `router` (round-robin, least-loaded,
     prefix-affinity), replicas_per_gpu of them time-sharing each GPU (serve/fleet.py).
     prefix_len, num_prefixes: a prefix of prefix_len tokens before every prompt (a prompt is
@@ -112,6 +121,38 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     --random-prefix-len (serve/shared_prefix.py); prefix_caching False: the engine runs with
     prefix caching off (serve/prefix_cache.py).
     """
+    from perfmodel.serve.disagg import ServeKit, pools_from, run_disagg
+
+    pools = pools_from(disagg, prefill_workers=prefill_workers, prefill_tp=prefill_tp,
+                       prefill_ep=prefill_ep, prefill_dp=prefill_dp,
+                       decode_workers=decode_workers, decode_tp=decode_tp, decode_ep=decode_ep,
+                       decode_dp=decode_dp)
+    if pools is not None:
+        if (tp, ep, dp, pp) != (1, 1, 1, 1):
+            raise WorkloadError("--tp/--ep/--dp/--pp set one aggregated deployment; with "
+                                "--disagg give --prefill-tp/--decode-tp (and -ep, -dp) instead")
+        if (replicas, replicas_per_gpu) != (1, 1):
+            raise WorkloadError("--replicas sets a fleet of aggregated instances; with --disagg "
+                                "give --prefill-workers/--decode-workers instead")
+        if not stagger:
+            raise WorkloadError("--lock-step is for one aggregated scheduler; drop it with "
+                                "--disagg")
+        if trace_in is not None or slo:
+            raise WorkloadError("--trace-in and --slo are not modelled with --disagg yet; drop "
+                                "them or serve the aggregated deployment")
+        if prefix_len or num_prefixes != 1:
+            raise WorkloadError("--prefix-len and --num-prefixes are not modelled with --disagg "
+                                "yet; drop them or serve the aggregated deployment")
+        kit = ServeKit(ServeReport, step_cost_for, KNOBS, after_warmup, with_latencies,
+                       with_request_latency, _profile_doc)
+        return run_disagg(model, pools, kit, gpu=gpu, engine=engine, concurrency=concurrency,
+                          request_rate=request_rate, isl=isl, osl=osl,
+                          num_requests=num_requests, lengths=lengths, precision=precision,
+                          kv_dtype=kv_dtype, act_quant=act_quant, seed=seed, warmup=warmup,
+                          engine_profile=engine_profile, kv_link_kind=kv_link,
+                          shape={"burstiness": burstiness, "range_ratio": range_ratio,
+                                 "length_dist": length_dist, "length_cv": length_cv},
+                          **engine_knobs)
     from perfmodel.api import resolve_precision
     from perfmodel.hardware.gpu import load_gpu
     from perfmodel.model.architectures import model_spec

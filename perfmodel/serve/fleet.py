@@ -149,17 +149,16 @@ def make_instances(n: int, per_gpu: int, build: Callable[[object], Instance], co
 
 
 class _Senders:
-    """When the next request is sent, and whether its TTFT counts from that time (else from
-    the step boundary it joins at, as simulate has it). Open loop: the specs' arrival times.
-    Closed loop: the clients' sends, client k's first at k·ramp_s/C (joining at a boundary),
-    each next one client_delay_s after its previous one ends (from its send time when the
-    delay is not 0)."""
+    """When the next request is sent (its TTFT counts from that time, as simulate has it).
+    Open loop: the specs' arrival times.
+    Closed loop: the clients' sends, client k's first at k·ramp_s/C, each next one
+    client_delay_s after its previous one ends."""
 
     def __init__(self, arrivals: Arrivals, ramp_s: float, client_delay_s: float):
         self.specs, self.delay = arrivals.requests, client_delay_s
         self.closed = arrivals.concurrency is not None
         first = min(arrivals.concurrency, len(self.specs)) if self.closed else 0
-        self.sends = [(k * ramp_s / first, k, False) for k in range(first)]  # a heap
+        self.sends = [(k * ramp_s / first, k) for k in range(first)]  # a heap
         self.order = first
         self.next = 0  # the next request to send
 
@@ -168,19 +167,18 @@ class _Senders:
             return self.sends[0][0] if self.sends else math.inf
         return self.specs[self.next].arrival if self.next < len(self.specs) else math.inf
 
-    def pop(self) -> float | None:
+    def pop(self) -> float:
         """The next request is sent: its `at` for Instance.inject."""
         self.next += 1
         if not self.closed:
-            return None
-        sent, _, from_send = heapq.heappop(self.sends)
-        return sent if from_send else None
+            return self.specs[self.next - 1].arrival
+        return heapq.heappop(self.sends)[0]
 
     def ended(self, t: float, count: int) -> None:
         """count requests ended at t: their clients send again while requests are left."""
         for _ in range(count if self.closed else 0):
             if self.next + len(self.sends) < len(self.specs):
-                heapq.heappush(self.sends, (t + self.delay, self.order, bool(self.delay)))
+                heapq.heappush(self.sends, (t + self.delay, self.order))
                 self.order += 1
 
 

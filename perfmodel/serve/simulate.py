@@ -98,7 +98,7 @@ class Instance:
     of many instances steps (serve/fleet.py; a disaggregated deployment's pools likewise).
 
         inst = Instance(facts, total_blocks, block_size, cost)
-        inst.inject(spec, index)    # a request joins the waiting queue at the instance's clock
+        inst.inject(spec, index, at)  # a request joins the waiting queue; TTFT counts from at
         inst.next_start()           # when its next step starts: inst.t, or inf when idle
         inst.wait_until(t)          # an idle instance's clocks move on to t
         inst.run_step()             # one step if the policy picks one (False: none to run)
@@ -253,8 +253,7 @@ class _Run(Instance):
 
     def _ramp_arrivals(self) -> None:
         while self.ramp and self.ramp[-1] <= self.t:
-            self.ramp.pop()
-            self._arrive()
+            self._arrive(self.ramp.pop())
 
     def _arrive(self, at: float | None = None) -> None:
         """The next request joins the waiting queue; `at` (≤ now): when it reached the engine,
@@ -264,7 +263,7 @@ class _Run(Instance):
 
     def _open_arrivals(self) -> None:
         while self.next < len(self.specs) and self.specs[self.next].arrival <= self.t:
-            self._arrive()
+            self._arrive(self.specs[self.next].arrival)  # TTFT counts from the arrival itself
 
     def step(self) -> bool:
         """Run one engine step (or wait for the next arrival); False when all are done."""
@@ -290,8 +289,9 @@ class _Run(Instance):
         if self.closed and self.next + len(self.ramp) + len(self.sends) < len(self.specs):
             if self.delay:  # its next request reaches the engine a round trip later
                 self.sends.append(self.t + self.delay)
-            else:
-                self._arrive()  # the client sends its next request (ramp sends stay reserved)
+            else:  # the client sends its next request, after the first sends already due
+                self._ramp_arrivals()
+                self._arrive()
 
 
 STALLED = ("the simulated engine stalled: a request cannot be scheduled (raise "

@@ -37,6 +37,8 @@ class Compared:
     tok_s: float
     limit_tpot: float
     predicted: dict
+    ttft_p90: float | None = None  # predicted / measured p90 TTFT (None: not measured)
+    tpot_median: float | None = None  # predicted / measured median TPOT
 
     @property
     def errors(self) -> tuple[float, float, float]:
@@ -66,7 +68,9 @@ def simulate(run: BenchRun, gpu: str, engine: str = "vllm", engine_profile: str 
     from perfmodel.serve import run_serve
 
     load = ({"concurrency": run.concurrency} if run.request_rate is None
-            else {"request_rate": run.request_rate})
+            else {"request_rate": run.request_rate, "burstiness": run.burstiness})
+    if run.range_ratio:
+        load["range_ratio"] = run.range_ratio
     memory = run.settings.gpu_memory_utilization
     prefix = ({"prefix_len": run.prefix_len, "prefix_caching": run.settings.prefix_caching
                is not False} if run.prefix_len else {})  # a prompt = prefix + the rest
@@ -87,8 +91,14 @@ def compare(runs: Iterable[BenchRun], gpu: str, engine: str = "vllm",
         out.append(Compared(run, m["ttft_s"]["mean"] / run.ttft_s,
                             m["tpot_s"]["mean"] / run.tpot_s,
                             m["throughput"]["output_tok_s"] / run.output_tok_s,
-                            m["limit"]["tpot_s"]["mean"] / run.tpot_s, m))
+                            m["limit"]["tpot_s"]["mean"] / run.tpot_s, m,
+                            _ratio(m["ttft_s"]["p90"], run.p90_ttft_s),
+                            _ratio(m["tpot_s"]["median"], run.median_tpot_s)))
     return tuple(out)
+
+
+def _ratio(predicted: float | None, measured: float | None) -> float | None:
+    return None if predicted is None or not measured else predicted / measured
 
 
 def summary(rows: Iterable[Compared]) -> dict:

@@ -76,7 +76,11 @@ class BenchRun:
     # states during the point (vLLM's rate over its last 1,000 requests); None: neither
     prefix_hits: tuple[float, str] | None = None
     date: str | None = None  # the run's date (run.json)
-    prefix_len: int = 0  # prompt tokens all requests share (--random-prefix-len), within isl
+    p90_ttft_s: float | None = None
+    median_tpot_s: float | None = None
+    burstiness: float = 1.0  # the Gamma shape of the arrivals (open loop; 1: Poisson)
+    range_ratio: float = 0.0  # lengths drawn over [L·(1 − r), L·(1 + r)] (calibrate-engine's)
+    prefix_len: int = 0  # prompt tokens every request of the point shares (calibrate-engine's)
 
     @property
     def half(self) -> str:
@@ -209,7 +213,15 @@ def _bench_run(path: Path, doc: dict, root: Path) -> BenchRun:
                     excluded=excluded,
                     device=str(manifest.get("gpu") or "").split(",")[0].strip() or None,
                     date=manifest.get("date"), prefix_hits=hits,
+                    p90_ttft_s=_ms(doc.get("p90_ttft_ms")),
+                    median_tpot_s=_ms(doc.get("median_tpot_ms")),
+                    burstiness=float(doc.get("burstiness") or 1.0),
+                    range_ratio=float(doc.get("random_range_ratio") or 0.0),
                     prefix_len=_prefix_len(path, doc))
+
+
+def _ms(value) -> float | None:
+    return None if value is None else float(value) / 1e3
 
 
 def _prefix_len(path: Path, doc: dict) -> int:
