@@ -284,3 +284,15 @@ def test_prefix_hits_equal_vllms_own_counters_and_figures_hold(tmp_path):
         assert abs(doc["ttft_s"]["median"] * 1e3 / raw["median_ttft_ms"] - 1) < 0.30, r.id
         assert abs(doc["throughput"]["output_tok_s"] / raw["output_throughput"] - 1) < 0.15, r.id
         assert doc["limit"]["ttft_s"]["median"] * 1e3 < raw["median_ttft_ms"], r.id
+
+
+@pytest.mark.parametrize("router, misses", [("round-robin", 14), ("prefix-affinity", 7)])
+def test_a_fleet_computes_each_prefix_once_per_replica_that_sees_it(router, misses):
+    """Two replicas, 7 prefixes of 2048 tokens taken round-robin by 70 requests: round-robin
+    routing sends every prefix to both replicas (7 is odd), so each computes it once (14
+    misses); prefix-affinity keeps each prefix on one replica (7). Every other request reuses
+    all 2048 tokens (vLLM blocks of 16)."""
+    doc = run_serve(MODEL, gpu=GPU, concurrency=16, isl=512, osl=16, num_requests=70,
+                    prefix_len=2048, num_prefixes=7, replicas=2, router=router).metrics
+    assert doc["prefix_cache"]["cached_tokens"] == (70 - misses) * 2048
+    assert doc["prefix_cache"]["prompt_tokens"] == 70 * (2048 + 512)
