@@ -59,6 +59,15 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
                                                  "\"output_len\"} per request.")] = None,
           num_requests: Annotated[IntOpt, _opt("--num-requests", "Requests to run (default "
                                                "max(10·C, 100), or 1000).")] = None,
+          prefix_len: Annotated[int, _opt("--prefix-len", "A prefix of N tokens before every "
+                                          "prompt, shared by all requests (a prompt is N + ISL "
+                                          "tokens, as vllm bench serve --random-prefix-len)."
+                                          )] = 0,
+          num_prefixes: Annotated[int, _opt("--num-prefixes", "With --prefix-len: K distinct "
+                                            "prefixes, request i taking prefix i mod K.")] = 1,
+          prefix_caching: Annotated[bool, typer.Option(
+              "--prefix-caching/--no-prefix-caching", help="Engine: reuse the KV of shared "
+              "prefixes (on by default in vLLM, SGLang and TensorRT-LLM).")] = True,
           warmup: Annotated[int, _opt("--warmup", "Requests run first and left out of the "
                                       "latency figures, as a benchmark's warm-up.")] = 0,
           lock_step: Annotated[bool, _opt("--lock-step", "Closed loop: the clients stay in "
@@ -200,6 +209,7 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
                 tp=tp, ep=ep, dp=dp, pp=pp, seed=seed, on_progress=progress, warmup=warmup,
                 replicas=replicas, router=router, replicas_per_gpu=replicas_per_gpu,
                 stagger=not lock_step, engine_profile=engine_profile,
+                prefix_len=prefix_len, num_prefixes=num_prefixes, prefix_caching=prefix_caching,
                 max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                 gpu_memory_utilization=gpu_memory_utilization, block_size=block_size,
                 chunked_prefill=chunked_prefill, burstiness=burstiness,

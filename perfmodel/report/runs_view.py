@@ -8,7 +8,8 @@ from typing import Any, Iterable
 
 def _point(r) -> str:
     load = f"C={r.concurrency}" if r.request_rate is None else f"{r.request_rate:g}/s"
-    return f"{r.isl}/{r.osl} {load}"
+    prefix = f" (prefix {r.prefix_len})" if r.prefix_len else ""
+    return f"{r.isl}/{r.osl}{prefix} {load}"
 
 
 def _hits(r) -> str:
@@ -56,6 +57,7 @@ def runs_json(rows: Iterable[Any], summaries: dict[str, dict], note: str) -> dic
                       "precision": c.run.precision, "isl": c.run.isl, "osl": c.run.osl,
                       "concurrency": c.run.concurrency, "request_rate": c.run.request_rate,
                       "num_requests": c.run.num_requests, "half": c.run.half,
+                      "prefix_len": c.run.prefix_len,
                       "prefix_cache_hits": None if c.run.prefix_hits is None else
                       {"fraction": c.run.prefix_hits[0], "source": c.run.prefix_hits[1]},
                       "excluded": c.run.excluded,

@@ -96,6 +96,8 @@ def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
     console.print(f"KV cache {kv['tokens']} tokens ({kv['blocks']} blocks of {kv['block_size']}),"
                   f" peak use {kv['peak_fraction']:.0%}; preemptions {doc['preemptions']}; "
                   f"host overhead {doc['host_overhead_s'] * 1e3:.2f} ms/step")
+    if doc.get("prefix_cache"):
+        console.print(prefix_line(doc["prefix_cache"], doc["workload"]))
     power = doc.get("power_limit")
     note = doc["estimate_note"]
     if power:  # calibrate/power.py: the rate matrix work keeps under the card's power limit
@@ -113,6 +115,19 @@ def print_serve(doc: dict[str, Any], warnings: Sequence[str]) -> None:
     console.print(f"[dim]{engine_source(doc['engine'], profile, doc.get('request_latency_s'))}[/]")
     for line in warnings:
         console.print(f"[yellow]warning:[/] {line}")
+
+
+def prefix_line(cache: dict, workload: dict) -> str:
+    """One line on the shared prefixes and what the prefix cache saved."""
+    plen, k = workload.get("prefix_len"), workload.get("num_prefixes")
+    what = (f"{k} prefix{'es' if k != 1 else ''} of {plen} tokens before the prompts"
+            if plen else "prefixes from the lengths file")
+    if not cache["enabled"]:
+        return f"{what}; prefix caching off: every prompt prefilled whole"
+    return (f"{what}: prefix cache hit rate {cache['hit_rate'] or 0:.1%} "
+            f"({cache['cached_tokens']:,} of {cache['prompt_tokens']:,} prompt tokens not "
+            f"prefilled, hits in steps of {cache['granularity_tokens']}); evicted "
+            f"{cache['evicted_tokens']:,} cached tokens")
 
 
 def workload_text(w: dict[str, Any], load: str, lengths: str) -> tuple[str, str]:

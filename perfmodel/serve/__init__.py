@@ -24,7 +24,9 @@ from perfmodel.serve.kv import KvPlan, kv_bytes_per_token, kv_plan
 from perfmodel.serve.ranks import Layout, kv_share, layout, rank_arrivals, scale_throughput
 from perfmodel.serve.metrics import finite, metrics
 from perfmodel.serve.metrics import summary as distribution
+from perfmodel.serve.prefix_cache import prefix_doc
 from perfmodel.serve.requests import make_arrivals
+from perfmodel.serve.shared_prefix import with_prefixes
 from perfmodel.serve.simulate import Outcome, simulate
 from perfmodel.serve.slo import goodput, targets
 from perfmodel.serve.workload import workload_doc
@@ -94,7 +96,9 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
               replicas: int = 1, router: str = "round-robin", replicas_per_gpu: int = 1,
               speculative: str | None = None, spec_tokens: int | None = None,
               acceptance: float | None = None, draft_model: str | None = None,
-              draft_overhead_s: float | None = None, **engine_knobs: Any) -> ServeReport:
+              draft_overhead_s: float | None = None,
+              prefix_len: int = 0, num_prefixes: int = 1, prefix_caching: bool = True,
+              **engine_knobs: Any) -> ServeReport:
     """Simulate `engine` serving `model` on `gpu`; raises PerfmodelError on bad input.
 
     warmup: the first `warmup` requests run but are left out of the latency figures (TTFT,
@@ -119,6 +123,10 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     speculative: mtp, eagle, ngram or draft-model (draft_model its id), spec_tokens k drafts
     per step, acceptance a the mean tokens per step, draft_overhead_s host time per drafter
     pass (serve/speculative.py); None: none.
+    prefix_len, num_prefixes: a prefix of prefix_len tokens before every prompt (a prompt is
+    then prefix_len + isl tokens), one of num_prefixes distinct ones, as vLLM's
+    --random-prefix-len (serve/shared_prefix.py); prefix_caching False: the engine runs with
+    prefix caching off (serve/prefix_cache.py).
     """
     from perfmodel.serve.disagg import ServeKit, pools_from, run_disagg
 
@@ -139,6 +147,9 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
         if trace_in is not None or slo:
             raise WorkloadError("--trace-in and --slo are not modelled with --disagg yet; drop "
                                 "them or serve the aggregated deployment")
+        if prefix_len or num_prefixes != 1:
+            raise WorkloadError("--prefix-len and --num-prefixes are not modelled with --disagg "
+                                "yet; drop them or serve the aggregated deployment")
         kit = ServeKit(ServeReport, step_cost_for, KNOBS, after_warmup, with_latencies,
                        with_request_latency, _profile_doc)
         return run_disagg(model, pools, kit, gpu=gpu, engine=engine, concurrency=concurrency,
@@ -186,6 +197,7 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                              osl=osl, num_requests=num_requests, lengths=lengths, seed=seed,
                              burstiness=burstiness, range_ratio=range_ratio,
                              length_dist=length_dist, length_cv=length_cv)
+    full = with_prefixes(full, prefix_len, num_prefixes, lengths)
     if not 0 <= warmup < len(full.requests):
         raise WorkloadError(f"--warmup must be a whole number from 0 to one less than the "
                             f"{len(full.requests)} requests run; raise --num-requests")
@@ -223,16 +235,18 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     if replicas != 1 or replicas_per_gpu != 1:
         from perfmodel.serve.fleet import serve_fleet
         from perfmodel.serve.simulate import Instance
-        fleet = serve_fleet(arrivals, lambda c: Instance(facts, kv.blocks, kv.block_size, c),
+        fleet = serve_fleet(arrivals, lambda c: Instance(facts, kv.blocks, kv.block_size, c,
+                                                         prefix_caching),
                             cost, replicas=replicas, router=router, per_gpu=replicas_per_gpu,
                             stagger=stagger, on_progress=on_progress, client_delay_s=latency,
                             steady_e2e=steady_e2e)
         out = fleet.outcome
     elif arrivals.concurrency and stagger and len(arrivals.requests) > arrivals.concurrency:
-        out = _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress, latency)
+        out = _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress, latency,
+                                     prefix_caching)
     else:
         out = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress,
-                       client_delay_s=latency)
+                       client_delay_s=latency, prefix_caching=prefix_caching)
     out = with_request_latency(out, latency)
     doc = scale_throughput(metrics(out, gpus), full, arrivals, gpus, lay.schedulers)
     measured = after_warmup(out, warmup, lay.schedulers)
@@ -259,6 +273,10 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     if spec_req:
         doc["speculative"] = speculative_doc(spec_req, drafter, plain, cost, full.requests,
                                              facts.max_num_seqs)
+    if any(r.prefix_len for r in full.requests):
+        doc["workload"].update(prefix_len=prefix_len or None, num_prefixes=num_prefixes
+                               if prefix_len else None)
+        doc["prefix_cache"] = prefix_doc(out, prefix_caching)
     warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
         est.estimator), engine=facts.kernels), budget_warning(facts, longest)) if w)
     if fleet is not None:
@@ -329,17 +347,17 @@ def budget_warning(facts: EngineFacts, longest: int) -> str | None:
 
 
 def _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress,
-                           client_delay_s: float = 0.0) -> Outcome:
+                           client_delay_s: float = 0.0, prefix_caching: bool = True) -> Outcome:
     """A closed-loop benchmark: its first C requests are sent at once (the cold wave, simulated
     on their own); the clients then drift out of step (jitter the simulation lacks), so the
     later requests come from a steady-state run whose clients' first sends are spread over one
     request lifetime (steady_e2e). Requests 0..C−1 are the cold wave's, the rest the steady
-    run's; throughput and ITL are the steady run's."""
+    run's; throughput, ITL and the prefix-cache figures are the steady run's."""
     c = arrivals.concurrency
     cold = simulate(replace(arrivals, requests=arrivals.requests[:c]), facts, kv.blocks,
-                    kv.block_size, cost)
+                    kv.block_size, cost, prefix_caching=prefix_caching)
     steady = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress,
-                      steady_e2e(cost, arrivals), client_delay_s)
+                      steady_e2e(cost, arrivals), client_delay_s, prefix_caching)
     done = tuple(d for d in cold.done if d.index < c) + \
         tuple(d for d in steady.done if d.index >= c)
     return replace(steady, done=done, preemptions=cold.preemptions + steady.preemptions,
@@ -356,7 +374,8 @@ def _power_limit(cost: StepCost) -> dict | None:
 
 def limit_bounds(out: Outcome, cost: StepCost) -> dict[str, dict]:
     """The limit: what no engine on this GPU can beat for these requests (docs/serving.md).
-    TTFT ≥ the request's own prompt prefilled alone at the roofline; TPOT ≥ one decode step of
+    TTFT ≥ the request's own prompt prefilled alone at the roofline (the part its prefix cache
+    hit left, over the cached tokens); TPOT ≥ one decode step of
     the B sequences the run decoded on average, at mean context I + O/2, at the roofline (an
     engine may keep prefill work out of a request's decode window, as a cold first wave or a
     disaggregated deployment does, so none is counted); E2E ≥ TTFT + (O − 1)·TPOT."""
@@ -367,9 +386,10 @@ def limit_bounds(out: Outcome, cost: StepCost) -> dict[str, dict]:
     osl = sum(d.osl for d in done) / len(done)
     per_step = getattr(cost, "tokens_per_step", 1)  # a when speculating (serve/speculative.py)
     tpot = cost.step(b, b * (isl + osl / 2), [], b)[1] / per_step if osl > 1 else None
-    alone = {n: cost.step(0, 0, [(0, n)], 1)[1] for n in {d.isl for d in done}}
-    ttft = [alone[d.isl] for d in done]
-    e2e = [alone[d.isl] + (d.osl - 1) * (tpot or 0.0) for d in done]
+    alone = {(n, c): cost.step(0, 0, [(c, n - c)], 1)[1] for n, c in {(d.isl, d.cached)
+                                                                       for d in done}}
+    ttft = [alone[d.isl, d.cached] for d in done]
+    e2e = [alone[d.isl, d.cached] + (d.osl - 1) * (tpot or 0.0) for d in done]
     return {"ttft_s": distribution(ttft),
             "tpot_s": distribution([tpot] * len(done) if tpot else []),
             "e2e_s": distribution(e2e)}

@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from perfmodel.errors import WorkloadError
+from perfmodel.serve.prefix_cache import merged_stats
 from perfmodel.serve.requests import Arrivals, RequestSpec
 from perfmodel.serve.simulate import STALLED, Done, Instance, Load, Outcome
 
@@ -231,7 +232,8 @@ def _outcome(instances: list[Instance], done: list[Done], itl: list, trace: list
     out = Outcome(tuple(done), tuple(itl), tuple(trace), max(i.t for i in instances),
                   max(i.t_lim for i in instances), sum(i.steps + i.waits for i in instances),
                   sum(s.preemptions for s in stats), max(s.peak_blocks for s in stats),
-                  instances[0].state.total_blocks)
+                  instances[0].state.total_blocks,
+                  merged_stats(inst.state.cache for inst in instances))
     return FleetOutcome(out, stats)
 
 

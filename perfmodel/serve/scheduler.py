@@ -57,6 +57,13 @@ def _fit_chunk(state: State, seq: Seq, tokens: int) -> bool:
     return True
 
 
+def _lookup(state: State, seq: Seq) -> None:
+    """A waiting request's prefix-cache hit, if the engine caches prefixes and it has one: its
+    prefill then starts at the cached tokens (serve/prefix_cache.py)."""
+    if state.cache is not None and seq.prefix is not None:
+        state.cache.lookup(seq)
+
+
 def vllm_step(state: State, facts: EngineFacts, ratio: list[float]) -> Plan:
     if state.grow_keys and state.grow_keys[0] <= state.g:  # (due_growth's own test, inline)
         _grow_decoders(state)
@@ -73,6 +80,7 @@ def vllm_step(state: State, facts: EngineFacts, ratio: list[float]) -> Plan:
             budget -= take
     while state.waiting and budget > 0 and len(state.running) < facts.max_num_seqs:
         seq = state.waiting[0]
+        _lookup(state, seq)
         take = min(seq.remaining, budget)
         if take < seq.remaining and not facts.chunked_prefill:
             break
@@ -114,6 +122,7 @@ def _sglang_prefill(state: State, facts: EngineFacts, new_token_ratio: float) ->
     room = state.free * state.block_size - reserved
     while state.waiting and budget > 0 and len(state.running) < facts.max_num_seqs:
         seq = state.waiting[0]
+        _lookup(state, seq)
         total = seq.remaining + min(seq.osl - seq.base, CLIP_NEW_TOKENS)
         if total >= room:
             break
@@ -137,6 +146,7 @@ def trtllm_step(state: State, facts: EngineFacts, ratio: list[float]) -> Plan:
     budget -= sum(t for _, t in chunks)
     while state.waiting and len(state.running) < facts.max_num_seqs:
         seq = state.waiting[0]
+        _lookup(state, seq)
         if seq.remaining > budget and (chunks or state.n_decode):
             break
         if not state.alloc_to(seq, seq.isl + seq.osl):  # GUARANTEED_NO_EVICT reservation

@@ -18,6 +18,7 @@ from typing import Callable
 
 from perfmodel.errors import WorkloadError
 from perfmodel.serve.engines import EngineFacts
+from perfmodel.serve.prefix_cache import PrefixCache, PrefixStats
 from perfmodel.serve.requests import Arrivals, RequestSpec
 from perfmodel.serve.scheduler import POLICIES
 from perfmodel.serve.state import Seq, State
@@ -39,6 +40,7 @@ class Done:
     preemptions: int
     recomputed: int = 0  # completed recompute prefills, each of which made one output token
     index: int = 0  # the request's place in the run
+    cached: int = 0  # prompt tokens its first token's prefill found in the prefix cache
 
     @property
     def tpot(self) -> float | None:
@@ -73,6 +75,7 @@ class Outcome:
     preemptions: int
     peak_blocks: int
     total_blocks: int
+    prefix: PrefixStats | None = None  # what prefix caching did (None: no shared prefixes)
 
 
 @dataclass(frozen=True)
@@ -114,8 +117,10 @@ class Instance:
     break ties in the scheduler's heaps as the run's own indices do).
     """
 
-    def __init__(self, facts: EngineFacts, total_blocks: int, block_size: int, cost: StepCost):
+    def __init__(self, facts: EngineFacts, total_blocks: int, block_size: int, cost: StepCost,
+                 prefix_caching: bool = True):
         self.facts, self.cost = facts, cost
+        self.prefix_caching = prefix_caching  # requests sharing a prefix reuse its cached KV
         if block_size < PAGE:  # SGLang's 1-token pages, tracked in PAGE-token pages
             total_blocks, block_size = total_blocks * block_size // PAGE, PAGE
         self.state = State(total_blocks, block_size)
@@ -145,6 +150,8 @@ class Instance:
                                 f"{self.state.block_size}); shorten it or add memory")
         late = 0.0 if at is None else self.t - at
         seq = Seq(index, spec, self.t - late, self.t_lim - late)
+        if spec.prefix_len and self.prefix_caching and self.state.cache is None:
+            self.state.cache = PrefixCache(self.state, self.facts.policy, self.facts.block_size)
         if computed:
             if not 0 <= computed < spec.isl:
                 raise WorkloadError(f"{computed} computed prompt tokens of a {spec.isl}-token "
@@ -201,9 +208,12 @@ class Instance:
             for seq in state.due_finish():
                 self._finish(seq)
         prefill = 0
+        cache = state.cache
         for seq, take in chunks:
             seq.done += take
             prefill += take
+            if cache is not None and seq.held:
+                cache.computed(seq, seq.done)
             if seq.remaining == 0:
                 self._prefilled(seq)
         self.trace.append((self.t, n_dec, prefill, state.total_blocks - state.free))
@@ -224,7 +234,7 @@ class Instance:
         self.state.stop(seq)
         self.done.append(_done(seq.isl, seq.osl, seq.first - seq.arrival, self.t - seq.arrival,
                               seq.first_lim - seq.arrival_lim, self.t_lim - seq.arrival_lim,
-                              seq.preemptions, seq.recomputed, seq.i))
+                              seq.preemptions, seq.recomputed, seq.i, seq.reused))
 
 
 class _Run(Instance):
@@ -232,8 +242,8 @@ class _Run(Instance):
 
     def __init__(self, arrivals: Arrivals, facts: EngineFacts, total_blocks: int,
                  block_size: int, cost: StepCost, ramp_s: float = 0.0,
-                 client_delay_s: float = 0.0):
-        super().__init__(facts, total_blocks, block_size, cost)
+                 client_delay_s: float = 0.0, prefix_caching: bool = True):
+        super().__init__(facts, total_blocks, block_size, cost, prefix_caching)
         self.specs = arrivals.requests
         self.next = 0
         self.closed = arrivals.concurrency is not None
@@ -293,12 +303,15 @@ STALLED = ("the simulated engine stalled: a request cannot be scheduled (raise "
 
 def simulate(arrivals: Arrivals, facts: EngineFacts, total_blocks: int, block_size: int,
              cost: StepCost, on_progress: Callable[[int, int], None] | None = None,
-             ramp_s: float = 0.0, client_delay_s: float = 0.0) -> Outcome:
+             ramp_s: float = 0.0, client_delay_s: float = 0.0,
+             prefix_caching: bool = True) -> Outcome:
     """Run every request of `arrivals` through the engine; see the module docstring. Closed
     loop: client k of C sends its first request at k·ramp_s/C (0: all at once), and each next
     one reaches the engine client_delay_s after its previous one ends there (the round trip
-    outside the engine: the last token out to the client, the next request in)."""
-    run = _Run(arrivals, facts, total_blocks, block_size, cost, ramp_s, client_delay_s)
+    outside the engine: the last token out to the client, the next request in).
+    prefix_caching: requests sharing a prefix reuse its cached KV (serve/prefix_cache.py)."""
+    run = _Run(arrivals, facts, total_blocks, block_size, cost, ramp_s, client_delay_s,
+               prefix_caching)
     steps = 0
     while run.step():
         steps += 1
@@ -306,4 +319,5 @@ def simulate(arrivals: Arrivals, facts: EngineFacts, total_blocks: int, block_si
             on_progress(len(run.done), len(arrivals.requests))
     state = run.state
     return Outcome(tuple(run.done), tuple(run.itl), tuple(run.trace), run.t, run.t_lim, steps,
-                   state.preemptions, state.peak_blocks, state.total_blocks)
+                   state.preemptions, state.peak_blocks, state.total_blocks,
+                   state.cache.stats() if state.cache is not None else None)

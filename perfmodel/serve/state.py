@@ -27,7 +27,8 @@ class Seq:
 
     __slots__ = ("i", "isl", "osl", "arrival", "done", "target", "base", "blocks", "first",
                  "finish", "g0", "epoch", "arrival_lim", "first_lim", "finish_lim", "decoding",
-                 "preemptions", "recomputed", "clipped")
+                 "preemptions", "recomputed", "clipped", "prefix", "plen", "hit", "shared",
+                 "held", "reused")
 
     def __init__(self, i: int, spec: RequestSpec, arrival: float, arrival_lim: float):
         self.i, self.isl, self.osl = i, spec.isl, spec.osl
@@ -37,6 +38,11 @@ class Seq:
         self.g0, self.epoch, self.decoding, self.preemptions = 0, 0, False, 0
         self.recomputed = 0  # recompute prefills that completed (each samples one token)
         self.clipped = False  # a decoder with more than CLIP_NEW_TOKENS outputs still to make
+        # prefix caching (serve/prefix_cache.py): the shared prefix's id and length, the tentative
+        # hit of a waiting request, the blocks it shares, whether it holds its entry, and the
+        # cached tokens its first token's prefill reused
+        self.prefix = spec.prefix_id if spec.prefix_len else None
+        self.plen, self.hit, self.shared, self.held, self.reused = spec.prefix_len, 0, 0, False, 0
 
     @property
     def remaining(self) -> int:
@@ -49,6 +55,7 @@ class State:
 
     def __init__(self, total_blocks: int, block_size: int):
         self.total_blocks, self.block_size = total_blocks, block_size
+        self.cache = None  # a PrefixCache when prefix caching is on and requests share prefixes
         self.free = total_blocks
         self.waiting: deque[Seq] = deque()
         self.running: list[Seq] = []  # admission order; vLLM preempts from the end
@@ -77,6 +84,8 @@ class State:
 
     def alloc_to(self, seq: Seq, tokens: int) -> bool:
         """Grow seq's blocks to hold `tokens` slots; False (nothing taken) if too few are free."""
+        if self.cache is not None and seq.prefix is not None:
+            return self.cache.alloc_to(seq, tokens)
         need = self.blocks_for(tokens) - seq.blocks
         if need <= 0:
             return True
@@ -88,8 +97,11 @@ class State:
         return True
 
     def release(self, seq: Seq) -> None:
-        self.free += seq.blocks
+        own = seq.blocks - seq.shared
+        self.free += own
         seq.blocks = 0
+        if self.cache is not None:
+            self.cache.release(seq, own)
 
     @property
     def used_blocks(self) -> int:

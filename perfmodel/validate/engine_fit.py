@@ -72,8 +72,11 @@ def simulate(run: BenchRun, gpu: str, engine: str = "vllm", engine_profile: str 
     if run.range_ratio:
         load["range_ratio"] = run.range_ratio
     memory = run.settings.gpu_memory_utilization
+    prefix = ({"prefix_len": run.prefix_len, "prefix_caching": run.settings.prefix_caching
+               is not False} if run.prefix_len else {})  # a prompt = prefix + the rest
     return run_serve(run.model, gpu=gpu, engine=engine, engine_profile=engine_profile,
-                     isl=run.isl, osl=run.osl, num_requests=run.num_requests,
+                     isl=run.isl - run.prefix_len, osl=run.osl, num_requests=run.num_requests,
+                     **prefix,
                      precision=run.precision, stagger=not lock_step,
                      **({"gpu_memory_utilization": memory} if memory else {}),
                      **load, **knobs).metrics

@@ -217,11 +217,22 @@ def _bench_run(path: Path, doc: dict, root: Path) -> BenchRun:
                     median_tpot_s=_ms(doc.get("median_tpot_ms")),
                     burstiness=float(doc.get("burstiness") or 1.0),
                     range_ratio=float(doc.get("random_range_ratio") or 0.0),
-                    prefix_len=int(doc.get("random_prefix_len") or 0))
+                    prefix_len=_prefix_len(path, doc))
 
 
 def _ms(value) -> float | None:
     return None if value is None else float(value) / 1e3
+
+
+def _prefix_len(path: Path, doc: dict) -> int:
+    """The point's shared prefix (--random-prefix-len): the result's random_prefix_len, which
+    calibrate-engine adds to it, else the `.pP` option in the point's tag that names the file
+    (perfmodel/calibrate/engine_bench.py BenchPoint.tag), else 0."""
+    value = doc.get("random_prefix_len")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    match = re.search(r"\.p(\d+)(?=\.|$)", path.stem)
+    return int(match.group(1)) if match else 0
 
 
 def _during(moments: tuple[dt.datetime, ...], doc: dict, after_s: float = 0.0) -> bool:
