@@ -151,6 +151,10 @@ def test_plan_picks_disaggregation_where_prefill_interferes():
     (["--disagg", "1x1:1x1", "--replicas", "2"], "--prefill-workers/--decode-workers"),
     (["--disagg", "1x1:1x1", "--lock-step"], "drop it with --disagg"),
     (["--disagg", "1x1:1x1", "--trace", "disagg-trace.csv"], "drop --trace"),
+    (["--disagg", "1x1:1x1", "--speculative", "eagle", "--spec-tokens", "3", "--acceptance",
+      "2"], "--speculative is not modelled with --disagg"),
+    (["--disagg", "1x1:1x1", "--slo", "ttft=1s"], "--trace-in and --slo are not modelled"),
+    (["--disagg", "1x1:1x1", "--prefix-len", "64"], "--disagg"),
 ])
 def test_serve_argument_errors(args, says):
     result = runner.invoke(app, ["serve", MODEL, "--gpu", GPU, "--concurrency", "2",

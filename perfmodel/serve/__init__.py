@@ -144,6 +144,9 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
         if not stagger:
             raise WorkloadError("--lock-step is for one aggregated scheduler; drop it with "
                                 "--disagg")
+        if speculative is not None:
+            raise WorkloadError("--speculative is not modelled with --disagg yet; drop it or "
+                                "serve the aggregated deployment")
         if trace_in is not None or slo:
             raise WorkloadError("--trace-in and --slo are not modelled with --disagg yet; drop "
                                 "them or serve the aggregated deployment")
