@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from typing import Any, Callable
 
 from perfmodel.errors import WorkloadError
@@ -383,7 +384,7 @@ def limit_bounds(out: Outcome, cost: StepCost) -> dict[str, dict]:
     engine may keep prefill work out of a request's decode window, as a cold first wave or a
     disaggregated deployment does, so none is counted); E2E ≥ TTFT + (O − 1)·TPOT."""
     steps = len(out.itl)
-    b = max(1, round(sum(n for _, n in out.itl) / steps)) if steps else 1
+    b = max(1, round(sum(map(itemgetter(1), out.itl)) / steps)) if steps else 1
     done = out.done
     isl = sum(d.isl for d in done) / len(done)
     osl = sum(d.osl for d in done) / len(done)

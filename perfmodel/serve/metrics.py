@@ -10,6 +10,9 @@ tokens over the whole run (first arrival to last token), per GPU and per user (1
 from __future__ import annotations
 
 import math
+from collections import Counter
+from itertools import starmap
+from operator import itemgetter, mul
 from typing import Any, Sequence
 
 from perfmodel.serve.simulate import Outcome
@@ -51,12 +54,29 @@ def summary(values: Sequence[float]) -> dict[str, float | None]:
             "p90": _quantile_sorted(ordered, 0.9), "p99": _quantile_sorted(ordered, 0.99)}
 
 
+def _grouped_quantiles(groups: Sequence[tuple[tuple[float, int], int]], total: int,
+                       qs: Sequence[float]) -> list[float]:
+    """_weighted_quantiles over sorted ((value, weight), repeats) groups of like pairs: the
+    same values (a quantile that a group's pairs cross is that group's value)."""
+    out, seen, k = [], 0, 0
+    for (value, weight), repeats in groups:
+        seen += weight * repeats
+        while k < len(qs) and seen > qs[k] * (total - 1):
+            out.append(value)
+            k += 1
+        if k == len(qs):
+            return out
+    return out + [groups[-1][0][0]] * (len(qs) - k)
+
+
 def itl_summary(pairs: Sequence[tuple[float, int]]) -> dict[str, float | None]:
     if not pairs:
         return summary([])
-    total = sum(w for _, w in pairs)
-    median, p90, p99 = _weighted_quantiles(sorted(pairs), (0.5, 0.9, 0.99))
-    return {"mean": sum(v * w for v, w in pairs) / total,
+    total = sum(map(itemgetter(1), pairs))
+    # like steps recur (remembered step times): count them, then sort the distinct ones
+    median, p90, p99 = _grouped_quantiles(sorted(Counter(pairs).items()), total,
+                                          (0.5, 0.9, 0.99))
+    return {"mean": sum(starmap(mul, pairs)) / total,
             "median": median, "p90": p90, "p99": p99}
 
 

@@ -18,6 +18,7 @@ from typing import Callable
 
 from perfmodel.errors import WorkloadError
 from perfmodel.serve.engines import EngineFacts
+from perfmodel.serve.fast_forward import SegmentMemo, decode_stretch
 from perfmodel.serve.prefix_cache import PrefixCache, PrefixStats
 from perfmodel.serve.requests import Arrivals, RequestSpec
 from perfmodel.serve.scheduler import POLICIES
@@ -25,6 +26,7 @@ from perfmodel.serve.state import Seq, State
 from perfmodel.serve.step_cost import StepCost
 
 PAGE = 16  # finest KV granularity tracked: at most 15 tokens a sequence counted early
+FAST_FORWARD = True  # simulate runs decode-only stretches in one go (serve/fast_forward.py)
 
 
 @dataclass(frozen=True)
@@ -253,6 +255,9 @@ class _Run(Instance):
         self.ramp = [k * ramp_s / first for k in range(first)]  # clients' first sends
         self.ramp.reverse()
         self._ramp_arrivals()
+        # decode-only stretches in one go where a step makes one token a decoder
+        self.fast = FAST_FORWARD and self.per_step == 1 and self.state.decode_tokens == 1
+        self.segments = SegmentMemo()
 
     def _ramp_arrivals(self) -> None:
         while self.ramp and self.ramp[-1] <= self.t:
@@ -268,8 +273,9 @@ class _Run(Instance):
         while self.next < len(self.specs) and self.specs[self.next].arrival <= self.t:
             self._arrive(self.specs[self.next].arrival)  # TTFT counts from the arrival itself
 
-    def step(self) -> bool:
-        """Run one engine step (or wait for the next arrival); False when all are done."""
+    def step(self) -> int:
+        """Run one engine step, or a decode-only stretch of them, or wait for the next arrival:
+        the steps taken (a wait counts one); 0 when all are done."""
         if self.closed:
             if self.ramp and self.ramp[-1] <= self.t:
                 self._ramp_arrivals()
@@ -277,15 +283,26 @@ class _Run(Instance):
                 self._arrive(self.sends.popleft())
         elif self.next < len(self.specs) and self.specs[self.next].arrival <= self.t:
             self._open_arrivals()
+        if self.fast:
+            run = decode_stretch(self, self._horizon())
+            if run:
+                return run
         if self.run_step():
-            return True
+            return 1
         if self.ramp or self.sends or not self.closed and self.next < len(self.specs):
             self.wait_until(min(self.ramp[-1:] + list(self.sends)[:1]) if self.closed
                             else self.specs[self.next].arrival)
-            return True
+            return 1
         if self.state.running or self.state.waiting:
             raise WorkloadError(STALLED)
-        return False
+        return 0
+
+    def _horizon(self) -> float:
+        """When the next request reaches the engine (inf: none is on its way)."""
+        if self.closed:
+            return min(self.ramp[-1] if self.ramp else math.inf,
+                       self.sends[0] if self.sends else math.inf)
+        return self.specs[self.next].arrival if self.next < len(self.specs) else math.inf
 
     def _finish(self, seq: Seq) -> None:
         super()._finish(seq)
@@ -313,9 +330,9 @@ def simulate(arrivals: Arrivals, facts: EngineFacts, total_blocks: int, block_si
     run = _Run(arrivals, facts, total_blocks, block_size, cost, ramp_s, client_delay_s,
                prefix_caching)
     steps = 0
-    while run.step():
-        steps += 1
-        if on_progress is not None and steps % 256 == 0:
+    while taken := run.step():
+        steps += taken
+        if on_progress is not None and steps % 256 < taken:
             on_progress(len(run.done), len(arrivals.requests))
     state = run.state
     return Outcome(tuple(run.done), tuple(run.itl), tuple(run.trace), run.t, run.t_lim, steps,

@@ -1,0 +1,211 @@
+"""Decode-only stretches run in one go: the same steps as Instance.run_step, bit for bit.
+
+Between events, an engine's steps only decode: no prefill chunk is left, no waiting request can
+be admitted, nobody finishes, needs a block, or (SGLang) reaches the output clip, and no request
+arrives. There the n decoders stay the same, so step k reads the context sum c₀ + n·k and its
+(estimate, limit) is StepCost.step(n, c₀ + n·k, (), n), the very call run_step makes; the
+clocks are those times added one after another (itertools.accumulate and functools.reduce add
+in the same order as `t += est`, so the floats are the same), and the ITL and trace records are
+the same tuples, made in C. A stretch ends before the step at which a finish, a clip or an
+arrival is due; a block-growth event inside it is served in place when every due decoder gets
+its block (scheduler._grow_decoders without a preemption), else the stretch ends there too.
+Whatever the stretch does not cover goes through run_step (the slow path), so every event is
+handled by the very code that handles it there.
+
+The waiting queue may hold requests only while the policy provably admits none for the whole
+stretch (the state it tests does not change in it, or changes only towards refusing):
+- vLLM: max_num_seqs running, no token budget left, an unchunkable first prompt, or too few free
+  blocks for its chunk (growth only takes blocks);
+- TensorRT-LLM: max_num_seqs running, a first prompt above the budget, or too few free blocks for
+  its whole prompt + output (no growth: blocks are reserved at admission);
+- SGLang: max_num_seqs running (its admission room grows as the new-token ratio decays, so any
+  other waiting request leaves the step to run_step).
+With prefix caching on, a waiting request's blocks depend on the cache: only max_num_seqs or no
+budget count as refusing. Speculative decoding (a tokens per step) stays on the slow path.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left
+from functools import reduce
+from itertools import accumulate, islice, repeat
+from operator import add
+
+from perfmodel.serve.scheduler import _grow_decoders
+
+# SGLang's new-token-ratio decay per decode step and its floor, as scheduler.sglang_step has them
+_DECAY, _FLOOR = 0.7 * (1 - 0.14) / 600, 0.7 * 0.14
+_CACHE_FLOATS = 4_000_000  # remembered step times kept before the segment memo starts afresh
+
+
+def _refuses(inst) -> bool:
+    """Whether the policy admits no waiting request in any step of the stretch."""
+    state, facts = inst.state, inst.facts
+    if not state.waiting or len(state.running) >= facts.max_num_seqs:
+        return True
+    policy = facts.policy
+    if policy == "sglang":
+        return False
+    budget = facts.max_num_batched_tokens - state.n_decode
+    if policy == "vllm" and budget <= 0:
+        return True
+    if state.cache is not None:
+        return False
+    seq = state.waiting[0]
+    if policy == "vllm":
+        take = min(seq.remaining, budget)
+        if take < seq.remaining and not facts.chunked_prefill:
+            return True
+        return state.blocks_for(seq.done + take) - seq.blocks > state.free
+    if policy == "trtllm":
+        if seq.remaining > budget:
+            return True
+        return state.blocks_for(seq.isl + seq.osl) - seq.blocks > state.free
+    return False
+
+
+def _grow_in_place(state) -> bool:
+    """Serve the block growth due at the current counter as the policy would, if no decoder can
+    be refused its block (entries, stale ones counted, at most the free blocks); False: not
+    served, the step is left to run_step."""
+    keys, g = state.grow_keys, state.g
+    if len(keys) > 1 and keys[1] <= g:
+        return False
+    if len(state.grow_at[keys[0]]) > state.free:
+        return False
+    _grow_decoders(state)
+    return True
+
+
+def _times(inst, n: int, c0: int, k: int) -> tuple[list[float], list[float]]:
+    """(estimates, limits) of the k decode-only steps of n decoders from context sum c0."""
+    memo = inst.segments
+    got = memo.get((n, c0))
+    if got is not None and len(got[0]) >= k:
+        return got
+    ests, lims = got if got is not None else ([], [])
+    if memo.floats > _CACHE_FLOATS:
+        memo.clear()
+        memo.floats = 0
+    step = inst.cost.step
+    start = c0 + n * len(ests)
+    for c in range(start, c0 + n * k, n):
+        est, lim = step(n, c, (), n)
+        ests.append(est)
+        lims.append(lim)
+    memo.floats += 2 * (k - (start - c0) // n)
+    memo[(n, c0)] = ests, lims
+    return ests, lims
+
+
+class SegmentMemo(dict):
+    """(decoders, first context sum) → the step times from there, as lists that grow."""
+
+    floats = 0
+
+
+def _grow_bulk(state, g: int, k: int) -> list[int] | None:
+    """Serve every block growth due in the k steps from counter g at once, if every due decoder
+    gets its block (the blocks they take in all, at most the free ones, so no step of them
+    preempts): each decoder's blocks and next due counter as the steps one by one leave them
+    (its due counters step by the block size), the free and peak blocks likewise; the blocks
+    taken at each of the k steps (None, nothing changed: some step would preempt)."""
+    keys, grow_at, size = state.grow_keys, state.grow_at, state.block_size
+    end = g + k
+    if keys[0] < g:
+        return None
+    due = []
+    while keys and keys[0] < end:
+        key = heapq.heappop(keys)
+        due.append((key, grow_at.pop(key)))
+    taken = 0
+    for key, entries in due:
+        for _, epoch, seq in entries:
+            if epoch == seq.epoch and seq.decoding:
+                taken += (end - 1 - key) // size + 1
+    if taken > state.free:  # put the calendar back as it was
+        for key, entries in due:
+            grow_at[key] = entries
+            heapq.heappush(keys, key)
+        return None
+    per_step = [0] * k
+    for key, entries in due:
+        grown = (end - 1 - key) // size + 1
+        for i, epoch, seq in entries:
+            if epoch != seq.epoch or not seq.decoding:
+                continue
+            for at in range(key - g, k, size):
+                per_step[at] += 1
+            seq.blocks += grown
+            nxt = key + grown * size
+            later = grow_at.get(nxt)
+            if later is None:
+                later = grow_at[nxt] = []
+                heapq.heappush(keys, nxt)
+            later.append((i, epoch, seq))
+    state.free -= taken
+    state.peak_blocks = max(state.peak_blocks, state.total_blocks - state.free)
+    return per_step
+
+
+def decode_stretch(inst, horizon: float) -> int:
+    """Run the decode-only steps due before the next event, each starting before `horizon`
+    (the next arrival); the number run (0: the next step is not decode-only, left to
+    run_step)."""
+    state = inst.state
+    n = state.n_decode
+    if not n or state.prefilling or len(state.running) != n or not _refuses(inst):
+        return 0
+    sglang = inst.facts.policy == "sglang"
+    run = 0
+    while inst.t < horizon:
+        g = state.g
+        k = state.finish_heap[0][0] - 1 - g  # the step that makes a last token: run_step's
+        if k <= 0:
+            break
+        if sglang:
+            clip = state.clip_heap
+            if clip and clip[0][0] <= g:
+                state.remaining_output()  # its clip moves, as the step's admission test does
+            if clip:
+                k = min(k, clip[0][0] - g)
+        ests, lims = _times(inst, n, state.a_sum + n * g, k)
+        t = inst.t
+        starts = list(accumulate(islice(ests, k), initial=t))
+        if starts[k] >= horizon:  # only the steps that start before the next arrival
+            k = bisect_left(starts, horizon, 0, k)
+            if not k:
+                break
+        before = state.total_blocks - state.free
+        used = repeat(before)  # KV blocks in use at each step's end, as run_step's trace has
+        keys = state.grow_keys
+        if keys and keys[0] < g + k:
+            per_step = _grow_bulk(state, g, k)
+            if per_step is not None:
+                used = islice(accumulate(per_step, initial=before), 1, None)
+            else:  # one growth event at a time, up to the first that would preempt
+                if keys[0] <= g and not _grow_in_place(state):
+                    break
+                if keys and keys[0] < g + k:
+                    k = keys[0] - g
+                used = repeat(state.total_blocks - state.free)
+        if k < len(ests):
+            ests, lims = ests[:k], lims[:k]
+        inst.t = starts[k]
+        inst.t_lim = reduce(add, lims, inst.t_lim)
+        inst.busy_s = reduce(add, ests, inst.busy_s)
+        inst.itl.extend(zip(ests, repeat(n)))
+        inst.trace.extend(zip(islice(starts, 1, k + 1), repeat(n), repeat(0), used))
+        state.g = g + k
+        inst.steps += k
+        run += k
+        if sglang:
+            ratio = inst.ratio
+            r = ratio[0]
+            for _ in range(k):
+                if r == _FLOOR:
+                    break
+                r = max(r - _DECAY, _FLOOR)
+            ratio[0] = r
+    return run
