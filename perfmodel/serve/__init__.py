@@ -255,7 +255,8 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     doc = scale_throughput(metrics(out, gpus), full, arrivals, gpus, lay.schedulers)
     measured = after_warmup(out, warmup, lay.schedulers)
     if measured is not out:
-        doc = with_latencies(doc, metrics(measured, gpus))
+        # (with_latencies takes the measured requests' latencies only: their ITL goes unread)
+        doc = with_latencies(doc, metrics(replace(measured, itl=()), gpus))
     doc["limit"] = limit_bounds(measured, cost)
     doc = {"model": cfg.model_id, "gpu": gpu_spec.name, "engine": facts.name,
            "precision": prec.label, "parallel": {**par.to_dict(), "schedulers": lay.schedulers},

@@ -27,6 +27,7 @@ budget count as refusing. Speculative decoding (a tokens per step) stays on the 
 from __future__ import annotations
 
 import heapq
+import math
 from bisect import bisect_left
 from functools import reduce
 from itertools import accumulate, islice, repeat
@@ -158,6 +159,7 @@ def decode_stretch(inst, horizon: float) -> int:
     if not n or state.prefilling or len(state.running) != n or not _refuses(inst):
         return 0
     sglang = inst.facts.policy == "sglang"
+    size = state.block_size
     run = 0
     while inst.t < horizon:
         g = state.g
@@ -170,8 +172,26 @@ def decode_stretch(inst, horizon: float) -> int:
                 state.remaining_output()  # its clip moves, as the step's admission test does
             if clip:
                 k = min(k, clip[0][0] - g)
-        ests, lims = _times(inst, n, state.a_sum + n * g, k)
+        keys = state.grow_keys
+        bulk = False
+        if keys and keys[0] < g + k:
+            # each decoder needs at most ⌈k / block size⌉ blocks in k steps: as many steps as
+            # the free blocks surely cover, else one growth event at a time
+            cover = state.free // n * size
+            if cover:
+                k, bulk = min(k, cover), True
+            else:
+                if keys[0] <= g and not _grow_in_place(state):
+                    break
+                if keys and keys[0] < g + k:
+                    k = keys[0] - g
+        c0 = state.a_sum + n * g
         t = inst.t
+        if horizon != math.inf:  # no more steps than the first one's time fits before it
+            first = _times(inst, n, c0, 1)[0][0]
+            if first > 0:
+                k = min(k, int((horizon - t) / first) + 2)
+        ests, lims = _times(inst, n, c0, k)
         starts = list(accumulate(islice(ests, k), initial=t))
         if starts[k] >= horizon:  # only the steps that start before the next arrival
             k = bisect_left(starts, horizon, 0, k)
@@ -179,17 +199,11 @@ def decode_stretch(inst, horizon: float) -> int:
                 break
         before = state.total_blocks - state.free
         used = repeat(before)  # KV blocks in use at each step's end, as run_step's trace has
-        keys = state.grow_keys
-        if keys and keys[0] < g + k:
+        if bulk and keys and keys[0] < g + k:
             per_step = _grow_bulk(state, g, k)
-            if per_step is not None:
-                used = islice(accumulate(per_step, initial=before), 1, None)
-            else:  # one growth event at a time, up to the first that would preempt
-                if keys[0] <= g and not _grow_in_place(state):
-                    break
-                if keys and keys[0] < g + k:
-                    k = keys[0] - g
-                used = repeat(state.total_blocks - state.free)
+            if per_step is None:  # (cannot happen: the free blocks cover the k steps)
+                break
+            used = islice(accumulate(per_step, initial=before), 1, None)
         if k < len(ests):
             ests, lims = ests[:k], lims[:k]
         inst.t = starts[k]

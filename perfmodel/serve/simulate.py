@@ -11,6 +11,7 @@ instance with its own closed- or open-loop arrivals.
 
 from __future__ import annotations
 
+import gc
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -330,10 +331,16 @@ def simulate(arrivals: Arrivals, facts: EngineFacts, total_blocks: int, block_si
     run = _Run(arrivals, facts, total_blocks, block_size, cost, ramp_s, client_delay_s,
                prefix_caching)
     steps = 0
-    while taken := run.step():
-        steps += taken
-        if on_progress is not None and steps % 256 < taken:
-            on_progress(len(run.done), len(arrivals.requests))
+    collecting = gc.isenabled()  # the run makes millions of tuples of numbers, no cycles:
+    gc.disable()                 # the cycle collector would only walk them again and again
+    try:
+        while taken := run.step():
+            steps += taken
+            if on_progress is not None and steps % 256 < taken:
+                on_progress(len(run.done), len(arrivals.requests))
+    finally:
+        if collecting:
+            gc.enable()
     state = run.state
     return Outcome(tuple(run.done), tuple(run.itl), tuple(run.trace), run.t, run.t_lim, steps,
                    state.preemptions, state.peak_blocks, state.total_blocks,
