@@ -34,20 +34,24 @@ from itertools import accumulate, islice, repeat
 from operator import add
 
 from perfmodel.serve.scheduler import _grow_decoders
+from perfmodel.serve.state import CLIP_NEW_TOKENS
 
 # SGLang's new-token-ratio decay per decode step and its floor, as scheduler.sglang_step has them
 _DECAY, _FLOOR = 0.7 * (1 - 0.14) / 600, 0.7 * 0.14
 _CACHE_FLOATS = 4_000_000  # remembered step times kept before the segment memo starts afresh
 
 
-def _refuses(inst) -> bool:
-    """Whether the policy admits no waiting request in any step of the stretch."""
+def _refuses(inst) -> bool | None:
+    """Whether the policy admits no waiting request in any step of the stretch (None: SGLang,
+    whose room for the first waiting request decode_stretch tests step by step)."""
     state, facts = inst.state, inst.facts
     if not state.waiting or len(state.running) >= facts.max_num_seqs:
         return True
     policy = facts.policy
     if policy == "sglang":
-        return False
+        if facts.max_num_batched_tokens <= 0:
+            return True
+        return None if state.cache is None else False
     budget = facts.max_num_batched_tokens - state.n_decode
     if policy == "vllm" and budget <= 0:
         return True
@@ -106,6 +110,39 @@ class SegmentMemo(dict):
     floats = 0
 
 
+def _growth_per_step(state, g: int, k: int) -> list[int]:
+    """The blocks that the decoders' growth takes at each of the k steps from counter g, when
+    every one gets its block (the calendar left as it is)."""
+    per_step, end, size, grow_at = [0] * k, g + k, state.block_size, state.grow_at
+    for key in state.grow_keys:
+        if key < end:
+            for _, epoch, seq in grow_at[key]:
+                if epoch == seq.epoch and seq.decoding:
+                    for at in range(key - g, k, size):
+                        per_step[at] += 1
+    return per_step
+
+
+def _sglang_admits(state, inst, g: int, k: int, per_step: list[int] | None) -> int:
+    """The first of the k steps from counter g at which SGLang's admission test
+    (scheduler._sglang_prefill: prompt + min(output, clip) < free tokens − remaining output ×
+    new-token ratio) lets the first waiting request in (k: none). Each step's test reads the
+    free blocks before its own growth and the ratio before its own decay, as the step does."""
+    seq = state.waiting[0]
+    total = seq.remaining + min(seq.osl - seq.base, CLIP_NEW_TOKENS)
+    size, free, r = state.block_size, state.free, inst.ratio[0]
+    lasting = state.n_decode - state.clipped  # decoders whose remaining output falls per step
+    rem = state.rem_sum - lasting * g + state.clipped * CLIP_NEW_TOKENS
+    for j in range(k):
+        if total < free * size - rem * r:
+            return j
+        if per_step is not None:
+            free -= per_step[j]
+        rem -= lasting
+        r = max(r - _DECAY, _FLOOR)
+    return k
+
+
 def _grow_bulk(state, g: int, k: int) -> list[int] | None:
     """Serve every block growth due in the k steps from counter g at once, if every due decoder
     gets its block (the blocks they take in all, at most the free ones, so no step of them
@@ -156,7 +193,10 @@ def decode_stretch(inst, horizon: float) -> int:
     run_step)."""
     state = inst.state
     n = state.n_decode
-    if not n or state.prefilling or len(state.running) != n or not _refuses(inst):
+    if not n or state.prefilling or len(state.running) != n:
+        return 0
+    refuses = _refuses(inst)
+    if refuses is False:
         return 0
     sglang = inst.facts.policy == "sglang"
     size = state.block_size
@@ -180,8 +220,8 @@ def decode_stretch(inst, horizon: float) -> int:
             cover = state.free // n * size
             if cover:
                 k, bulk = min(k, cover), True
-            else:
-                if keys[0] <= g and not _grow_in_place(state):
+            else:  # (SGLang tests admission before its growth: that step is run_step's)
+                if keys[0] <= g and (refuses is None or not _grow_in_place(state)):
                     break
                 if keys and keys[0] < g + k:
                     k = keys[0] - g
@@ -195,6 +235,11 @@ def decode_stretch(inst, horizon: float) -> int:
         starts = list(accumulate(islice(ests, k), initial=t))
         if starts[k] >= horizon:  # only the steps that start before the next arrival
             k = bisect_left(starts, horizon, 0, k)
+            if not k:
+                break
+        if refuses is None:  # SGLang: up to the step whose admission test lets a request in
+            k = _sglang_admits(state, inst, g, k, _growth_per_step(state, g, k)
+                               if bulk and keys and keys[0] < g + k else None)
             if not k:
                 break
         before = state.total_blocks - state.free
