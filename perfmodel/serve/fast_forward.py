@@ -70,6 +70,27 @@ def _refuses(inst) -> bool | None:
     return False
 
 
+def _prefills_wait(inst) -> bool:
+    """Whether vLLM's partial prefills all take no chunk in any step of the stretch: each is
+    an unchunkable remainder, or the last-admitted request (which _fit_chunk never preempts
+    for) without the free blocks for its chunk (growth only takes blocks)."""
+    state, facts = inst.state, inst.facts
+    if facts.policy != "vllm" or state.cache is not None:
+        return False
+    budget = facts.max_num_batched_tokens - state.n_decode
+    if budget <= 0:
+        return True
+    last = state.running[-1]
+    for seq in state.prefilling:
+        take = min(seq.remaining, budget)
+        if take < seq.remaining and not facts.chunked_prefill:
+            continue
+        if seq is last and state.blocks_for(seq.done + take) - seq.blocks > state.free:
+            continue
+        return False
+    return True
+
+
 def _grow_in_place(state) -> bool:
     """Serve the block growth due at the current counter as the policy would, if no decoder can
     be refused its block (entries, stale ones counted, at most the free blocks); False: not
@@ -193,7 +214,9 @@ def decode_stretch(inst, horizon: float) -> int:
     run_step)."""
     state = inst.state
     n = state.n_decode
-    if not n or state.prefilling or len(state.running) != n:
+    if not n or len(state.running) != n + len(state.prefilling):
+        return 0
+    if state.prefilling and not _prefills_wait(inst):
         return 0
     refuses = _refuses(inst)
     if refuses is False:
