@@ -38,7 +38,7 @@ from perfmodel.serve.state import CLIP_NEW_TOKENS
 
 # SGLang's new-token-ratio decay per decode step and its floor, as scheduler.sglang_step has them
 _DECAY, _FLOOR = 0.7 * (1 - 0.14) / 600, 0.7 * 0.14
-_CACHE_FLOATS = 4_000_000  # remembered step times kept before the segment memo starts afresh
+_CACHE_FLOATS = 4_000_000  # remembered entries (times, ITL records) before the memo starts afresh
 
 
 def _refuses(inst) -> bool | None:
@@ -104,13 +104,14 @@ def _grow_in_place(state) -> bool:
     return True
 
 
-def _times(inst, n: int, c0: int, k: int) -> tuple[list[float], list[float]]:
-    """(estimates, limits) of the k decode-only steps of n decoders from context sum c0."""
+def _times(inst, n: int, c0: int, k: int) -> tuple[list[float], list[float], list[tuple]]:
+    """(estimates, limits, ITL records (estimate, n)) of the k decode-only steps of n decoders
+    from context sum c0 (at least k: the lists are remembered and grow)."""
     memo = inst.segments
     got = memo.get((n, c0))
     if got is not None and len(got[0]) >= k:
         return got
-    ests, lims = got if got is not None else ([], [])
+    ests, lims, itl = got if got is not None else ([], [], [])
     if memo.floats > _CACHE_FLOATS:
         memo.clear()
         memo.floats = 0
@@ -120,9 +121,10 @@ def _times(inst, n: int, c0: int, k: int) -> tuple[list[float], list[float]]:
         est, lim = step(n, c, (), n)
         ests.append(est)
         lims.append(lim)
-    memo.floats += 2 * (k - (start - c0) // n)
-    memo[(n, c0)] = ests, lims
-    return ests, lims
+        itl.append((est, n))
+    memo.floats += 3 * (k - (start - c0) // n)
+    memo[(n, c0)] = got = ests, lims, itl
+    return got
 
 
 class SegmentMemo(dict):
@@ -254,7 +256,7 @@ def decode_stretch(inst, horizon: float) -> int:
             first = _times(inst, n, c0, 1)[0][0]
             if first > 0:
                 k = min(k, int((horizon - t) / first) + 2)
-        ests, lims = _times(inst, n, c0, k)
+        ests, lims, itl = _times(inst, n, c0, k)
         starts = list(accumulate(islice(ests, k), initial=t))
         if starts[k] >= horizon:  # only the steps that start before the next arrival
             k = bisect_left(starts, horizon, 0, k)
@@ -273,11 +275,11 @@ def decode_stretch(inst, horizon: float) -> int:
                 break
             used = islice(accumulate(per_step, initial=before), 1, None)
         if k < len(ests):
-            ests, lims = ests[:k], lims[:k]
+            ests, lims, itl = ests[:k], lims[:k], itl[:k]
         inst.t = starts[k]
         inst.t_lim = reduce(add, lims, inst.t_lim)
         inst.busy_s = reduce(add, ests, inst.busy_s)
-        inst.itl.extend(zip(ests, repeat(n)))
+        inst.itl.extend(itl)
         inst.trace.extend(zip(islice(starts, 1, k + 1), repeat(n), repeat(0), used))
         state.g = g + k
         inst.steps += k
