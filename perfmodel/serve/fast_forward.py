@@ -38,6 +38,7 @@ from perfmodel.serve.state import CLIP_NEW_TOKENS
 
 # SGLang's new-token-ratio decay per decode step and its floor, as scheduler.sglang_step has them
 _DECAY, _FLOOR = 0.7 * (1 - 0.14) / 600, 0.7 * 0.14
+SHORT = 4  # stretches of fewer steps before a finish are left to run_step (no faster in one go)
 _CACHE_FLOATS = 4_000_000  # remembered entries (times, ITL records) before the memo starts afresh
 
 
@@ -216,7 +217,10 @@ def decode_stretch(inst, horizon: float) -> int:
     run_step)."""
     state = inst.state
     n = state.n_decode
-    if not n or len(state.running) != n + len(state.prefilling):
+    # a finish due within SHORT steps: run_step is as quick as setting up a stretch
+    if not n or state.finish_heap[0][0] - state.g <= SHORT:
+        return 0
+    if len(state.running) != n + len(state.prefilling):
         return 0
     if state.prefilling and not _prefills_wait(inst):
         return 0
@@ -256,15 +260,15 @@ def decode_stretch(inst, horizon: float) -> int:
             first = _times(inst, n, c0, 1)[0][0]
             if first > 0:
                 k = min(k, int((horizon - t) / first) + 2)
+        if refuses is None:  # SGLang: up to the step whose admission test lets a request in
+            k = _sglang_admits(state, inst, g, k, _growth_per_step(state, g, k)
+                               if bulk and keys and keys[0] < g + k else None)
+            if not k:
+                break
         ests, lims, itl = _times(inst, n, c0, k)
         starts = list(accumulate(islice(ests, k), initial=t))
         if starts[k] >= horizon:  # only the steps that start before the next arrival
             k = bisect_left(starts, horizon, 0, k)
-            if not k:
-                break
-        if refuses is None:  # SGLang: up to the step whose admission test lets a request in
-            k = _sglang_admits(state, inst, g, k, _growth_per_step(state, g, k)
-                               if bulk and keys and keys[0] < g + k else None)
             if not k:
                 break
         before = state.total_blocks - state.free
