@@ -225,10 +225,10 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
     if trace is not None:
         write_trace(trace, report.outcome.trace)
     if json_out:
-        typer.echo(json.dumps({**report.metrics, "warnings": list(report.warnings)}, indent=1,
-                              allow_nan=False))
+        typer.echo(json.dumps({**report.result.to_dict(), "warnings": list(report.warnings)},
+                              indent=1, allow_nan=False))
         return
-    print_serve(report.metrics, report.warnings)
+    print_serve(report.result, report.warnings)
 
 
 def validate_serving(

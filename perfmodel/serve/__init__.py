@@ -11,7 +11,7 @@ GPUs: the sharded step and dp·pp schedulers), fleet (replicas behind a router),
 
 from __future__ import annotations
 
-import json
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -26,6 +26,7 @@ from perfmodel.serve.metrics import finite, metrics
 from perfmodel.serve.metrics import summary as distribution
 from perfmodel.serve.prefix_cache import prefix_doc
 from perfmodel.serve.requests import make_arrivals
+from perfmodel.serve.result import ServeResult
 from perfmodel.serve.shared_prefix import with_prefixes
 from perfmodel.serve.simulate import Outcome, simulate
 from perfmodel.serve.slo import goodput, targets
@@ -41,20 +42,29 @@ KNOBS = {"max_num_seqs": "max_num_seqs", "max_num_batched_tokens": "max_num_batc
 
 @dataclass(frozen=True)
 class ServeReport:
-    """One simulated serving run: its metrics (the --json document) and how it was set up."""
+    """One simulated serving run: its result (serve/result.py, the --json document) and how it
+    was set up."""
 
-    metrics: dict[str, Any]
+    result: ServeResult
     facts: EngineFacts
     kv: KvPlan
     outcome: Outcome = field(repr=False)
     warnings: tuple[str, ...] = ()
     step_cost: StepCost | None = field(default=None, repr=False, compare=False)
 
-    def to_json(self) -> str:
-        return json.dumps(self.metrics, indent=1, allow_nan=False)
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The --json document as a new dict (result.to_dict()); read `result` instead."""
+        return self.result.to_dict()
 
 
-_COSTS: dict[tuple, tuple[StepCost, Any]] = {}
+# The step-cost tables of the last few deployments, newest last. Building one costs a kernel-
+# table estimator and its interpolators (tens of ms); a sweep or plan asks for the same handful
+# of (model, GPU, precision, engine, layout) again and again, and a speculative run for two at
+# once (target and drafter), so a few entries catch the repeats. Bounded, as a long-lived
+# process (plan over many GPUs and layouts) would otherwise keep every table it ever built.
+_COSTS: OrderedDict[tuple, tuple[StepCost, Any]] = OrderedDict()
+_COSTS_SIZE = 32
 
 
 def step_cost_for(lay: Layout, precision, gpu_spec, facts: EngineFacts, host: float,
@@ -64,7 +74,11 @@ def step_cost_for(lay: Layout, precision, gpu_spec, facts: EngineFacts, host: fl
     from perfmodel.cost.estimate import estimator_for
 
     key = (*key, precision, facts, host, longest, lay.par)
-    if key not in _COSTS:
+    if key in _COSTS:
+        _COSTS.move_to_end(key)
+    else:
+        if len(_COSTS) >= _COSTS_SIZE:
+            _COSTS.popitem(last=False)  # the least recently used
         est = estimator_for(gpu_spec, precision, facts.kernels)
         estimator = with_fused_moe(est.estimator, moe_tables, lay.local,
                                    precision.weight_dtype)
@@ -286,7 +300,7 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
         from perfmodel.serve.fleet import fleet_doc, fleet_warning
         doc["fleet"] = fleet_doc(fleet, router, replicas_per_gpu, gpus)
         warnings += tuple(w for w in [fleet_warning(replicas, replicas_per_gpu, facts)] if w)
-    return ServeReport(finite(doc), facts, kv, out, warnings, cost)
+    return ServeReport(ServeResult.from_dict(finite(doc)), facts, kv, out, warnings, cost)
 
 
 def _trtllm_bench(facts, full, lay, prec, gpu_spec, pp, knobs) -> EngineFacts:

@@ -383,6 +383,7 @@ def run_disagg(model: str, pools: Pools, kit: ServeKit, *, gpu: str, engine: str
     from perfmodel.serve.engines import HOST_OVERHEAD_S
     from perfmodel.serve.metrics import finite, metrics
     from perfmodel.serve.requests import make_arrivals
+    from perfmodel.serve.result import ServeResult
 
     unknown = sorted(set(engine_knobs) - set(kit.knobs))
     if unknown:
@@ -475,8 +476,8 @@ def run_disagg(model: str, pools: Pools, kit: ServeKit, *, gpu: str, engine: str
         *parallel_warnings(gpu_spec, Parallel(tp=pools.decode_tp, ep=pools.decode_ep,
                                               dp=pools.decode_dp), bool(dec.estimate.estimator),
                            engine=dec.facts.kernels)) if w)
-    return kit.report(finite(doc), dec.facts, dec.kv, out, tuple(dict.fromkeys(warnings)),
-                       dec.cost)
+    return kit.report(ServeResult.from_dict(finite(doc)), dec.facts, dec.kv, out,
+                      tuple(dict.fromkeys(warnings)), dec.cost)
 
 
 def _steady_e2e(pre: _Pool, dec: _Pool, pools: Pools, arrivals: Arrivals, transfer) -> float:
