@@ -132,12 +132,12 @@ def compare(folder: Path | str, gpu: str, draft_model: str | None = None,
                              stagger=False, speculative=log.method, spec_tokens=log.k,
                              acceptance=min(got, log.k + 1), draft_model=draft,
                              draft_overhead_s=draft_overhead_s,
-                             **load).metrics
+                             **load).result
         itl = doc.get("mean_itl_ms")
         points.append(SpecPoint(
             run.id, log.method, log.k, run.concurrency, run.isl, run.osl, got, run.tpot_s,
-            pred["tpot_s"]["mean"] if pred else None, itl / 1e3 if itl is not None else None,
-            pred["itl_s"]["mean"] if pred else None, run.excluded))
+            pred.tpot_s.mean if pred else None, itl / 1e3 if itl is not None else None,
+            pred.itl_s.mean if pred else None, run.excluded))
     return points
 
 
