@@ -58,13 +58,17 @@ class ServeReport:
         return self.result.to_dict()
 
 
-# The step-cost tables of the last few deployments, newest last. Building one costs a kernel-
-# table estimator and its interpolators (tens of ms); a sweep or plan asks for the same handful
-# of (model, GPU, precision, engine, layout) again and again, and a speculative run for two at
-# once (target and drafter), so a few entries catch the repeats. Bounded, as a long-lived
-# process (plan over many GPUs and layouts) would otherwise keep every table it ever built.
+# The step-cost tables of the last few deployments, least recently used first. Building one
+# (estimator, interpolators) took 10-17 ms on the 2-core dev box against 5-6 ms for a whole
+# 2-request run that reuses it (`serve` of Llama-3.1-8B, vllm/sglang/trtllm, TP 1 and 2), and
+# a sweep or plan asks for the same deployment at every load of its grid (load is the innermost
+# axis, plan/grid.py), a speculative run for two at once (target and drafter). But each entry
+# also holds its StepCost's memo of step times: 2 MB after 1,000 requests, up to its 200,000-
+# entry cap (~450 bytes each, ~90 MB) on long runs; unbounded, a long-lived process (plan over
+# many GPUs, precisions and layouts) kept every one. 16: twice the 8 deployments of
+# tools/house_proof.py's plan over two GPUs, two precisions and TP 1-2; a miss costs one rebuild.
 _COSTS: OrderedDict[tuple, tuple[StepCost, Any]] = OrderedDict()
-_COSTS_SIZE = 32
+_COSTS_SIZE = 16
 
 
 def step_cost_for(lay: Layout, precision, gpu_spec, facts: EngineFacts, host: float,
