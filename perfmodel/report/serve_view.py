@@ -47,12 +47,18 @@ def write_trace(path: Path, trace: Sequence[tuple]) -> None:
         out.writerows((f"{row[0]:.6f}", *row[1:]) for row in trace)
 
 
-def duration(x: float | None) -> str:
+def duration(x: float | None, seconds: bool | None = None) -> str:
     """A latency for the table: in ms below 10 s (one decimal), in s from there: 85.4 ms,
-    9876.5 ms, 52.5 s."""
+    9876.5 ms, 52.5 s; seconds True or False forces the unit (one row's)."""
     if x is None:
         return "—"
-    return f"{x * 1e3:.1f} ms" if x < 10 else f"{x:.1f} s"
+    return f"{x:.1f} s" if (x >= 10 if seconds is None else seconds) else f"{x * 1e3:.1f} ms"
+
+
+def durations(values: Sequence[float | None]) -> list[str]:
+    """One table row's latencies in one unit: s when its largest is 10 s or more, else ms."""
+    largest = max((v for v in values if v is not None), default=0.0)
+    return [duration(v, largest >= 10) for v in values]
 
 
 def print_serve(result: ServeResult, warnings: Sequence[str]) -> None:
@@ -90,7 +96,7 @@ def print_serve(result: ServeResult, warnings: Sequence[str]) -> None:
     for name, s, lim in (("TTFT", r.ttft_s, r.limit.ttft_s.mean),
                          ("TPOT", r.tpot_s, r.limit.tpot_s.mean), ("ITL", r.itl_s, None),
                          ("E2E", r.e2e_s, r.limit.e2e_s.mean)):
-        table.add_row(name, *map(duration, (s.mean, s.median, s.p90, s.p99, lim)))
+        table.add_row(name, *durations((s.mean, s.median, s.p90, s.p99, lim)))
     console.print(table)
     t, kv = r.throughput, r.kv_cache
     console.print(f"throughput {t.requests_s:.2f} req/s, {t.output_tok_s:.0f} output tok/s "
