@@ -220,7 +220,7 @@ def test_profile_errors_are_one_line(tmp_path):
 def test_limit_never_above_a_measurement():
     rows = compare(read_runs(RUNS) + read_runs(NOCACHE), "h200-measured")
     assert all(c.limit_tpot <= 1.0 for c in rows)
-    assert all(c.predicted["limit"]["ttft_s"]["mean"] <= c.run.ttft_s for c in rows)
+    assert all(c.predicted.limit.ttft_s.mean <= c.run.ttft_s for c in rows)
 
 
 def test_without_cache_hits_throughput_is_within_ten_percent():

@@ -39,7 +39,7 @@ def test_burstier_arrivals_wait_longer_in_both():
     """Measured and simulated alike, p90 TTFT falls as the arrivals even out (B 0.5 → 4)."""
     rows = sorted(_bursty(), key=lambda c: c.run.burstiness)
     measured = [c.run.p90_ttft_s for c in rows]
-    simulated = [c.predicted["ttft_s"]["p90"] for c in rows]
+    simulated = [c.predicted.ttft_s.p90 for c in rows]
     assert measured == sorted(measured, reverse=True)
     assert simulated == sorted(simulated, reverse=True)
 
