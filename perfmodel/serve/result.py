@@ -12,6 +12,7 @@ are read-only (MappingProxyType, tuples), so a result cannot change after run_se
 
 from __future__ import annotations
 
+import functools
 import sys
 import types
 import typing
@@ -59,6 +60,13 @@ def _build(hint: Any, value: Any) -> Any:
     return _freeze(value)
 
 
+@functools.lru_cache(maxsize=None)  # one entry per Record class of this module
+def _hints(cls: type) -> dict[str, Any]:
+    """Each field's type, its annotation evaluated (from __future__ annotations are strings)."""
+    hints = typing.get_type_hints(cls, vars(sys.modules[__name__]))
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
 class Record:
     """A frozen dataclass whose fields are the keys of one JSON object, in its order."""
 
@@ -71,9 +79,8 @@ class Record:
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]):
-        hints = typing.get_type_hints(cls, vars(sys.modules[__name__]))
-        names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-        unknown = [k for k in doc if k not in names]
+        hints = _hints(cls)
+        unknown = [k for k in doc if k not in hints]
         if unknown:
             raise TypeError(f"{cls.__name__} has no field {unknown[0]!r}")
         return cls(**{k: _build(hints[k], v) for k, v in doc.items()})
