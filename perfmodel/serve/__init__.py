@@ -26,7 +26,8 @@ from perfmodel.serve.metrics import finite, metrics
 from perfmodel.serve.metrics import summary as distribution
 from perfmodel.serve.prefix_cache import prefix_doc
 from perfmodel.serve.requests import make_arrivals
-from perfmodel.serve.result import ServeResult
+from perfmodel.serve.result import EngineProfileRef, Fleet, Goodput, Parallelism, PowerLimit, \
+    PrefixCacheUse, ServeResult, Speculative, Workload, run_figures
 from perfmodel.serve.shared_prefix import with_prefixes
 from perfmodel.serve.simulate import Outcome, simulate
 from perfmodel.serve.slo import goodput, targets
@@ -172,7 +173,7 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
             raise WorkloadError("--prefix-len and --num-prefixes are not modelled with --disagg "
                                 "yet; drop them or serve the aggregated deployment")
         kit = ServeKit(ServeReport, step_cost_for, KNOBS, after_warmup, with_latencies,
-                       with_request_latency, _profile_doc)
+                       with_request_latency, _profile_ref)
         return run_disagg(model, pools, kit, gpu=gpu, engine=engine, concurrency=concurrency,
                           request_rate=request_rate, isl=isl, osl=osl,
                           num_requests=num_requests, lengths=lengths, precision=precision,
@@ -274,37 +275,40 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     if measured is not out:
         doc = with_latencies(doc, metrics(measured, gpus))
     doc["limit"] = limit_bounds(measured, cost)
-    doc = {"model": cfg.model_id, "gpu": gpu_spec.name, "engine": facts.name,
-           "precision": prec.label, "parallel": {**par.to_dict(), "schedulers": lay.schedulers},
-           "workload": {"concurrency": concurrency, "request_rate": _finite(request_rate),
-                        "num_requests": len(full.requests), "warmup": warmup,
-                        "lock_step": bool(concurrency) and not stagger,
-                        "isl": None if lengths or trace_in else isl,
-                        "osl": None if lengths or trace_in else osl,
-                        **workload_doc(full, burstiness, range_ratio, length_dist, length_cv,
-                                       trace_in, speedup)},
-           **doc, "kv_cache": {**doc["kv_cache"], "block_size": kv.block_size,
-                               "tokens": kv.tokens, "bytes_per_token": kv.bytes_per_token},
-           "host_overhead_s": host, "request_latency_s": latency,
-           "engine_profile": _profile_doc(profile),
-           "power_limit": _power_limit(cost), "estimate_note": est.note}
-    if slo:
-        doc["goodput"] = goodput(measured.done, [r.slo_class for r in arrivals.requests], slo,
-                                 doc["throughput"]["requests_s"])
-    if spec_req:
-        doc["speculative"] = speculative_doc(spec_req, drafter, plain, cost, full.requests,
-                                             facts.max_num_seqs)
-    if any(r.prefix_len for r in full.requests):
-        doc["workload"].update(prefix_len=prefix_len or None, num_prefixes=num_prefixes
-                               if prefix_len else None)
-        doc["prefix_cache"] = prefix_doc(out, prefix_caching)
+    options = workload_doc(full, burstiness, range_ratio, length_dist, length_cv, trace_in,
+                           speedup)
+    prefixed = any(r.prefix_len for r in full.requests)
+    if prefixed:
+        options.update(prefix_len=prefix_len or None,
+                       num_prefixes=num_prefixes if prefix_len else None)
     warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
         est.estimator), engine=facts.kernels), budget_warning(facts, longest)) if w)
     if fleet is not None:
         from perfmodel.serve.fleet import fleet_doc, fleet_warning
-        doc["fleet"] = fleet_doc(fleet, router, replicas_per_gpu, gpus)
         warnings += tuple(w for w in [fleet_warning(replicas, replicas_per_gpu, facts)] if w)
-    return ServeReport(ServeResult.from_dict(finite(doc)), facts, kv, out, warnings, cost)
+    result = ServeResult(
+        model=cfg.model_id, gpu=gpu_spec.name, engine=facts.name, precision=prec.label,
+        parallel=Parallelism(**par.to_dict(), schedulers=lay.schedulers),
+        workload=Workload(concurrency=concurrency, request_rate=_finite(request_rate),
+                          num_requests=len(full.requests), warmup=warmup,
+                          lock_step=bool(concurrency) and not stagger,
+                          isl=None if lengths or trace_in else isl,
+                          osl=None if lengths or trace_in else osl, options=finite(options)),
+        **run_figures(finite(doc), block_size=kv.block_size, tokens=kv.tokens,
+                      bytes_per_token=kv.bytes_per_token),
+        host_overhead_s=host, request_latency_s=latency, engine_profile=_profile_ref(profile),
+        power_limit=_power_limit(cost), estimate_note=est.note,
+        goodput=Goodput.from_dict(finite(goodput(
+            measured.done, [r.slo_class for r in arrivals.requests], slo,
+            doc["throughput"]["requests_s"]))) if slo else None,
+        speculative=Speculative.from_dict(finite(speculative_doc(
+            spec_req, drafter, plain, cost, full.requests, facts.max_num_seqs)))
+        if spec_req else None,
+        prefix_cache=PrefixCacheUse.from_dict(finite(prefix_doc(out, prefix_caching)))
+        if prefixed else None,
+        fleet=Fleet.from_dict(finite(fleet_doc(fleet, router, replicas_per_gpu, gpus)))
+        if fleet is not None else None)
+    return ServeReport(result, facts, kv, out, warnings, cost)
 
 
 def _trtllm_bench(facts, full, lay, prec, gpu_spec, pp, knobs) -> EngineFacts:
@@ -331,12 +335,12 @@ def with_request_latency(out: Outcome, latency: float) -> Outcome:
                                    for d in out.done))
 
 
-def _profile_doc(profile: EngineProfile | None) -> dict | None:
+def _profile_ref(profile: EngineProfile | None) -> EngineProfileRef | None:
     """The engine profile serve used (docs/json.md), or None for the published-row preset."""
     if profile is None:
         return None
-    return {"engine": profile.engine, "version": profile.version, "gpu": profile.gpu,
-            "date": profile.date, "path": display_path(profile.path)}
+    return EngineProfileRef(engine=profile.engine, version=profile.version, gpu=profile.gpu,
+                            date=profile.date, path=display_path(profile.path))
 
 
 def after_warmup(out: Outcome, warmup: int, schedulers: int) -> Outcome:
@@ -385,12 +389,12 @@ def _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress,
                    peak_blocks=max(cold.peak_blocks, steady.peak_blocks))
 
 
-def _power_limit(cost: StepCost) -> dict | None:
+def _power_limit(cost: StepCost) -> PowerLimit | None:
     """The profile's power-limit curve the step costs use (docs/json.md), or None."""
     if not cost.sustained:
         return None
-    return {"dtype": cost.sustained_dtype, "burst_s": [b for b, _ in cost.sustained],
-            "fraction": [f for _, f in cost.sustained]}
+    return PowerLimit(dtype=cost.sustained_dtype, burst_s=tuple(b for b, _ in cost.sustained),
+                      fraction=tuple(f for _, f in cost.sustained))
 
 
 def limit_bounds(out: Outcome, cost: StepCost) -> dict[str, dict]:

@@ -5,9 +5,12 @@ seconds), the limit's, the throughput, the KV cache's use, the workload, the eng
 power-limit provenance, and the blocks a feature adds (goodput, speculative, prefix_cache, fleet,
 disagg; None when the feature is off). Each record's field names are the JSON keys and its field
 order is the document's: `to_dict()` writes the --json document (the one place it is written),
-`from_dict()` reads one back (strictly: an unknown key is an error, so a block added to the
-document without a field here fails at once instead of vanishing). Mappings and sequences inside
-are read-only (MappingProxyType, tuples), so a result cannot change after run_serve returns it.
+`from_dict()` reads one back. run_serve (and serve/disagg.py's run_disagg) build the result
+field by field; the figures and blocks other modules compute as dicts (serve/metrics.py, slo.py,
+fleet.py, drafter.py, prefix_cache.py, disagg.py) enter through from_dict, which refuses an
+unknown key, so a key added to one of them without a field here fails at once instead of
+vanishing. Mappings and sequences inside are read-only (MappingProxyType, tuples), so a result
+cannot change after run_serve returns it.
 """
 
 from __future__ import annotations
@@ -154,6 +157,9 @@ class Workload(Record):
     osl: int | None
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", _freeze(self.options))
+
     def to_dict(self) -> dict[str, Any]:
         doc = super().to_dict()
         options = doc.pop("options")
@@ -163,7 +169,7 @@ class Workload(Record):
     def from_dict(cls, doc: Mapping[str, Any]) -> Workload:
         names = {f.name for f in fields(cls)} - {"options"}
         return cls(**{k: v for k, v in doc.items() if k in names},
-                   options=_freeze({k: v for k, v in doc.items() if k not in names}))
+                   options={k: v for k, v in doc.items() if k not in names})
 
 
 @dataclass(frozen=True)
@@ -370,3 +376,16 @@ class ServeResult(Record):
             elif not isinstance(value, tuple):
                 row[name] = value
         return row
+
+
+def run_figures(doc: Mapping[str, Any], **kv_plan: int) -> dict[str, Any]:
+    """The simulation's figures as ServeResult's fields: doc is serve/metrics.py's dict (its
+    limit the bounds, NaN already None); kv_plan the pool's block_size, tokens and
+    bytes_per_token beside the run's use of it."""
+    return {"requests": doc["requests"],
+            **{k: Distribution.from_dict(doc[k]) for k in ("ttft_s", "tpot_s", "itl_s", "e2e_s")},
+            "limit": Limit.from_dict(doc["limit"]),
+            "throughput": Throughput.from_dict(doc["throughput"]),
+            "duration_s": doc["duration_s"], "steps": doc["steps"],
+            "kv_cache": KvUse.from_dict({**doc["kv_cache"], **kv_plan}),
+            "preemptions": doc["preemptions"]}
