@@ -16,6 +16,7 @@ cannot change after run_serve returns it.
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import types
 import typing
@@ -356,6 +357,10 @@ class ServeResult(Record):
     speculative: Speculative | None = None
     prefix_cache: PrefixCacheUse | None = None
     fleet: Fleet | None = None
+
+    def to_json(self) -> str:
+        """The --json document (without the command's warnings); NaN or inf refused."""
+        return json.dumps(self.to_dict(), indent=1, allow_nan=False)
 
     def columns(self) -> dict[str, Any]:
         """One flat row of the run's figures, as a sweep or plan writes them: each scalar
