@@ -74,6 +74,8 @@ class Plan:
     margin: float = 0.0
     best_with_margin: Row | None = None  # the best meeting every target ÷ (1 + margin)
     best_by_mode: tuple[tuple[str, Row | None], ...] = ()  # ("agg"|"disagg", its best) with disagg
+    best_by_spec: tuple[tuple[str, Row | None], ...] = ()  # ("plain"|"speculative", its best)
+    spec_crossovers: tuple[Row, ...] = ()  # per deployment with speculation (plan/speculate.py)
 
     @property
     def searched(self) -> int:
@@ -137,11 +139,14 @@ def deployments(model: str, gpus: Sequence[str], precisions: Sequence[str | None
     return kept, skipped, notes
 
 
-def _loads(kept: list[tuple[Point, int]], concurrencies: Sequence[int], waves: int
-           ) -> tuple[list[Point], list[Row]]:
+def _loads(kept: list[tuple[Point, int]], concurrencies: Sequence[int], waves: int,
+           rates: Sequence[float] | None = None) -> tuple[list[Point], list[Row]]:
     """Each deployment at each concurrency it can hold; above that, requests would only queue
-    (the same tokens/s, a longer TTFT), so those points are skipped, not simulated."""
+    (the same tokens/s, a longer TTFT), so those points are skipped, not simulated. With
+    rates: each deployment at each open-loop request rate (serve's default request count)."""
     points, skipped = [], []
+    if rates is not None:
+        return [replace(p, request_rate=r) for p, _ in kept for r in rates], []
     for point, held in kept:
         for c in concurrencies:
             one = replace(point, load=c,
@@ -211,11 +216,15 @@ def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
          engine: str | None = None, method: str | None = None, waves: int = REQUESTS_PER_CLIENT,
          workers: int | None = None, on_total: Any = None,
          on_progress: Progress | None = None, margin: float = 0.0,
-         router: str | None = None, disagg: bool = False) -> Plan:
+         router: str | None = None, disagg: bool = False, speculation: Any = None,
+         request_rates: Sequence[float] | None = None,
+         shape: dict[str, float] | None = None) -> Plan:
     """Search the deployments, evaluate every fitting one at every concurrency, rank them;
     with margin > 0 also the best that keeps that headroom on every target; with disagg
     the disaggregated layouts too (disagg_deployments; serve only), and the best of each
-    mode."""
+    mode; with speculation (serve.speculative.Speculation) every aggregated deployment also
+    with it (plan/speculate.py), and the best with and without; with request_rates, open-loop
+    loads instead of concurrencies; shape: burstiness / range_ratio passed to serve."""
     method = method or (SERVE if serve_available() else PREDICT)
     prices = prices or {}
     kept, skipped, notes = deployments(model, gpus, precisions, max_gpus, isl, osl, method,
@@ -227,12 +236,23 @@ def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
         if router is not None:
             raise PerfmodelError("--disagg and --router search different layouts; give one")
         kept += disagg_deployments(kept, max_gpus)
-    points, over = _loads(kept, concurrencies, waves)
+    if (speculation is not None or request_rates is not None or shape) and method != SERVE:
+        raise PerfmodelError("--speculative, --request-rate, --burstiness and --range-ratio "
+                             "need --method serve (the static-batch prediction has none)")
+    if shape:
+        kept = [(replace(p, shape=tuple(sorted(shape.items()))), held) for p, held in kept]
+    if speculation is not None:
+        from perfmodel.plan.speculate import with_speculation
+        kept += with_speculation(kept, speculation)
+    points, over = _loads(kept, concurrencies, waves, request_rates)
     if on_total:
         on_total(len(points))
     rows = [_with_cost(row, point, prices)
             for row, point in zip(run_points(points, workers=workers, on_progress=on_progress),
                                   points)]
+    if speculation is not None:
+        from perfmodel.plan.speculate import annotate
+        annotate(rows)
     valid = [r for r in rows if r["error"] is None and r["tok_s_per_gpu"]
              and r["tok_s_per_user"]]
     failed = Counter(r["error"] for r in rows if r["error"])
@@ -247,7 +267,13 @@ def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
                     for g in gpus)
     by_mode = tuple((m, pick_best([r for r in valid if mode_of(r) == m], slo, by_cost))
                     for m in ("agg", "disagg")) if disagg else ()
+    by_spec, crossed = (), ()
+    if speculation is not None:
+        from perfmodel.plan.speculate import crossovers, is_spec
+        by_spec = tuple((m, pick_best([r for r in valid if is_spec(r) == (m != "plain")], slo,
+                                      by_cost)) for m in ("plain", "speculative"))
+        crossed = crossovers(rows)
     return Plan(method, tuple(rows), tuple(skipped + over), tuple(front),
                 pick_best(valid, slo, by_cost), keys, tuple(notes), per_gpu, margin,
                 pick_best(valid, slo.tightened(margin), by_cost) if margin > 0 else None,
-                by_mode)
+                by_mode, by_spec, crossed)
