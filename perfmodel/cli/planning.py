@@ -246,7 +246,7 @@ def plan(model: ModelArg,
         rates = None if request_rate is None else parse_rates(request_rate)
         precision_list = parse_strs(precisions) or [None]
         method = method or ("serve" if serve_available() else "predict")
-        spec, shape = _serve_extras(method, speculative, spec_tokens, acceptance, draft_model,
+        spec, shape = _serve_extras(model, method, speculative, spec_tokens, acceptance, draft_model,
                                     draft_overhead, rates, burstiness, range_ratio, isl, osl)
         if router is not None:
             from perfmodel.serve.fleet import ROUTERS
@@ -283,7 +283,7 @@ def plan(model: ModelArg,
         print_plan(result, slo)
 
 
-def _serve_extras(method: str, speculative: str | None, spec_tokens: int | None,
+def _serve_extras(model: str, method: str, speculative: str | None, spec_tokens: int | None,
                   acceptance: float | None, draft_model: str | None,
                   draft_overhead: str | None, rates: list[float] | None,
                   burstiness: float | None, range_ratio: float | None, isl: int, osl: int
@@ -305,6 +305,15 @@ def _serve_extras(method: str, speculative: str | None, spec_tokens: int | None,
                                   maximum=MAX_DRAFT_OVERHEAD_S)
     from perfmodel.serve.speculative import speculation
     spec = speculation(speculative, spec_tokens, acceptance, draft_model, 1, overhead)
+    if spec is not None and spec.method in ("mtp", "draft-model"):
+        from perfmodel.model.architectures import model_spec, text_config
+        from perfmodel.model.source import load_model_config
+        from perfmodel.serve.drafter import head_spec
+
+        cfg = load_model_config(spec.draft_model or model)  # an unknown draft: one line
+        if spec.method == "mtp":  # a checkpoint without MTP layers: one line, not error rows
+            head_spec(model_spec(cfg.config, cfg.where), text_config(cfg.config), "mtp",
+                      cfg.where)
     shape: dict[str, float] = {}
     if burstiness is not None:
         if rates is None:
