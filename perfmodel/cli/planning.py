@@ -212,6 +212,11 @@ def plan(model: ModelArg,
          burstiness: Annotated[Optional[float], typer.Option(
              "--burstiness", help="With --request-rate: Gamma arrivals of this shape, as "
                                   "serve takes it (1 Poisson, < 1 burstier).")] = None,
+         goodput: Annotated[Optional[float], typer.Option(
+             "--goodput", help="serve: rank by goodput instead: --ttft-slo/--tpot-slo apply to "
+                               "each request (as serve --slo), a point meets them when this "
+                               "share of its requests does (0.9: 90%), and good requests/s "
+                               "per GPU ranks the points; --margin is then off.")] = None,
          range_ratio: Annotated[Optional[float], typer.Option(
              "--range-ratio", help="serve: lengths uniform over ISL·(1±r) and OSL·(1±r), as "
                                    "serve takes it (0 ≤ r < 1).")] = None,
@@ -233,8 +238,18 @@ def plan(model: ModelArg,
             raise PerfmodelError("--gpus needs at least one GPU profile")
         if method not in (None, "serve", "predict"):
             raise PerfmodelError(f"--method is serve or predict, not {method!r}")
+        if goodput is not None:
+            if not 0 < goodput <= 1:
+                raise PerfmodelError(f"--goodput is the share of requests that must meet the "
+                                     f"targets, above 0 and at most 1 (0.9: 90%), not "
+                                     f"{goodput!r}")
+            if ttft_slo is None and tpot_slo is None:
+                raise PerfmodelError("--goodput counts the requests meeting --ttft-slo and "
+                                     "--tpot-slo; give at least one of them")
+            margin = 0.0  # the share met already says how many requests miss
         slo = Slo(*(None if text is None else parse_duration(text, flag=flag)
-                    for flag, text in (("--ttft-slo", ttft_slo), ("--tpot-slo", tpot_slo))))
+                    for flag, text in (("--ttft-slo", ttft_slo), ("--tpot-slo", tpot_slo))),
+                  goodput)
         prices = parse_prices(gpu_price, gpu_list)
         _check_outputs(None, plot, None, [model, *gpu_list])
         tp_list = parse_ints(tp, "--tp", MAX_DEGREE) if tp else None
@@ -246,7 +261,7 @@ def plan(model: ModelArg,
         rates = None if request_rate is None else parse_rates(request_rate)
         precision_list = parse_strs(precisions) or [None]
         method = method or ("serve" if serve_available() else "predict")
-        spec, shape = _serve_extras(model, method, speculative, spec_tokens, acceptance, draft_model,
+        spec, shape = _serve_extras(model, method, goodput, speculative, spec_tokens, acceptance, draft_model,
                                     draft_overhead, rates, burstiness, range_ratio, isl, osl)
         if router is not None:
             from perfmodel.serve.fleet import ROUTERS
@@ -283,7 +298,8 @@ def plan(model: ModelArg,
         print_plan(result, slo)
 
 
-def _serve_extras(model: str, method: str, speculative: str | None, spec_tokens: int | None,
+def _serve_extras(model: str, method: str, goodput: float | None, speculative: str | None,
+                  spec_tokens: int | None,
                   acceptance: float | None, draft_model: str | None,
                   draft_overhead: str | None, rates: list[float] | None,
                   burstiness: float | None, range_ratio: float | None, isl: int, osl: int
@@ -293,8 +309,8 @@ def _serve_extras(model: str, method: str, speculative: str | None, spec_tokens:
     from perfmodel.errors import PerfmodelError
 
     given = [flag for flag, v in (("--speculative", speculative), ("--request-rate", rates),
-                                  ("--burstiness", burstiness), ("--range-ratio", range_ratio))
-             if v is not None]
+                                  ("--burstiness", burstiness), ("--range-ratio", range_ratio),
+                                  ("--goodput", goodput)) if v is not None]
     if given and method != "serve":
         raise PerfmodelError(f"{given[0]} needs the serve method (not --method predict)")
     overhead = None

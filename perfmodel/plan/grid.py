@@ -39,6 +39,7 @@ class Point:
     draft_overhead_s: float | None = None  # serve, speculative: host time per drafter pass
     request_rate: float | None = None  # serve: open-loop requests/s instead of `load` clients
     shape: tuple[tuple[str, float], ...] = ()  # serve: (burstiness | range_ratio, value)
+    slo_targets: tuple[tuple[str, float], ...] = ()  # serve --slo: (ttft_s | tpot_s, seconds)
 
     @property
     def gpus(self) -> int:
@@ -64,6 +65,8 @@ class Point:
         """run_serve's keyword arguments for the options a point sets beyond its layout and
         load: speculation, an open-loop rate, the workload's shape (none: {})."""
         opts: dict[str, object] = dict(self.shape)
+        if self.slo_targets:
+            opts["slo"] = {None: dict(self.slo_targets)}
         if self.speculative:
             opts.update(speculative=self.speculative, spec_tokens=self.spec_tokens,
                         acceptance=self.acceptance, draft_model=self.draft_model)
@@ -78,7 +81,7 @@ class Point:
                and (f.name != "max_num_batched_tokens" or self.max_num_batched_tokens)
                and (f.name != "disagg" or self.disagg)
                and (f.name not in ("replicas", "router") or self.replicas != 1)
-               and f.name not in _SPEC + ("request_rate", "shape")}
+               and f.name not in _SPEC + ("request_rate", "shape", "slo_targets")}
         if self.speculative:
             row.update({name: getattr(self, name) for name in _SPEC})
         row.update(self.shape)
@@ -116,6 +119,9 @@ class Point:
             if self.replicas != 1:
                 parts += ["--replicas", str(self.replicas), "--router",
                           self.router or "round-robin"]
+            if self.slo_targets:
+                parts += ["--slo", ",".join(f"{name[:-2]}={value * 1e3:g}ms"
+                                            for name, value in self.slo_targets)]
             if self.speculative:
                 parts += ["--speculative", self.speculative, "--spec-tokens",
                           str(self.spec_tokens), "--acceptance", f"{self.acceptance:g}"]

@@ -31,6 +31,16 @@ def deployment(row: Row) -> str:
         + spec
 
 
+def _or_dash(value: Any, show: Any) -> str:
+    return "—" if value is None else show(value)
+
+
+def _what(key: str) -> str:
+    """How the objective reads after "N% …"."""
+    return {"cost_per_mtok": "cheaper per token",
+            "goodput_per_gpu": "more good requests/s per GPU"}.get(key, "more tokens/s per GPU")
+
+
 def _load(value: Any) -> str:
     """A concurrency or batch as a whole number, a request rate as few digits as it needs."""
     return str(value) if isinstance(value, int) else f"{value:g}"
@@ -42,12 +52,14 @@ def points_table(rows: Sequence[Row], title: str, best: Row | None = None,
     load = load or next((k for k in ("concurrency", "request_rate") if any(k in r for r in rows)),
                         "batch")
     priced = any(r.get("cost_per_mtok") for r in rows)
+    good = any("goodput_per_gpu" in r for r in rows)
     slo = any("meets_slo" in r for r in rows)
     errors = any(r.get("error") for r in rows)
     table = Table(title=title, title_justify="left")
     names = ["deployment", {"concurrency": "conc.", "request_rate": "req/s"}.get(load, "batch"),
              "TTFT",
-             "TPOT", "tok/s/GPU", "tok/s/user"] + ["$/Mtok"] * priced + ["SLO"] * slo
+             "TPOT", "tok/s/GPU", "tok/s/user"] + ["good req/s/GPU", "met"] * good \
+        + ["$/Mtok"] * priced + ["SLO"] * slo
     for name in names:
         table.add_column(name, justify="left" if name == "deployment" else "right",
                          no_wrap=name != "deployment")
@@ -64,6 +76,9 @@ def points_table(rows: Sequence[Row], title: str, best: Row | None = None,
         table.add_row(*head, si(row["ttft_s"], "s", ""), si(row["tpot_s"], "s", ""),
                       plain(row["tok_s_per_gpu"]),
                       plain(row["tok_s_per_user"]) if row["tok_s_per_user"] else "—",
+                      *([_or_dash(row.get("goodput_per_gpu"), plain),
+                         _or_dash(row.get("goodput_fraction"), lambda f: f"{100 * f:.0f}%")]
+                        if good else []),
                       *([plain(cost) if cost else "—"] * priced), *([mark] * slo),
                       *[""] * errors)
     return table
@@ -85,13 +100,16 @@ def print_plan(result: Any, slo: Any, console: Console | None = None) -> None:
                                 [*result.skipped, *result.rows] if r.get("error"))
         for reason in list(reasons)[:6]:
             console.print(f"  {reason}", highlight=False)
-    y = "cost per million tokens" if result.keys[0] == "cost_per_mtok" else "tokens/s per GPU"
+    y = {"cost_per_mtok": "cost per million tokens",
+         "goodput_per_gpu": "good requests/s per GPU"}.get(result.keys[0], "tokens/s per GPU")
     load = "batch" if result.method != "serve" else \
         "request_rate" if any("request_rate" in r for r in result.rows) else "concurrency"
     console.print(points_table(result.pareto, f"Pareto front: {y} against tokens/s per user",
                                result.best, load))
     targets = ", ".join(f"{name} ≤ {si(v, 's')}" for name, v in
                         (("TTFT", slo.ttft_s), ("TPOT", slo.tpot_s)) if v is not None)
+    if getattr(slo, "attainment", None) is not None:
+        targets += f" for {100 * slo.attainment:g}% of requests (goodput)"
     if len(result.best_per_gpu) > 1:
         console.print(points_table([b for _, b in result.best_per_gpu if b is not None],
                                    "Best meeting the targets on each GPU type", result.best,
@@ -128,8 +146,12 @@ def mode_verdict(by_mode: Sequence[tuple[str, Row | None]], key: str) -> str:
 def _pick(row: Row) -> str:
     """A chosen point in words: deployment, load, tokens/s per GPU and per user."""
     load = next((k for k in ("concurrency", "request_rate") if k in row), "batch")
-    return (f"{deployment(row)} at {load.replace('_', ' ')} {_load(row[load])}: {plain(row['tok_s_per_gpu'])} tok/s/GPU, "
-            f"{plain(row['tok_s_per_user'])} tok/s/user")
+    good = "" if row.get("goodput_per_gpu") is None else \
+        (f", {plain(row['goodput_per_gpu'])} good req/s/GPU "
+         f"({100 * row['goodput_fraction']:.0f}% met)")
+    return (f"{deployment(row)} at {load.replace('_', ' ')} {_load(row[load])}: "
+            f"{plain(row['tok_s_per_gpu'])} tok/s/GPU, "
+            f"{plain(row['tok_s_per_user'])} tok/s/user{good}")
 
 
 def spec_verdict(result: Any) -> str:
@@ -145,7 +167,7 @@ def spec_verdict(result: Any) -> str:
                 "no deployment meets the targets with or without speculation")
     won = got["winner"] == "speculative"
     lose = best["plain" if won else "speculative"]
-    what = "cheaper per token" if key == "cost_per_mtok" else "more tokens/s per GPU"
+    what = _what(key)
     return (f"{'speculation' if won else 'no speculation'} wins: {100 * got['gain']:.0f}% "
             f"{what} than the best {'without' if won else 'with'} it ({_pick(lose)})")
 
@@ -199,7 +221,10 @@ def plan_json(result: Any, slo: Any) -> dict[str, Any]:
     """{"method", "slo", "pareto": [points], "best": point | null, "best_headroom",
     "margin", "best_with_margin", "best_per_gpu", "best_by_mode", "speculation" (with
     --speculative only), "searched", "skipped", "notes"}: SI units, null for what does not exist."""
-    return {"method": result.method, "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
+    targets = {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s}
+    if getattr(slo, "attainment", None) is not None:
+        targets["attainment"] = slo.attainment
+    return {"method": result.method, "slo": targets,
             "front_axes": list(result.keys),
             "pareto": [clean(r) for r in result.pareto],
             "best": None if result.best is None else clean(result.best),
