@@ -177,3 +177,44 @@ def test_plan_refuses_bad_speculation_and_workloads_in_one_line(args, words):
     from test_bad_inputs import invoke, one_line_error
 
     one_line_error(invoke("plan", LLAMA, "--tpot-slo", "50ms", *args), *words)
+
+
+def test_goodput_ranks_by_good_requests_per_gpu():
+    """--goodput 0.9: a point meets the targets when 90% of its requests do (serve's per-request
+    count), which a point whose means meet them can miss; the best has the most good requests/s
+    per GPU among those, and its command reruns with the same --slo."""
+    slo = Slo(ttft_s=0.3, tpot_s=0.02, attainment=0.9)
+    result = plan(LLAMA, gpus=[GPU], precisions=["bf16"], concurrencies=[4, 16, 64], isl=1024,
+                  osl=256, slo=slo, max_gpus=2, workers=1)
+    assert result.keys == ("goodput_per_gpu", "tok_s_per_user")
+    for row in result.rows:
+        assert row["goodput_per_gpu"] == pytest.approx(
+            row["goodput_fraction"] * row["throughput_requests_s"] / row["gpus"])
+        assert row["meets_slo"] == (row["goodput_fraction"] >= 0.9)
+    meeting = [r for r in result.rows if r["meets_slo"]]
+    assert result.best is max(meeting, key=lambda r: r["goodput_per_gpu"])
+    # the means alone would let through a point that fails the 90% share
+    assert any(Slo(0.3, 0.02).met(r) and not r["meets_slo"] for r in result.rows)
+    assert result.best["command"].endswith("--slo ttft=300ms,tpot=20ms")
+    doc = _serve(result.best["command"])
+    assert doc["goodput"]["fraction"] == pytest.approx(result.best["goodput_fraction"])
+
+
+@pytest.mark.usefixtures("never_evaluate")
+@pytest.mark.parametrize("args, words", [
+    (("--goodput", "0"), ["--goodput is the share of requests", "not 0.0"]),
+    (("--goodput", "1.5"), ["--goodput is the share of requests", "not 1.5"]),
+    (("--goodput", "nan"), ["--goodput is the share of requests", "not nan"]),
+    (("--goodput", "0.9", "--disagg"), ["--goodput needs the serve method and aggregated"]),
+    (("--goodput", "0.9", "--method", "predict"), ["--goodput needs the serve method"]),
+])
+def test_plan_refuses_bad_goodput_in_one_line(args, words):
+    from test_bad_inputs import invoke, one_line_error
+
+    one_line_error(invoke("plan", LLAMA, "--tpot-slo", "50ms", *args), *words)
+
+
+def test_goodput_needs_a_target():
+    from test_bad_inputs import invoke, one_line_error
+
+    one_line_error(invoke("plan", LLAMA, "--goodput", "0.9"), "give at least one of them")
