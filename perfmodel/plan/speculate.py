@@ -20,7 +20,6 @@ from typing import Any, Sequence
 from perfmodel.plan.grid import Point
 
 Row = dict[str, Any]
-SPEC_COLUMNS = ("speculative", "spec_tokens", "acceptance", "draft_model", "draft_overhead_s")
 # what makes two rows twins: the deployment and its load, not the speculation
 TWIN = ("gpu", "precision", "kv_dtype", "engine", "tp", "ep", "dp", "pp", "replicas", "router",
         "concurrency", "request_rate")
