@@ -261,8 +261,9 @@ def plan(model: ModelArg,
         rates = None if request_rate is None else parse_rates(request_rate)
         precision_list = parse_strs(precisions) or [None]
         method = method or ("serve" if serve_available() else "predict")
-        spec, shape = _serve_extras(model, method, goodput, speculative, spec_tokens, acceptance, draft_model,
-                                    draft_overhead, rates, burstiness, range_ratio, isl, osl)
+        spec, shape = _serve_extras(model, method, goodput, speculative, spec_tokens,
+                                    acceptance, draft_model, draft_overhead, rates, burstiness,
+                                    range_ratio, isl, osl)
         if router is not None:
             from perfmodel.serve.fleet import ROUTERS
 

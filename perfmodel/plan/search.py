@@ -268,6 +268,9 @@ def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
     if speculation is not None:
         from perfmodel.plan.speculate import with_speculation
         kept += with_speculation(kept, speculation)
+        if disagg:
+            notes.append("disaggregated layouts ran without speculation (serve does not model "
+                         "the two together)")
     points, over = _loads(kept, concurrencies, waves, request_rates)
     if on_total:
         on_total(len(points))
