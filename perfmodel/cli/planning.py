@@ -220,6 +220,13 @@ def plan(model: ModelArg,
          range_ratio: Annotated[Optional[float], typer.Option(
              "--range-ratio", help="serve: lengths uniform over ISL·(1±r) and OSL·(1±r), as "
                                    "serve takes it (0 ≤ r < 1).")] = None,
+         prefix_len: Annotated[Optional[int], typer.Option(
+             "--prefix-len", help="serve: a shared prefix of N tokens before every prompt "
+                                  "(a prompt is then N + ISL tokens), reused by the engines' "
+                                  "prefix caches, as serve takes it.")] = None,
+         num_prefixes: Annotated[Optional[int], typer.Option(
+             "--num-prefixes", help="With --prefix-len: K distinct prefixes, request i "
+                                    "taking prefix i mod K.")] = None,
          json_out: Annotated[bool, typer.Option("--json", help="Print the JSON document.")
                              ] = False,
          plot: PlotOpt = None, workers: WorkersOpt = None) -> None:
@@ -263,7 +270,10 @@ def plan(model: ModelArg,
         method = method or ("serve" if serve_available() else "predict")
         spec, shape = _serve_extras(model, method, goodput, speculative, spec_tokens,
                                     acceptance, draft_model, draft_overhead, rates, burstiness,
-                                    range_ratio, isl, osl)
+                                    range_ratio, isl, osl, prefix_len, num_prefixes)
+        if disagg and prefix_len:
+            raise PerfmodelError("--prefix-len is not modelled with --disagg yet (serve refuses "
+                                 "the two together); drop one")
         if router is not None:
             from perfmodel.serve.fleet import ROUTERS
 
@@ -303,15 +313,18 @@ def _serve_extras(model: str, method: str, goodput: float | None, speculative: s
                   spec_tokens: int | None,
                   acceptance: float | None, draft_model: str | None,
                   draft_overhead: str | None, rates: list[float] | None,
-                  burstiness: float | None, range_ratio: float | None, isl: int, osl: int
+                  burstiness: float | None, range_ratio: float | None, isl: int, osl: int,
+                  prefix_len: int | None = None, num_prefixes: int | None = None
                   ) -> tuple[Any, dict[str, float]]:
     """plan's speculation (a serve.speculative.Speculation or None) and workload shape
-    ({burstiness, range_ratio} as given), checked as serve checks them, before any work."""
+    ({burstiness, range_ratio, prefix_len, num_prefixes} as given), checked as serve checks
+    them, before any work."""
     from perfmodel.errors import PerfmodelError
 
     given = [flag for flag, v in (("--speculative", speculative), ("--request-rate", rates),
                                   ("--burstiness", burstiness), ("--range-ratio", range_ratio),
-                                  ("--goodput", goodput)) if v is not None]
+                                  ("--goodput", goodput), ("--prefix-len", prefix_len),
+                                  ("--num-prefixes", num_prefixes)) if v is not None]
     if given and method != "serve":
         raise PerfmodelError(f"{given[0]} needs the serve method (not --method predict)")
     overhead = None
@@ -345,4 +358,13 @@ def _serve_extras(model: str, method: str, goodput: float | None, speculative: s
         from perfmodel.serve.workload import length_bounds
         length_bounds(isl, osl, range_ratio)  # serve's own one-line checks
         shape["range_ratio"] = range_ratio
+    if prefix_len is not None or num_prefixes is not None:
+        from perfmodel.serve.requests import Arrivals, RequestSpec
+        from perfmodel.serve.shared_prefix import with_prefixes
+        with_prefixes(Arrivals((RequestSpec(isl, osl),), 1, None), prefix_len or 0,
+                      1 if num_prefixes is None else num_prefixes)  # serve's own checks
+        if prefix_len:
+            shape["prefix_len"] = prefix_len
+            if num_prefixes is not None:
+                shape["num_prefixes"] = num_prefixes
     return spec, shape

@@ -257,10 +257,14 @@ def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
                                  "has no prefill and decode pools)")
         if router is not None:
             raise PerfmodelError("--disagg and --router search different layouts; give one")
+        if shape and "prefix_len" in shape:
+            raise PerfmodelError("--prefix-len is not modelled with --disagg yet (serve refuses "
+                                 "the two together); drop one")
         kept += disagg_deployments(kept, max_gpus)
     if (speculation is not None or request_rates is not None or shape) and method != SERVE:
-        raise PerfmodelError("--speculative, --request-rate, --burstiness and --range-ratio "
-                             "need --method serve (the static-batch prediction has none)")
+        raise PerfmodelError("--speculative, --request-rate, --burstiness, --range-ratio and "
+                             "--prefix-len need --method serve (the static-batch prediction "
+                             "has none)")
     if goodput:
         kept = [(replace(p, slo_targets=targets), held) for p, held in kept]
     if shape:
