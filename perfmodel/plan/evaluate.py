@@ -144,13 +144,16 @@ def _serve_row(point: Point) -> dict[str, Any]:
                              "(static batches) instead of --concurrency") from None
     fleet = {"replicas": point.replicas, "router": point.router or "round-robin"} \
         if point.replicas != 1 else {}
+    load = {"concurrency": point.load} if point.request_rate is None else \
+        {"request_rate": point.request_rate}
     report = run_serve(point.model, gpu=point.gpu, engine=point.engine or "vllm",
-                       concurrency=point.load, isl=point.isl, osl=point.osl,
+                       **load, isl=point.isl, osl=point.osl,
                        num_requests=point.requests,
                        precision=point.precision, kv_dtype=point.kv_dtype, tp=point.tp,
                        ep=point.ep, dp=point.dp, pp=point.pp,
                        max_num_batched_tokens=point.max_num_batched_tokens, **fleet,
-                       **({"disagg": point.disagg} if point.disagg else {}))
+                       **({"disagg": point.disagg} if point.disagg else {}),
+                       **point.serve_options)
     r = report.result
     row: dict[str, Any] = {"basis": "serve", "precision_label": r.precision, **r.columns()}
     row.update(limit_ttft_s=r.limit.ttft_s.mean, limit_tpot_s=r.limit.tpot_s.mean)

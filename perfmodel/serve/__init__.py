@@ -239,8 +239,13 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                           gpu_spec, facts, lay.weights_bytes + (
                               drafter.weights_bytes if drafter else 0)), pp)
     host = engine_knobs.get("host_overhead_s")
+    synchronous = False
     if host is None:
-        host = profile.host_overhead_s if profile else HOST_OVERHEAD_S.get(facts.name, 0.0)
+        host, synchronous = profile.host_overhead_for(spec_req and spec_req.method) if profile \
+            else (HOST_OVERHEAD_S.get(facts.name, 0.0), False)
+    if synchronous and draft_overhead_s is None and spec_req.method == "draft-model":
+        # each drafter pass is a forward of its own on the synchronous runner: the same host time
+        spec_req = replace(spec_req, draft_overhead_s=host)
     longest = max(r.isl for r in arrivals.requests)
     cost, est = step_cost_for(lay, prec, with_engine_tables(gpu_spec, profile), facts, host,
                               (cfg.model_id, cfg.source, gpu_spec.name,
@@ -283,6 +288,12 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                        num_prefixes=num_prefixes if prefix_len else None)
     warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
         est.estimator), engine=facts.kernels), budget_warning(facts, longest)) if w)
+    if synchronous:
+        warnings += (f"{facts.name} {profile.version} runs {spec_req.method} speculation with "
+                     f"async scheduling off: {host * 1e3:.2f} ms of host time per forward (the "
+                     "profile's `synchronous`, measured on plain decode run that way) on every "
+                     "step" + (" and every drafter pass" if spec_req.method == "draft-model"
+                               else ""),)
     if fleet is not None:
         from perfmodel.serve.fleet import fleet_doc, fleet_warning
         warnings += tuple(w for w in [fleet_warning(replicas, replicas_per_gpu, facts)] if w)

@@ -102,9 +102,10 @@ def acceptance(doc: dict, log: SpecLog) -> float | None:
 
 
 def compare(folder: Path | str, gpu: str, draft_model: str | None = None,
-            engine: str = "vllm", draft_overhead_s: float = 0.0) -> list[SpecPoint]:
+            engine: str = "vllm", draft_overhead_s: float | None = None) -> list[SpecPoint]:
     """Every speculative point under folder against serve (lock-step closed loops, as
-    validate-serving --runs runs them)."""
+    validate-serving --runs runs them); draft_overhead_s None: serve's own (the engine
+    profile's synchronous host time where the method makes the engine synchronous)."""
     from perfmodel.serve import run_serve
 
     points = []
@@ -149,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder")
     parser.add_argument("--gpu", default="h200-measured")
     parser.add_argument("--draft-model", default=None)
-    parser.add_argument("--draft-overhead", type=float, default=0.0,
-                        help="serve's host time per drafter pass, seconds (default 0)")
+    parser.add_argument("--draft-overhead", type=float, default=None,
+                        help="serve's host time per drafter pass, seconds (default: serve's "
+                             "own, the engine profile's synchronous host time)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     try:
