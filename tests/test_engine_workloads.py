@@ -77,7 +77,7 @@ def test_synchronous_host_time_is_the_plain_sync_runs():
 
     (run,) = read_runs(DATA / "vllm-0.26.0-h200-sync")
     assert run.settings.async_scheduling is False and run.concurrency == 1
-    simulated = simulate(run, "h200-measured", "vllm", host_overhead_s=0.0)["tpot_s"]["mean"]
+    simulated = simulate(run, "h200-measured", "vllm", host_overhead_s=0.0).tpot_s.mean
     _, profile = select_profile("vllm", "h200", None)
     assert profile.sync_host_overhead_s == pytest.approx(run.tpot_s - simulated, abs=2e-5)
     assert profile.host_overhead_for("draft-model") == (profile.sync_host_overhead_s, True)
