@@ -215,12 +215,18 @@ def test_profile_errors_are_one_line(tmp_path):
     result = runner.invoke(app, ["serve", LLAMA, "--gpu", "h200-measured", "--concurrency",
                                  "1", "--engine-profile", str(tmp_path / "none.yaml")])
     assert result.exit_code == 2 and "no such file" in result.output
+    good = (ROOT / "configs/engines/vllm-0.26.0-h200.yaml").read_text()
+    for sync in ("synchronous: 3\n", "synchronous: {host_overhead_s: 2}\n",
+                 "synchronous: {host_overhead_s: 0.001, speculative_methods: draft}\n"):
+        bad.write_text(good.replace("synchronous:\n", "old_synchronous:\n") + sync)
+        with pytest.raises(EngineProfileError, match="'synchronous' must map"):
+            load_profile(str(bad))
 
 
 def test_limit_never_above_a_measurement():
     rows = compare(read_runs(RUNS) + read_runs(NOCACHE), "h200-measured")
     assert all(c.limit_tpot <= 1.0 for c in rows)
-    assert all(c.predicted["limit"]["ttft_s"]["mean"] <= c.run.ttft_s for c in rows)
+    assert all(c.predicted.limit.ttft_s.mean <= c.run.ttft_s for c in rows)
 
 
 def test_without_cache_hits_throughput_is_within_ten_percent():

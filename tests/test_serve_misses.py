@@ -56,7 +56,7 @@ def test_dp_infinite_rate_throughput_is_finite_and_counts_every_request():
     report = run_serve("Qwen/Qwen3-30B-A3B", gpu="h100-sxm-measured", dp=2, ep=2,
                        request_rate=float("inf"), num_requests=40, isl=256, osl=16)
     m = report.metrics
-    doc = json.loads(report.to_json())
+    doc = json.loads(report.result.to_json())
     assert doc["throughput"]["output_tok_s"] == pytest.approx(40 * 16 / m["duration_s"])
     assert doc["throughput"]["output_tok_s_per_gpu"] == pytest.approx(40 * 16 / m["duration_s"] / 2)
     assert doc["throughput"]["requests_s"] == pytest.approx(40 / m["duration_s"])

@@ -238,9 +238,9 @@ def test_validate_runs_read_the_points_prefix_and_pass_it_to_serve(tmp_path):
     (run / "results" / "b.768.256.c64.rinf.p256.json").write_text(json.dumps(raw))
     found = {r.id.split("/")[-1][0]: r for r in read_runs(run)}
     assert found["a"].prefix_len == 512 and found["b"].prefix_len == 256
-    doc = simulate_run(found["a"], GPU)
-    assert doc["workload"]["prefix_len"] == 512 and doc["workload"]["isl"] == 1024 - 512
-    assert doc["prefix_cache"]["enabled"] and doc["prefix_cache"]["hit_rate"] > 0.4
+    got = simulate_run(found["a"], GPU)
+    assert got.workload.options["prefix_len"] == 512 and got.workload.isl == 1024 - 512
+    assert got.prefix_cache.enabled and got.prefix_cache.hit_rate > 0.4
 
 
 PREFIX_RUNS = "vllm-0.26.0-h200-prefix-bursty"
@@ -276,14 +276,14 @@ def test_prefix_hits_equal_vllms_own_counters_and_figures_hold(tmp_path):
     assert len(runs) == 9
     for r in runs:
         raw = json.loads((tmp_path / r.id).read_text())
-        doc = simulate_run(r, "h200-measured")
-        cache = doc.get("prefix_cache", {"prompt_tokens": r.isl * r.num_requests,
-                                         "cached_tokens": 0})
-        assert (cache["prompt_tokens"], cache["cached_tokens"]) == \
-            (raw["prefix_cache_queries"], raw["prefix_cache_hits"]), r.id
-        assert abs(doc["ttft_s"]["median"] * 1e3 / raw["median_ttft_ms"] - 1) < 0.30, r.id
-        assert abs(doc["throughput"]["output_tok_s"] / raw["output_throughput"] - 1) < 0.15, r.id
-        assert doc["limit"]["ttft_s"]["median"] * 1e3 < raw["median_ttft_ms"], r.id
+        got = simulate_run(r, "h200-measured")
+        cache = got.prefix_cache
+        tokens = (cache.prompt_tokens, cache.cached_tokens) if cache else \
+            (r.isl * r.num_requests, 0)
+        assert tokens == (raw["prefix_cache_queries"], raw["prefix_cache_hits"]), r.id
+        assert abs(got.ttft_s.median * 1e3 / raw["median_ttft_ms"] - 1) < 0.30, r.id
+        assert abs(got.throughput.output_tok_s / raw["output_throughput"] - 1) < 0.15, r.id
+        assert got.limit.ttft_s.median * 1e3 < raw["median_ttft_ms"], r.id
 
 
 @pytest.mark.parametrize("router, misses", [("round-robin", 14), ("prefix-affinity", 7)])

@@ -262,3 +262,26 @@ def test_draft_overhead_is_host_time_per_drafter_pass():
 def test_draft_overhead_errors(args):
     result = runner.invoke(app, ["serve", MODEL, "--gpu", GPU, "--concurrency", "2", *args])
     assert result.exit_code == 2 and result.output.startswith("error: --draft-overhead")
+
+
+def test_vllm_runs_draft_model_speculation_synchronously():
+    """vLLM 0.26 turns async scheduling off for draft-model speculation: the profile's
+    synchronous host time goes on every step and drafter pass, with a warning; EAGLE keeps
+    the asynchronous 0 ms; a user's --host-overhead / --draft-overhead win."""
+    from perfmodel.serve import run_serve
+
+    kw = dict(gpu="h200-measured", engine="vllm", concurrency=4, isl=512, osl=32,
+              num_requests=8, spec_tokens=3, acceptance=2.0)
+    draft = run_serve("meta-llama/Llama-3.1-8B", speculative="draft-model",
+                      draft_model="meta-llama/Llama-3.2-1B", **kw)
+    assert draft.metrics["host_overhead_s"] == pytest.approx(0.00123)
+    assert draft.metrics["speculative"]["draft_overhead_s"] == pytest.approx(0.00123)
+    assert any("async scheduling off" in w for w in draft.warnings)
+    eagle = run_serve("meta-llama/Llama-3.1-8B", speculative="eagle", **kw)
+    assert eagle.metrics["host_overhead_s"] == 0.0
+    assert not any("async scheduling off" in w for w in eagle.warnings)
+    given = run_serve("meta-llama/Llama-3.1-8B", speculative="draft-model",
+                      draft_model="meta-llama/Llama-3.2-1B", draft_overhead_s=0.0,
+                      host_overhead_s=0.0005, **kw)
+    assert given.metrics["host_overhead_s"] == 0.0005
+    assert given.metrics["speculative"]["draft_overhead_s"] == 0.0

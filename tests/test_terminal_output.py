@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from perfmodel.cli import app
 from perfmodel.report.display import WIDTH, _fit_widths
-from perfmodel.report.serve_view import duration
+from perfmodel.report.serve_view import duration, durations
 
 runner = CliRunner()
 
@@ -56,6 +56,8 @@ def test_op_table_widths_shrink_gaps_then_the_op_column():
 def test_serve_latencies_carry_units_and_no_raw_ms_over_10_s():
     assert [duration(x) for x in (None, 0.0854, 9.8765, 10.0, 120.1888)] == [
         "—", "85.4 ms", "9876.5 ms", "10.0 s", "120.2 s"]
+    assert durations([11.1, 8.5549, None]) == ["11.1 s", "8.6 s", "—"]  # one unit a row
+    assert durations([0.257, 1.0356]) == ["257.0 ms", "1035.6 ms"]
     out = run("serve", "meta-llama/Llama-3.1-8B", "--gpu", "h100-sxm-measured",
               "--request-rate", "inf", "--num-requests", "100", "--isl", "8000", "--osl", "500")
     ttft = next(line for line in out.splitlines() if "TTFT" in line)

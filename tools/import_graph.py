@@ -110,8 +110,11 @@ def main(argv: list[str]) -> int:
     both = two_way_rooms(g)
     for a, b in both:
         print(f"rooms importing each other: {a} <-> {b}")
-    print(f"{len(g)} modules, {sum(map(len, g.values()))} arrows, {len(found)} cycles, "
-          f"{len(both)} pairs of rooms importing each other")
+    rooms = {(room(m), room(n)) for m, targets in g.items() for n in targets
+             if room(m) != room(n)}
+    print(f"{len(g)} modules, {sum(map(len, g.values()))} arrows ({len(rooms)} between "
+          f"{len({room(m) for m in g})} rooms), {len(found)} cycles, {len(both)} pairs of "
+          "rooms importing each other")
     return 1 if found or both else 0
 
 

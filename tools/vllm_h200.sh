@@ -12,6 +12,8 @@
 #            at 1, 8 and 32 clients (the baseline of stage 6)
 #   STAGE 6: Llama-3.1-8B bf16 with a Llama-3.2-1B-shaped draft model (k = 3, then 5) whose
 #            acceptance vLLM's synthetic rejection sampler sets (mean acceptance length 2.5, 2)
+#   STAGE 8: Llama-3.1-8B bf16 on the V1 model runner without async scheduling (what vLLM 0.26
+#            falls back to with a draft model), plain decode; the draft model at k = 1
 #   STAGE 7: two Llama-3.1-8B bf16 servers on the one GPU, each --gpu-memory-utilization 0.45,
 #            each benchmarked by its own client at the same points at the same time
 # Results: $OUT/runsN.tgz (every run folder: server.log, bench.log, run.json, one JSON a point).
@@ -33,6 +35,9 @@ cal() {  # LABEL MODEL SERVE_ARGS POINTS SECONDS
   pkill -f vllm.entrypoints.cli.main; sleep 2  # a server a timeout orphaned holds the GPU
   tar czf "$OUT/runs$stage.tgz" -C /tmp runs$stage
 }
+spec() { echo "--speculative-config '{\"method\": \"draft_model\", \"model\": \"/tmp/draft\", \"num_speculative_tokens\": $1, \"rejection_sample_method\": \"synthetic\", \"synthetic_acceptance_length\": $2}'"; }
+draft() { python3 -c "import json,pathlib; from perfmodel.calibrate.engine_run import weightless_model as w; \
+w(json.load(open('configs/models/meta-llama/Llama-3.2-1B.json')), pathlib.Path('/tmp/draft'))"; }
 SMALL="128:128:1:4 1024:256:1:4 8192:128:1:3 1024:256:16:48 1024:256:64:128 4096:256:32:64 2048:128:128:256 1024:256:256:60:2"
 case $stage in
   1k) timeout 120 python3 -m perfmodel.calibrate.engine_kernels "$OUT/engine-kernels.json" --quick 2>&1 | tail -4 ;;
@@ -46,11 +51,13 @@ case $stage in
        2048:128:32:128 1024:128:32:128+p1024 205:128:32:128+p1843 2048:128:256:160:8 1024:128:256:160:8+p1024 \
        205:128:256:160:8+p1843 1024:256:256:240:12+b0.5+r0.5 1024:256:256:240:12+r0.5 1024:256:256:240:12+b4+r0.5 \
        1024:256:1:6 1024:256:8:32 1024:256:32:96" 560 ;;
-  6) python3 -c "import json,pathlib; from perfmodel.calibrate.engine_run import weightless_model as w; \
-w(json.load(open('configs/models/meta-llama/Llama-3.2-1B.json')), pathlib.Path('/tmp/draft'))" || exit 1
-     spec() { echo "--speculative-config '{\"method\": \"draft_model\", \"model\": \"/tmp/draft\", \"num_speculative_tokens\": $1, \"rejection_sample_method\": \"synthetic\", \"synthetic_acceptance_length\": $2}'"; }
+  6) draft || exit 1
      cal llama8b-bf16-draft-k3-a2.5 meta-llama/Llama-3.1-8B "$(spec 3 2.5)" "1024:256:1:6 1024:256:8:32 1024:256:32:96" 270
      cal llama8b-bf16-draft-k5-a2 meta-llama/Llama-3.1-8B "$(spec 5 2)" "1024:256:1:6 1024:256:8:32 1024:256:32:96" 270 ;;
+  8) VLLM_USE_V2_MODEL_RUNNER=0 cal llama8b-bf16-sync-v1runner meta-llama/Llama-3.1-8B "--no-async-scheduling" \
+       "1024:256:1:6 1024:256:8:32 1024:256:32:96" 200
+     draft || exit 1
+     cal llama8b-bf16-draft-k1-a1.5 meta-llama/Llama-3.1-8B "$(spec 1 1.5)" "1024:256:8:32 1024:256:32:96" 240 ;;
   7) python3 -c "import json,pathlib; from perfmodel.calibrate.engine_run import weightless_model as w; \
 w(json.load(open('configs/models/meta-llama/Llama-3.1-8B.json')), pathlib.Path('/tmp/m8b'))" || exit 1
      pts="1024:256:32:128 1024:256:64:256 1024:256:256:512 2048:128:128:384"

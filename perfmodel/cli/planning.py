@@ -165,8 +165,8 @@ def plan(model: ModelArg,
                                  "user.")] = None,
          precisions: Annotated[str, typer.Option(
              "--precisions", help="Precisions to try.")] = "bf16,fp8",
-         concurrency: Annotated[str, typer.Option(
-             "--concurrency", "-c", help="Concurrencies to try.")] = "1-512x2",
+         concurrency: Annotated[Optional[str], typer.Option(
+             "--concurrency", "-c", help="Concurrencies to try (default 1-512x2).")] = None,
          engine: Annotated[Optional[str], typer.Option(
              "--engine", help="Engine (serve: vllm | sglang | trtllm; default vllm).")] = None,
          method: Annotated[Optional[str], typer.Option(
@@ -189,6 +189,44 @@ def plan(model: ModelArg,
              "--disagg", help="serve: also search disaggregated prefill/decode layouts "
                               "(docs/plan.md) and say whether they or aggregated ones won, "
                               "and by how much.")] = False,
+         speculative: Annotated[Optional[str], typer.Option(
+             "--speculative", help="serve: also search every aggregated deployment with "
+                                   "speculative decoding (mtp | eagle | ngram | draft-model, "
+                                   "as serve takes it) and say whether it won, by how much, "
+                                   "and at which concurrency it stops paying.")] = None,
+         spec_tokens: Annotated[Optional[int], typer.Option(
+             "--spec-tokens", help="With --speculative: k draft tokens per step.")] = None,
+         acceptance: Annotated[Optional[float], typer.Option(
+             "--acceptance", help="With --speculative: mean tokens per step per sequence, "
+                                  "bonus included (vLLM's figure), 1 ≤ a ≤ k + 1.")] = None,
+         draft_model: Annotated[Optional[str], typer.Option(
+             "--draft-model", help="With --speculative draft-model: the draft's id or "
+                                   "config.json.")] = None,
+         draft_overhead: Annotated[Optional[str], typer.Option(
+             "--draft-overhead", help="With --speculative: host time per drafter pass, e.g. "
+                                      "2ms (default 0).")] = None,
+         request_rate: Annotated[Optional[str], typer.Option(
+             "--request-rate", help="serve: open-loop request rates per second to try "
+                                    "(1,2,4) instead of --concurrency; serve's 1,000 requests "
+                                    "per point.")] = None,
+         burstiness: Annotated[Optional[float], typer.Option(
+             "--burstiness", help="With --request-rate: Gamma arrivals of this shape, as "
+                                  "serve takes it (1 Poisson, < 1 burstier).")] = None,
+         goodput: Annotated[Optional[float], typer.Option(
+             "--goodput", help="serve: rank by goodput instead: --ttft-slo/--tpot-slo apply to "
+                               "each request (as serve --slo), a point meets them when this "
+                               "share of its requests does (0.9: 90%), and good requests/s "
+                               "per GPU ranks the points; --margin is then off.")] = None,
+         range_ratio: Annotated[Optional[float], typer.Option(
+             "--range-ratio", help="serve: lengths uniform over ISL·(1±r) and OSL·(1±r), as "
+                                   "serve takes it (0 ≤ r < 1).")] = None,
+         prefix_len: Annotated[Optional[int], typer.Option(
+             "--prefix-len", help="serve: a shared prefix of N tokens before every prompt "
+                                  "(a prompt is then N + ISL tokens), reused by the engines' "
+                                  "prefix caches, as serve takes it.")] = None,
+         num_prefixes: Annotated[Optional[int], typer.Option(
+             "--num-prefixes", help="With --prefix-len: K distinct prefixes, request i "
+                                    "taking prefix i mod K.")] = None,
          json_out: Annotated[bool, typer.Option("--json", help="Print the JSON document.")
                              ] = False,
          plot: PlotOpt = None, workers: WorkersOpt = None) -> None:
@@ -197,7 +235,8 @@ def plan(model: ModelArg,
     the Pareto front with the command that reproduces the best point."""
     from perfmodel.errors import MAX_BATCH, MAX_DEGREE, PerfmodelError
     from perfmodel.plan.check import check_grid, check_plan
-    from perfmodel.plan.parse import parse_duration, parse_ints, parse_prices, parse_strs
+    from perfmodel.plan.parse import (parse_duration, parse_ints, parse_prices, parse_rates,
+                                      parse_strs)
     from perfmodel.plan.search import Slo, plan as run_plan, serve_available
 
     with friendly_errors():
@@ -206,15 +245,35 @@ def plan(model: ModelArg,
             raise PerfmodelError("--gpus needs at least one GPU profile")
         if method not in (None, "serve", "predict"):
             raise PerfmodelError(f"--method is serve or predict, not {method!r}")
+        if goodput is not None:
+            if not 0 < goodput <= 1:
+                raise PerfmodelError(f"--goodput is the share of requests that must meet the "
+                                     f"targets, above 0 and at most 1 (0.9: 90%), not "
+                                     f"{goodput!r}")
+            if ttft_slo is None and tpot_slo is None:
+                raise PerfmodelError("--goodput counts the requests meeting --ttft-slo and "
+                                     "--tpot-slo; give at least one of them")
+            margin = 0.0  # the share met already says how many requests miss
         slo = Slo(*(None if text is None else parse_duration(text, flag=flag)
-                    for flag, text in (("--ttft-slo", ttft_slo), ("--tpot-slo", tpot_slo))))
+                    for flag, text in (("--ttft-slo", ttft_slo), ("--tpot-slo", tpot_slo))),
+                  goodput)
         prices = parse_prices(gpu_price, gpu_list)
         _check_outputs(None, plot, None, [model, *gpu_list])
         tp_list = parse_ints(tp, "--tp", MAX_DEGREE) if tp else None
         check_plan(max_gpus=max_gpus, tps=tp_list, waves=waves, margin=margin, isl=isl, osl=osl)
-        loads = parse_ints(concurrency, "--concurrency", MAX_BATCH)
+        if request_rate is not None and concurrency is not None:
+            raise PerfmodelError("give --concurrency (closed loop) or --request-rate (open "
+                                 "loop), not both")
+        loads = parse_ints(concurrency or "1-512x2", "--concurrency", MAX_BATCH)
+        rates = None if request_rate is None else parse_rates(request_rate)
         precision_list = parse_strs(precisions) or [None]
         method = method or ("serve" if serve_available() else "predict")
+        spec, shape = _serve_extras(model, method, goodput, speculative, spec_tokens,
+                                    acceptance, draft_model, draft_overhead, rates, burstiness,
+                                    range_ratio, isl, osl, prefix_len, num_prefixes)
+        if disagg and prefix_len:
+            raise PerfmodelError("--prefix-len is not modelled with --disagg yet (serve refuses "
+                                 "the two together); drop one")
         if router is not None:
             from perfmodel.serve.fleet import ROUTERS
 
@@ -224,7 +283,8 @@ def plan(model: ModelArg,
         check_grid(model, method=method, gpus=gpu_list, precisions=precision_list,
                    kv_dtypes=[None], engines=[engine], tps=tp_list or [1], isls=[isl],
                    osls=[osl], workers=workers,
-                   points=len(gpu_list) * len(precision_list) * len(loads) * 2 * (
+                   points=len(gpu_list) * len(precision_list) * len(rates or loads) * 2
+                   * (2 if spec else 1) * (
                        len(tp_list) if tp_list else max_gpus.bit_length()))
         with _progress(not json_out) as (set_total, advance), _interruptible():
             result = run_plan(model, gpus=gpu_list, precisions=precision_list,
@@ -233,7 +293,8 @@ def plan(model: ModelArg,
                               tps=tp_list, prices=prices,
                               engine=engine, method=method, waves=waves, workers=workers,
                               on_total=set_total, on_progress=advance, margin=margin,
-                              router=router, disagg=disagg)
+                              router=router, disagg=disagg, speculation=spec,
+                              request_rates=rates, shape=shape)
         if plot is not None:
             from perfmodel.report.plot import pareto_plot
 
@@ -246,3 +307,64 @@ def plan(model: ModelArg,
         typer.echo(json.dumps(plan_json(result, slo), indent=1, allow_nan=False))
     else:
         print_plan(result, slo)
+
+
+def _serve_extras(model: str, method: str, goodput: float | None, speculative: str | None,
+                  spec_tokens: int | None,
+                  acceptance: float | None, draft_model: str | None,
+                  draft_overhead: str | None, rates: list[float] | None,
+                  burstiness: float | None, range_ratio: float | None, isl: int, osl: int,
+                  prefix_len: int | None = None, num_prefixes: int | None = None
+                  ) -> tuple[Any, dict[str, float]]:
+    """plan's speculation (a serve.speculative.Speculation or None) and workload shape
+    ({burstiness, range_ratio, prefix_len, num_prefixes} as given), checked as serve checks
+    them, before any work."""
+    from perfmodel.errors import PerfmodelError
+
+    given = [flag for flag, v in (("--speculative", speculative), ("--request-rate", rates),
+                                  ("--burstiness", burstiness), ("--range-ratio", range_ratio),
+                                  ("--goodput", goodput), ("--prefix-len", prefix_len),
+                                  ("--num-prefixes", num_prefixes)) if v is not None]
+    if given and method != "serve":
+        raise PerfmodelError(f"{given[0]} needs the serve method (not --method predict)")
+    overhead = None
+    if draft_overhead is not None:
+        from perfmodel.plan.parse import parse_duration
+        from perfmodel.serve.speculative import MAX_DRAFT_OVERHEAD_S
+        overhead = parse_duration(draft_overhead, allow_zero=True, flag="--draft-overhead",
+                                  maximum=MAX_DRAFT_OVERHEAD_S)
+    from perfmodel.serve.speculative import speculation
+    spec = speculation(speculative, spec_tokens, acceptance, draft_model, 1, overhead)
+    if spec is not None and spec.method in ("mtp", "draft-model"):
+        from perfmodel.model.architectures import model_spec, text_config
+        from perfmodel.model.source import load_model_config
+        from perfmodel.serve.drafter import head_spec
+
+        cfg = load_model_config(spec.draft_model or model)  # an unknown draft: one line
+        if spec.method == "mtp":  # a checkpoint without MTP layers: one line, not error rows
+            head_spec(model_spec(cfg.config, cfg.where), text_config(cfg.config), "mtp",
+                      cfg.where)
+    shape: dict[str, float] = {}
+    if burstiness is not None:
+        if rates is None:
+            raise PerfmodelError("--burstiness shapes open-loop arrivals; pass it with "
+                                 "--request-rate, not --concurrency")
+        import random
+
+        from perfmodel.serve.workload import gamma_times
+        gamma_times(1, 1.0, burstiness, random.Random(0))  # serve's own one-line check
+        shape["burstiness"] = burstiness
+    if range_ratio is not None:
+        from perfmodel.serve.workload import length_bounds
+        length_bounds(isl, osl, range_ratio)  # serve's own one-line checks
+        shape["range_ratio"] = range_ratio
+    if prefix_len is not None or num_prefixes is not None:
+        from perfmodel.serve.requests import Arrivals, RequestSpec
+        from perfmodel.serve.shared_prefix import with_prefixes
+        with_prefixes(Arrivals((RequestSpec(isl, osl),), 1, None), prefix_len or 0,
+                      1 if num_prefixes is None else num_prefixes)  # serve's own checks
+        if prefix_len:
+            shape["prefix_len"] = prefix_len
+            if num_prefixes is not None:
+                shape["num_prefixes"] = num_prefixes
+    return spec, shape

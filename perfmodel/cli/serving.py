@@ -225,10 +225,10 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
     if trace is not None:
         write_trace(trace, report.outcome.trace)
     if json_out:
-        typer.echo(json.dumps({**report.metrics, "warnings": list(report.warnings)}, indent=1,
-                              allow_nan=False))
+        typer.echo(json.dumps({**report.result.to_dict(), "warnings": list(report.warnings)},
+                              indent=1, allow_nan=False))
         return
-    print_serve(report.metrics, report.warnings)
+    print_serve(report.result, report.warnings)
 
 
 def validate_serving(
@@ -364,9 +364,9 @@ def _validate_runs(folder: Path, engine: str, engine_profile: Optional[str], gpu
     summaries = {half: summary(r for r in rows if r.run.half == half)
                  for half in ("train", "test")}
     summaries["all"] = summary(rows)
-    profile = rows[0].predicted.get("engine_profile")
+    profile = rows[0].predicted.engine_profile
     note = (f"serve --engine {engine} on {gpu}: " + (
-        f"{profile['engine']} {profile['version']} profile ({profile['path']})" if profile
+        f"{profile.engine} {profile.version} profile ({profile.path})" if profile
         else "the preset fitted to published rows") + "; closed loops in lock-step (every "
         "request of a point has the same lengths)")
     if json_out:

@@ -144,30 +144,23 @@ def _serve_row(point: Point) -> dict[str, Any]:
                              "(static batches) instead of --concurrency") from None
     fleet = {"replicas": point.replicas, "router": point.router or "round-robin"} \
         if point.replicas != 1 else {}
+    load = {"concurrency": point.load} if point.request_rate is None else \
+        {"request_rate": point.request_rate}
     report = run_serve(point.model, gpu=point.gpu, engine=point.engine or "vllm",
-                       concurrency=point.load, isl=point.isl, osl=point.osl,
+                       **load, isl=point.isl, osl=point.osl,
                        num_requests=point.requests,
                        precision=point.precision, kv_dtype=point.kv_dtype, tp=point.tp,
                        ep=point.ep, dp=point.dp, pp=point.pp,
                        max_num_batched_tokens=point.max_num_batched_tokens, **fleet,
-                       **({"disagg": point.disagg} if point.disagg else {}))
-    metrics = report.metrics
-    row: dict[str, Any] = {"basis": "serve", "precision_label": metrics.get("precision")}
-    for key, value in metrics.items():
-        if key in ("model", "gpu", "engine", "precision", "workload"):
-            continue  # the point's own columns say these
-        if key == "power_limit":  # one column: the curve's dtype, empty where none applied
-            row[key] = value and value["dtype"]
-        elif isinstance(value, dict):
-            row.update({f"{key}_{k}": v for k, v in value.items()
-                        if not isinstance(v, (dict, list, tuple))})
-        elif not isinstance(value, (list, tuple)):
-            row[key] = value
-    put, limit = metrics["throughput"], metrics["limit"]
-    row.update(limit_ttft_s=limit["ttft_s"]["mean"], limit_tpot_s=limit["tpot_s"]["mean"])
-    row.update(ttft_s=metrics["ttft_s"]["mean"], tpot_s=metrics["tpot_s"]["mean"],
-               output_tok_s=put["output_tok_s"], tok_s_per_gpu=put["output_tok_s_per_gpu"],
-               tok_s_per_user=put["output_tok_s_per_user"])
+                       **({"disagg": point.disagg} if point.disagg else {}),
+                       **point.serve_options)
+    r = report.result
+    row: dict[str, Any] = {"basis": "serve", "precision_label": r.precision, **r.columns()}
+    row.update(limit_ttft_s=r.limit.ttft_s.mean, limit_tpot_s=r.limit.tpot_s.mean)
+    row.update(ttft_s=r.ttft_s.mean, tpot_s=r.tpot_s.mean,
+               output_tok_s=r.throughput.output_tok_s,
+               tok_s_per_gpu=r.throughput.output_tok_s_per_gpu,
+               tok_s_per_user=r.throughput.output_tok_s_per_user)
     return row
 
 

@@ -32,6 +32,14 @@ class Point:
     disagg: str | None = None  # serve: disaggregated pools P x TPa : D x TPb (None: aggregated)
     replicas: int = 1  # serve: instances of this layout behind `router` (load: the fleet's)
     router: str | None = None
+    speculative: str | None = None  # serve: mtp | eagle | ngram | draft-model (None: none)
+    spec_tokens: int | None = None  # serve, speculative: k draft tokens per step
+    acceptance: float | None = None  # serve, speculative: mean tokens per step, bonus included
+    draft_model: str | None = None  # serve, speculative draft-model: the draft's id
+    draft_overhead_s: float | None = None  # serve, speculative: host time per drafter pass
+    request_rate: float | None = None  # serve: open-loop requests/s instead of `load` clients
+    shape: tuple[tuple[str, float], ...] = ()  # serve: (burstiness | range_ratio, value)
+    slo_targets: tuple[tuple[str, float], ...] = ()  # serve --slo: (ttft_s | tpot_s, seconds)
 
     @property
     def gpus(self) -> int:
@@ -48,7 +56,23 @@ class Point:
 
     @property
     def load_name(self) -> str:
+        if self.request_rate is not None:
+            return "request_rate"
         return "batch" if self.method == PREDICT else "concurrency"
+
+    @property
+    def serve_options(self) -> dict[str, object]:
+        """run_serve's keyword arguments for the options a point sets beyond its layout and
+        load: speculation, an open-loop rate, the workload's shape (none: {})."""
+        opts: dict[str, object] = dict(self.shape)
+        if self.slo_targets:
+            opts["slo"] = {None: dict(self.slo_targets)}
+        if self.speculative:
+            opts.update(speculative=self.speculative, spec_tokens=self.spec_tokens,
+                        acceptance=self.acceptance, draft_model=self.draft_model)
+            if self.draft_overhead_s is not None:
+                opts["draft_overhead_s"] = self.draft_overhead_s
+        return opts
 
     def columns(self) -> dict[str, object]:
         """The point as the leading columns of a sweep row."""
@@ -56,8 +80,12 @@ class Point:
                if f.name != "load" and (f.name != "requests" or self.method != PREDICT)
                and (f.name != "max_num_batched_tokens" or self.max_num_batched_tokens)
                and (f.name != "disagg" or self.disagg)
-               and (f.name not in ("replicas", "router") or self.replicas != 1)}
-        row[self.load_name] = self.load
+               and (f.name not in ("replicas", "router") or self.replicas != 1)
+               and f.name not in _SPEC + ("request_rate", "shape", "slo_targets")}
+        if self.speculative:
+            row.update({name: getattr(self, name) for name in _SPEC})
+        row.update(self.shape)
+        row[self.load_name] = self.load if self.request_rate is None else self.request_rate
         row["gpus"] = self.gpus
         return row
 
@@ -79,8 +107,11 @@ class Point:
             parts += ["--batch", str(self.load), "--input-len", str(self.isl),
                       "--output-len", str(self.osl)]
         else:
-            parts += ["--concurrency", str(self.load), "--isl", str(self.isl),
-                      "--osl", str(self.osl)]
+            parts += (["--request-rate", f"{self.request_rate:g}"]
+                      if self.request_rate is not None else ["--concurrency", str(self.load)])
+            parts += ["--isl", str(self.isl), "--osl", str(self.osl)]
+            for name, value in self.shape:
+                parts += [f"--{name.replace('_', '-')}", f"{value:g}"]
             if self.requests:
                 parts += ["--num-requests", str(self.requests)]
             if self.max_num_batched_tokens:
@@ -88,7 +119,20 @@ class Point:
             if self.replicas != 1:
                 parts += ["--replicas", str(self.replicas), "--router",
                           self.router or "round-robin"]
+            if self.slo_targets:
+                parts += ["--slo", ",".join(f"{name[:-2]}={value * 1e3:g}ms"
+                                            for name, value in self.slo_targets)]
+            if self.speculative:
+                parts += ["--speculative", self.speculative, "--spec-tokens",
+                          str(self.spec_tokens), "--acceptance", f"{self.acceptance:g}"]
+                if self.draft_model:
+                    parts += ["--draft-model", _quote(self.draft_model)]
+                if self.draft_overhead_s:
+                    parts += ["--draft-overhead", f"{self.draft_overhead_s * 1e3:g}ms"]
         return " ".join(parts)
+
+
+_SPEC = ("speculative", "spec_tokens", "acceptance", "draft_model", "draft_overhead_s")
 
 
 def _quote(text: str) -> str:

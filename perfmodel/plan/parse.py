@@ -97,3 +97,27 @@ def parse_prices(text: str | None, gpus: list[str]) -> dict[str, float]:
                                  f"searched ({', '.join(gpus)}); add it to --gpus")
         prices[name.strip()] = price
     return prices
+
+
+MAX_RATE = 1e9  # requests/s: far above any engine's
+
+
+def parse_rates(text: str, flag: str = "--request-rate") -> list[float]:
+    """'1,2.5,10' -> request rates per second, each finite and above 0 (at most MAX_VALUES;
+    order kept, duplicates removed)."""
+    values: list[float] = []
+    for item in parse_strs(text):
+        try:
+            value = float(item)
+        except ValueError:
+            value = -1.0
+        if not 0 < value <= MAX_RATE:
+            raise PerfmodelError(f"{flag} takes request rates per second, finite and above 0 "
+                                 f"(at most {MAX_RATE:g}), comma-separated (1,2.5,10), "
+                                 f"not {item!r}")
+        values.append(value)
+    if not values:
+        raise PerfmodelError(f"{flag} needs at least one request rate")
+    if len(values) > MAX_VALUES:
+        raise PerfmodelError(f"{flag} names more than {MAX_VALUES:,} values; give fewer")
+    return list(dict.fromkeys(values))

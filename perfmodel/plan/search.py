@@ -37,19 +37,26 @@ Row = dict[str, Any]
 
 @dataclass(frozen=True)
 class Slo:
-    """Latency targets in seconds (None: no target): mean TTFT and mean TPOT."""
+    """Latency targets in seconds (None: no target): mean TTFT and mean TPOT; with attainment
+    (plan --goodput), per request instead: a row meets them when at least that share of its
+    requests meets every target (serve's goodput block, serve/slo.py)."""
 
     ttft_s: float | None = None
     tpot_s: float | None = None
+    attainment: float | None = None
 
     def met(self, row: Row) -> bool:
+        if self.attainment is not None:
+            got = row.get("goodput_fraction")
+            return got is not None and got >= self.attainment
         return all(target is None or (row[key] is not None and row[key] <= target)
                    for key, target in (("ttft_s", self.ttft_s), ("tpot_s", self.tpot_s)))
 
     def tightened(self, margin: float) -> Slo:
         """Every target divided by 1 + margin: a point meeting these keeps that share of
         headroom on each target."""
-        return Slo(*(None if t is None else t / (1 + margin) for t in (self.ttft_s, self.tpot_s)))
+        return Slo(*(None if t is None else t / (1 + margin) for t in (self.ttft_s, self.tpot_s)),
+                   self.attainment)
 
     def headroom(self, row: Row) -> dict[str, float | None]:
         """{"ttft", "tpot"}: target / estimate − 1 of a row that meets them (None: no target)."""
@@ -74,6 +81,8 @@ class Plan:
     margin: float = 0.0
     best_with_margin: Row | None = None  # the best meeting every target ÷ (1 + margin)
     best_by_mode: tuple[tuple[str, Row | None], ...] = ()  # ("agg"|"disagg", its best) with disagg
+    best_by_spec: tuple[tuple[str, Row | None], ...] = ()  # ("plain"|"speculative", its best)
+    spec_crossovers: tuple[Row, ...] = ()  # per deployment with speculation (plan/speculate.py)
 
     @property
     def searched(self) -> int:
@@ -137,11 +146,14 @@ def deployments(model: str, gpus: Sequence[str], precisions: Sequence[str | None
     return kept, skipped, notes
 
 
-def _loads(kept: list[tuple[Point, int]], concurrencies: Sequence[int], waves: int
-           ) -> tuple[list[Point], list[Row]]:
+def _loads(kept: list[tuple[Point, int]], concurrencies: Sequence[int], waves: int,
+           rates: Sequence[float] | None = None) -> tuple[list[Point], list[Row]]:
     """Each deployment at each concurrency it can hold; above that, requests would only queue
-    (the same tokens/s, a longer TTFT), so those points are skipped, not simulated."""
+    (the same tokens/s, a longer TTFT), so those points are skipped, not simulated. With
+    rates: each deployment at each open-loop request rate (serve's default request count)."""
     points, skipped = [], []
+    if rates is not None:
+        return [replace(p, request_rate=r) for p, _ in kept for r in rates], []
     for point, held in kept:
         for c in concurrencies:
             one = replace(point, load=c,
@@ -195,13 +207,15 @@ def _value(row: Row, key: str) -> float:
     return -row[key] if key == "cost_per_mtok" else row[key]
 
 
-def pick_best(rows: Sequence[Row], slo: Slo, by_cost: bool) -> Row | None:
-    """The row meeting the SLOs at the lowest cost (or most tokens/s per GPU), then the fewest
-    GPUs, then the most tokens/s per user."""
+def pick_best(rows: Sequence[Row], slo: Slo, by_cost: bool, main: str = "tok_s_per_gpu"
+              ) -> Row | None:
+    """The row meeting the SLOs at the lowest cost (or the most of `main`: tokens/s per GPU,
+    or good requests/s per GPU with --goodput), then the fewest GPUs, then the most tokens/s
+    per user."""
     meeting = [r for r in rows if slo.met(r)]
     if not meeting:
         return None
-    main = "cost_per_mtok" if by_cost else "tok_s_per_gpu"
+    main = "cost_per_mtok" if by_cost else main
     return max(meeting, key=lambda r: (_value(r, main), -r["gpus"], r["tok_s_per_user"]))
 
 
@@ -211,13 +225,30 @@ def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
          engine: str | None = None, method: str | None = None, waves: int = REQUESTS_PER_CLIENT,
          workers: int | None = None, on_total: Any = None,
          on_progress: Progress | None = None, margin: float = 0.0,
-         router: str | None = None, disagg: bool = False) -> Plan:
+         router: str | None = None, disagg: bool = False, speculation: Any = None,
+         request_rates: Sequence[float] | None = None,
+         shape: dict[str, float] | None = None) -> Plan:
     """Search the deployments, evaluate every fitting one at every concurrency, rank them;
     with margin > 0 also the best that keeps that headroom on every target; with disagg
     the disaggregated layouts too (disagg_deployments; serve only), and the best of each
-    mode."""
+    mode; with speculation (serve.speculative.Speculation) every aggregated deployment also
+    with it (plan/speculate.py), and the best with and without; with request_rates, open-loop
+    loads instead of concurrencies; shape: burstiness / range_ratio passed to serve; with
+    slo.attainment, serve's per-request goodput against slo's targets decides which points
+    meet them, and good requests/s per GPU ranks them (plan --goodput)."""
     method = method or (SERVE if serve_available() else PREDICT)
     prices = prices or {}
+    goodput = slo.attainment is not None
+    if goodput:
+        if method != SERVE or disagg:
+            raise PerfmodelError("--goodput needs the serve method and aggregated layouts (serve "
+                                 "has no goodput with --disagg); drop --method predict or "
+                                 "--disagg")
+        targets = tuple((k, v) for k, v in (("ttft_s", slo.ttft_s), ("tpot_s", slo.tpot_s))
+                        if v is not None)
+        if not targets:
+            raise PerfmodelError("--goodput counts the requests meeting --ttft-slo and "
+                                 "--tpot-slo; give at least one of them")
     kept, skipped, notes = deployments(model, gpus, precisions, max_gpus, isl, osl, method,
                                        engine, tps, router)
     if disagg:
@@ -226,28 +257,59 @@ def plan(model: str, *, gpus: Sequence[str], precisions: Sequence[str | None],
                                  "has no prefill and decode pools)")
         if router is not None:
             raise PerfmodelError("--disagg and --router search different layouts; give one")
+        if shape and "prefix_len" in shape:
+            raise PerfmodelError("--prefix-len is not modelled with --disagg yet (serve refuses "
+                                 "the two together); drop one")
         kept += disagg_deployments(kept, max_gpus)
-    points, over = _loads(kept, concurrencies, waves)
+    if (speculation is not None or request_rates is not None or shape) and method != SERVE:
+        raise PerfmodelError("--speculative, --request-rate, --burstiness, --range-ratio and "
+                             "--prefix-len need --method serve (the static-batch prediction "
+                             "has none)")
+    if goodput:
+        kept = [(replace(p, slo_targets=targets), held) for p, held in kept]
+    if shape:
+        kept = [(replace(p, shape=tuple(sorted(shape.items()))), held) for p, held in kept]
+    if speculation is not None:
+        from perfmodel.plan.speculate import with_speculation
+        kept += with_speculation(kept, speculation)
+        if disagg:
+            notes.append("disaggregated layouts ran without speculation (serve does not model "
+                         "the two together)")
+    points, over = _loads(kept, concurrencies, waves, request_rates)
     if on_total:
         on_total(len(points))
     rows = [_with_cost(row, point, prices)
             for row, point in zip(run_points(points, workers=workers, on_progress=on_progress),
                                   points)]
+    if speculation is not None:
+        from perfmodel.plan.speculate import annotate
+        annotate(rows)
+    if goodput:
+        for row in rows:
+            good = row.get("goodput_requests_s")
+            row["goodput_per_gpu"] = None if good is None else good / row["gpus"]
     valid = [r for r in rows if r["error"] is None and r["tok_s_per_gpu"]
-             and r["tok_s_per_user"]]
+             and r["tok_s_per_user"] and (not goodput or r["goodput_per_gpu"] is not None)]
     failed = Counter(r["error"] for r in rows if r["error"])
     notes += [f"{n} points could not run: {error}" for error, n in failed.most_common(3)]
     valid_ids = {id(r) for r in valid}
     for row in rows:
         row["meets_slo"] = id(row) in valid_ids and slo.met(row)
     by_cost = bool(prices) and all(g in prices for g in gpus)
-    keys = ("cost_per_mtok" if by_cost else "tok_s_per_gpu", "tok_s_per_user")
+    main = "goodput_per_gpu" if goodput else "tok_s_per_gpu"
+    keys = ("cost_per_mtok" if by_cost else main, "tok_s_per_user")
     front = pareto_front(valid, keys, _value)
-    per_gpu = tuple((g, pick_best([r for r in valid if r["gpu"] == g], slo, by_cost))
+    per_gpu = tuple((g, pick_best([r for r in valid if r["gpu"] == g], slo, by_cost, main))
                     for g in gpus)
-    by_mode = tuple((m, pick_best([r for r in valid if mode_of(r) == m], slo, by_cost))
+    by_mode = tuple((m, pick_best([r for r in valid if mode_of(r) == m], slo, by_cost, main))
                     for m in ("agg", "disagg")) if disagg else ()
+    by_spec, crossed = (), ()
+    if speculation is not None:
+        from perfmodel.plan.speculate import crossovers, is_spec
+        by_spec = tuple((m, pick_best([r for r in valid if is_spec(r) == (m != "plain")], slo,
+                                      by_cost, main)) for m in ("plain", "speculative"))
+        crossed = crossovers(rows)
     return Plan(method, tuple(rows), tuple(skipped + over), tuple(front),
-                pick_best(valid, slo, by_cost), keys, tuple(notes), per_gpu, margin,
-                pick_best(valid, slo.tightened(margin), by_cost) if margin > 0 else None,
-                by_mode)
+                pick_best(valid, slo, by_cost, main), keys, tuple(notes), per_gpu, margin,
+                pick_best(valid, slo.tightened(margin), by_cost, main) if margin > 0 else None,
+                by_mode, by_spec, crossed)

@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from perfmodel.serve.result import Disagg, DisaggPool
 
 
-def _pool(name: str, p: dict[str, Any]) -> str:
-    layout = "+".join(f"{k.upper()}{p[k]}" for k in ("tp", "ep", "dp") if p[k] > 1) or "1 GPU"
-    return (f"{name} {p['workers']} x {layout} ({p['gpus']} GPUs, {p['schedulers']} "
-            f"scheduler(s)): busy {p['busy_fraction']:.0%}, peak KV {p['peak_kv_fraction']:.0%}")
+def _pool(name: str, p: DisaggPool) -> str:
+    layout = "+".join(f"{k.upper()}{getattr(p, k)}" for k in ("tp", "ep", "dp")
+                      if getattr(p, k) > 1) or "1 GPU"
+    return (f"{name} {p.workers} x {layout} ({p.gpus} GPUs, {p.schedulers} "
+            f"scheduler(s)): busy {p.busy_fraction:.0%}, peak KV {p.peak_kv_fraction:.0%}")
 
 
-def disagg_lines(d: dict[str, Any]) -> list[str]:
+def disagg_lines(d: Disagg) -> list[str]:
     """Pools, their load, and the KV transfer (serve --json's "disagg", docs/json.md)."""
-    x = d["kv_transfer"]
-    batch = d["decode"].get("mean_batch")
-    lim = x.get("limit_mean_s")
-    return [f"disaggregated {d['layout']} on {d['gpus']} GPUs; every scheduler simulated, "
+    x = d.kv_transfer
+    batch = d.decode.mean_batch
+    lim = x.limit_mean_s
+    return [f"disaggregated {d.layout} on {d.gpus} GPUs; every scheduler simulated, "
             "latencies over all requests",
-            _pool("prefill", d["prefill"]),
-            _pool("decode", d["decode"]) + (f", mean batch {batch:.1f}" if batch else ""),
-            f"KV transfer over {x['link']} ({x['bandwidth'] / 1e9:.0f} GB/s per GPU): "
-            f"{x['mean_bytes'] / 1e6:.1f} MB a request on the busiest link, "
-            f"{x['mean_s'] * 1e3:.2f} ms" + (f" (limit {lim * 1e3:.2f} ms)" if lim else "")
-            + ("" if x["measured_table"] else ", bandwidth alone")]
+            _pool("prefill", d.prefill),
+            _pool("decode", d.decode) + (f", mean batch {batch:.1f}" if batch else ""),
+            f"KV transfer over {x.link} ({x.bandwidth / 1e9:.0f} GB/s per GPU): "
+            f"{x.mean_bytes / 1e6:.1f} MB a request on the busiest link, "
+            f"{x.mean_s * 1e3:.2f} ms" + (f" (limit {lim * 1e3:.2f} ms)" if lim else "")
+            + ("" if x.measured_table else ", bandwidth alone")]
 
 
 def _tok(value: float | None) -> str:

@@ -42,9 +42,9 @@ def print_runs(rows: Iterable[Any], summaries: dict[str, dict], note: str) -> No
     for c in rows:
         r, m = c.run, c.predicted
         table.add_row(r.label, _point(r), r.half,
-                      f"{r.ttft_s * 1e3:.0f} / {m['ttft_s']['mean'] * 1e3:.0f}",
-                      f"{r.tpot_s * 1e3:.2f} / {m['tpot_s']['mean'] * 1e3:.2f}",
-                      f"{r.output_tok_s:.0f} / {m['throughput']['output_tok_s']:.0f}",
+                      f"{r.ttft_s * 1e3:.0f} / {m.ttft_s.mean * 1e3:.0f}",
+                      f"{r.tpot_s * 1e3:.2f} / {m.tpot_s.mean * 1e3:.2f}",
+                      f"{r.output_tok_s:.0f} / {m.throughput.output_tok_s:.0f}",
                       _hits(r), r.excluded or "")
     console.print(table)
     for line in runs_markdown(summaries):
@@ -63,9 +63,9 @@ def runs_json(rows: Iterable[Any], summaries: dict[str, dict], note: str) -> dic
                       "excluded": c.run.excluded,
                       "measured": {"ttft_s": c.run.ttft_s, "tpot_s": c.run.tpot_s,
                                    "output_tok_s": c.run.output_tok_s},
-                      "predicted": {"ttft_s": c.predicted["ttft_s"]["mean"],
-                                    "tpot_s": c.predicted["tpot_s"]["mean"],
-                                    "output_tok_s": c.predicted["throughput"]["output_tok_s"],
-                                    "limit_tpot_s": c.predicted["limit"]["tpot_s"]["mean"]}}
+                      "predicted": {"ttft_s": c.predicted.ttft_s.mean,
+                                    "tpot_s": c.predicted.tpot_s.mean,
+                                    "output_tok_s": c.predicted.throughput.output_tok_s,
+                                    "limit_tpot_s": c.predicted.limit.tpot_s.mean}}
                      for c in rows],
             "summary": summaries, "engine": note}

@@ -11,7 +11,7 @@ GPUs: the sharded step and dp·pp schedulers), fleet (replicas behind a router),
 
 from __future__ import annotations
 
-import json
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from operator import itemgetter
 from typing import Any, Callable
@@ -27,6 +27,8 @@ from perfmodel.serve.metrics import finite, metrics
 from perfmodel.serve.metrics import summary as distribution
 from perfmodel.serve.prefix_cache import prefix_doc
 from perfmodel.serve.requests import make_arrivals
+from perfmodel.serve.result import EngineProfileRef, Fleet, Goodput, Parallelism, PowerLimit, \
+    PrefixCacheUse, ServeResult, Speculative, Workload, run_figures
 from perfmodel.serve.shared_prefix import with_prefixes
 from perfmodel.serve.simulate import Outcome, simulate
 from perfmodel.serve.slo import goodput, targets
@@ -42,20 +44,33 @@ KNOBS = {"max_num_seqs": "max_num_seqs", "max_num_batched_tokens": "max_num_batc
 
 @dataclass(frozen=True)
 class ServeReport:
-    """One simulated serving run: its metrics (the --json document) and how it was set up."""
+    """One simulated serving run: its result (serve/result.py, the --json document) and how it
+    was set up."""
 
-    metrics: dict[str, Any]
+    result: ServeResult
     facts: EngineFacts
     kv: KvPlan
     outcome: Outcome = field(repr=False)
     warnings: tuple[str, ...] = ()
     step_cost: StepCost | None = field(default=None, repr=False, compare=False)
 
-    def to_json(self) -> str:
-        return json.dumps(self.metrics, indent=1, allow_nan=False)
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The --json document as a new dict (result.to_dict()); read `result` instead."""
+        return self.result.to_dict()
 
 
-_COSTS: dict[tuple, tuple[StepCost, Any]] = {}
+# The step-cost tables of the last few deployments, least recently used first. Building one
+# (estimator, interpolators) took 10-17 ms on the 2-core dev box against 5-6 ms for a whole
+# 2-request run that reuses it (`serve` of Llama-3.1-8B, vllm/sglang/trtllm, TP 1 and 2), and
+# a sweep or plan asks for the same deployment at every load of its grid (load is the innermost
+# axis, plan/grid.py), a speculative run for two at once (target and drafter). But each entry
+# also holds its StepCost's memo of step times: 2 MB after 1,000 requests, up to its 200,000-
+# entry cap (~450 bytes each, ~90 MB) on long runs; unbounded, a long-lived process (plan over
+# many GPUs, precisions and layouts) kept every one. 16: twice the 8 deployments of
+# tools/house_proof.py's plan over two GPUs, two precisions and TP 1-2; a miss costs one rebuild.
+_COSTS: OrderedDict[tuple, tuple[StepCost, Any]] = OrderedDict()
+_COSTS_SIZE = 16
 
 
 def step_cost_for(lay: Layout, precision, gpu_spec, facts: EngineFacts, host: float,
@@ -65,7 +80,11 @@ def step_cost_for(lay: Layout, precision, gpu_spec, facts: EngineFacts, host: fl
     from perfmodel.cost.estimate import estimator_for
 
     key = (*key, precision, facts, host, longest, lay.par)
-    if key not in _COSTS:
+    if key in _COSTS:
+        _COSTS.move_to_end(key)
+    else:
+        if len(_COSTS) >= _COSTS_SIZE:
+            _COSTS.popitem(last=False)  # the least recently used
         est = estimator_for(gpu_spec, precision, facts.kernels)
         estimator = with_fused_moe(est.estimator, moe_tables, lay.local,
                                    precision.weight_dtype)
@@ -155,7 +174,7 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
             raise WorkloadError("--prefix-len and --num-prefixes are not modelled with --disagg "
                                 "yet; drop them or serve the aggregated deployment")
         kit = ServeKit(ServeReport, step_cost_for, KNOBS, after_warmup, with_latencies,
-                       with_request_latency, _profile_doc)
+                       with_request_latency, _profile_ref)
         return run_disagg(model, pools, kit, gpu=gpu, engine=engine, concurrency=concurrency,
                           request_rate=request_rate, isl=isl, osl=osl,
                           num_requests=num_requests, lengths=lengths, precision=precision,
@@ -221,8 +240,13 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
                           gpu_spec, facts, lay.weights_bytes + (
                               drafter.weights_bytes if drafter else 0)), pp)
     host = engine_knobs.get("host_overhead_s")
+    synchronous = False
     if host is None:
-        host = profile.host_overhead_s if profile else HOST_OVERHEAD_S.get(facts.name, 0.0)
+        host, synchronous = profile.host_overhead_for(spec_req and spec_req.method) if profile \
+            else (HOST_OVERHEAD_S.get(facts.name, 0.0), False)
+    if synchronous and draft_overhead_s is None and spec_req.method == "draft-model":
+        # each drafter pass is a forward of its own on the synchronous runner: the same host time
+        spec_req = replace(spec_req, draft_overhead_s=host)
     longest = max(r.isl for r in arrivals.requests)
     cost, est = step_cost_for(lay, prec, with_engine_tables(gpu_spec, profile), facts, host,
                               (cfg.model_id, cfg.source, gpu_spec.name,
@@ -258,37 +282,46 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
         # (with_latencies takes the measured requests' latencies only: their ITL goes unread)
         doc = with_latencies(doc, metrics(replace(measured, itl=()), gpus))
     doc["limit"] = limit_bounds(measured, cost)
-    doc = {"model": cfg.model_id, "gpu": gpu_spec.name, "engine": facts.name,
-           "precision": prec.label, "parallel": {**par.to_dict(), "schedulers": lay.schedulers},
-           "workload": {"concurrency": concurrency, "request_rate": _finite(request_rate),
-                        "num_requests": len(full.requests), "warmup": warmup,
-                        "lock_step": bool(concurrency) and not stagger,
-                        "isl": None if lengths or trace_in else isl,
-                        "osl": None if lengths or trace_in else osl,
-                        **workload_doc(full, burstiness, range_ratio, length_dist, length_cv,
-                                       trace_in, speedup)},
-           **doc, "kv_cache": {**doc["kv_cache"], "block_size": kv.block_size,
-                               "tokens": kv.tokens, "bytes_per_token": kv.bytes_per_token},
-           "host_overhead_s": host, "request_latency_s": latency,
-           "engine_profile": _profile_doc(profile),
-           "power_limit": _power_limit(cost), "estimate_note": est.note}
-    if slo:
-        doc["goodput"] = goodput(measured.done, [r.slo_class for r in arrivals.requests], slo,
-                                 doc["throughput"]["requests_s"])
-    if spec_req:
-        doc["speculative"] = speculative_doc(spec_req, drafter, plain, cost, full.requests,
-                                             facts.max_num_seqs)
-    if any(r.prefix_len for r in full.requests):
-        doc["workload"].update(prefix_len=prefix_len or None, num_prefixes=num_prefixes
-                               if prefix_len else None)
-        doc["prefix_cache"] = prefix_doc(out, prefix_caching)
+    options = workload_doc(full, burstiness, range_ratio, length_dist, length_cv, trace_in,
+                           speedup)
+    prefixed = any(r.prefix_len for r in full.requests)
+    if prefixed:
+        options.update(prefix_len=prefix_len or None,
+                       num_prefixes=num_prefixes if prefix_len else None)
     warnings = tuple(w for w in (est.flag, *parallel_warnings(gpu_spec, par, bool(
         est.estimator), engine=facts.kernels), budget_warning(facts, longest)) if w)
+    if synchronous:
+        warnings += (f"{facts.name} {profile.version} runs {spec_req.method} speculation with "
+                     f"async scheduling off: {host * 1e3:.2f} ms of host time per forward (the "
+                     "profile's `synchronous`, measured on plain decode run that way) on every "
+                     "step" + (" and every drafter pass" if spec_req.method == "draft-model"
+                               else ""),)
     if fleet is not None:
         from perfmodel.serve.fleet import fleet_doc, fleet_warning
-        doc["fleet"] = fleet_doc(fleet, router, replicas_per_gpu, gpus)
         warnings += tuple(w for w in [fleet_warning(replicas, replicas_per_gpu, facts)] if w)
-    return ServeReport(finite(doc), facts, kv, out, warnings, cost)
+    result = ServeResult(
+        model=cfg.model_id, gpu=gpu_spec.name, engine=facts.name, precision=prec.label,
+        parallel=Parallelism(**par.to_dict(), schedulers=lay.schedulers),
+        workload=Workload(concurrency=concurrency, request_rate=_finite(request_rate),
+                          num_requests=len(full.requests), warmup=warmup,
+                          lock_step=bool(concurrency) and not stagger,
+                          isl=None if lengths or trace_in else isl,
+                          osl=None if lengths or trace_in else osl, options=finite(options)),
+        **run_figures(finite(doc), block_size=kv.block_size, tokens=kv.tokens,
+                      bytes_per_token=kv.bytes_per_token),
+        host_overhead_s=host, request_latency_s=latency, engine_profile=_profile_ref(profile),
+        power_limit=_power_limit(cost), estimate_note=est.note,
+        goodput=Goodput.from_dict(finite(goodput(
+            measured.done, [r.slo_class for r in arrivals.requests], slo,
+            doc["throughput"]["requests_s"]))) if slo else None,
+        speculative=Speculative.from_dict(finite(speculative_doc(
+            spec_req, drafter, plain, cost, full.requests, facts.max_num_seqs)))
+        if spec_req else None,
+        prefix_cache=PrefixCacheUse.from_dict(finite(prefix_doc(out, prefix_caching)))
+        if prefixed else None,
+        fleet=Fleet.from_dict(finite(fleet_doc(fleet, router, replicas_per_gpu, gpus)))
+        if fleet is not None else None)
+    return ServeReport(result, facts, kv, out, warnings, cost)
 
 
 def _trtllm_bench(facts, full, lay, prec, gpu_spec, pp, knobs) -> EngineFacts:
@@ -315,12 +348,12 @@ def with_request_latency(out: Outcome, latency: float) -> Outcome:
                                    for d in out.done))
 
 
-def _profile_doc(profile: EngineProfile | None) -> dict | None:
+def _profile_ref(profile: EngineProfile | None) -> EngineProfileRef | None:
     """The engine profile serve used (docs/json.md), or None for the published-row preset."""
     if profile is None:
         return None
-    return {"engine": profile.engine, "version": profile.version, "gpu": profile.gpu,
-            "date": profile.date, "path": display_path(profile.path)}
+    return EngineProfileRef(engine=profile.engine, version=profile.version, gpu=profile.gpu,
+                            date=profile.date, path=display_path(profile.path))
 
 
 def after_warmup(out: Outcome, warmup: int, schedulers: int) -> Outcome:
@@ -369,12 +402,12 @@ def _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress,
                    peak_blocks=max(cold.peak_blocks, steady.peak_blocks))
 
 
-def _power_limit(cost: StepCost) -> dict | None:
+def _power_limit(cost: StepCost) -> PowerLimit | None:
     """The profile's power-limit curve the step costs use (docs/json.md), or None."""
     if not cost.sustained:
         return None
-    return {"dtype": cost.sustained_dtype, "burst_s": [b for b, _ in cost.sustained],
-            "fraction": [f for _, f in cost.sustained]}
+    return PowerLimit(dtype=cost.sustained_dtype, burst_s=tuple(b for b, _ in cost.sustained),
+                      fraction=tuple(f for _, f in cost.sustained))
 
 
 def limit_bounds(out: Outcome, cost: StepCost) -> dict[str, dict]:

@@ -321,7 +321,7 @@ class ServeKit:
     after_warmup: Callable
     with_latencies: Callable
     with_request_latency: Callable
-    profile_doc: Callable
+    profile_ref: Callable
 
 
 @dataclass(frozen=True)
@@ -383,6 +383,7 @@ def run_disagg(model: str, pools: Pools, kit: ServeKit, *, gpu: str, engine: str
     from perfmodel.serve.engines import HOST_OVERHEAD_S
     from perfmodel.serve.metrics import finite, metrics
     from perfmodel.serve.requests import make_arrivals
+    from perfmodel.serve.result import Disagg, Parallelism, ServeResult, Workload, run_figures
 
     unknown = sorted(set(engine_knobs) - set(kit.knobs))
     if unknown:
@@ -450,23 +451,23 @@ def run_disagg(model: str, pools: Pools, kit: ServeKit, *, gpu: str, engine: str
     if measured is not out:
         doc = kit.with_latencies(doc, metrics(measured, pools.gpus))
     doc["limit"] = limit_bounds(measured, pre.cost, dec.cost, link, per_token)
-    doc["disagg"] = _disagg_doc(pools, sim, pre, dec, link, per_token, seconds, out)
-    doc = {"model": cfg.model_id, "gpu": gpu_spec.name, "engine": dec.facts.name,
-           "precision": prec.label,
-           "parallel": {**Parallel(tp=pools.decode_tp, ep=pools.decode_ep,
-                                   dp=pools.decode_dp).to_dict(), "gpus": pools.gpus,
-                        "schedulers": len(sim.prefill) + len(sim.decode)},
-           "workload": {"concurrency": concurrency,
-                        "request_rate": None if request_rate == math.inf else request_rate,
-                        "num_requests": len(full.requests), "warmup": warmup,
-                        "lock_step": False,
-                        "isl": None if lengths else isl, "osl": None if lengths else osl},
-           **doc, "kv_cache": {**doc["kv_cache"], "block_size": dec.kv.block_size,
-                               "tokens": dec.kv.tokens,
-                               "bytes_per_token": dec.kv.bytes_per_token},
-           "host_overhead_s": host, "request_latency_s": latency,
-           "engine_profile": kit.profile_doc(profile), "power_limit": None,
-           "estimate_note": dec.estimate.note}
+    layout = Parallel(tp=pools.decode_tp, ep=pools.decode_ep, dp=pools.decode_dp).to_dict()
+    result = ServeResult(
+        model=cfg.model_id, gpu=gpu_spec.name, engine=dec.facts.name, precision=prec.label,
+        parallel=Parallelism(**{**layout, "gpus": pools.gpus},
+                             schedulers=len(sim.prefill) + len(sim.decode)),
+        workload=Workload(concurrency=concurrency,
+                          request_rate=finite(None if request_rate == math.inf
+                                              else request_rate),
+                          num_requests=len(full.requests), warmup=warmup, lock_step=False,
+                          isl=None if lengths else isl, osl=None if lengths else osl),
+        **run_figures(finite(doc), block_size=dec.kv.block_size, tokens=dec.kv.tokens,
+                      bytes_per_token=dec.kv.bytes_per_token),
+        disagg=Disagg.from_dict(finite(_disagg_doc(pools, sim, pre, dec, link, per_token,
+                                                   seconds, out))),
+        host_overhead_s=host, request_latency_s=latency,
+        engine_profile=kit.profile_ref(profile), power_limit=None,
+        estimate_note=dec.estimate.note)
     warnings = tuple(w for w in (
         pre.estimate.flag, link.flag,
         *parallel_warnings(gpu_spec, Parallel(tp=pools.prefill_tp, ep=pools.prefill_ep,
@@ -475,8 +476,8 @@ def run_disagg(model: str, pools: Pools, kit: ServeKit, *, gpu: str, engine: str
         *parallel_warnings(gpu_spec, Parallel(tp=pools.decode_tp, ep=pools.decode_ep,
                                               dp=pools.decode_dp), bool(dec.estimate.estimator),
                            engine=dec.facts.kernels)) if w)
-    return kit.report(finite(doc), dec.facts, dec.kv, out, tuple(dict.fromkeys(warnings)),
-                       dec.cost)
+    return kit.report(result, dec.facts, dec.kv, out, tuple(dict.fromkeys(warnings)),
+                      dec.cost)
 
 
 def _steady_e2e(pre: _Pool, dec: _Pool, pools: Pools, arrivals: Arrivals, transfer) -> float:

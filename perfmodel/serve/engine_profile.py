@@ -9,6 +9,10 @@ A profile (configs/engines/<engine>-<version>-<gpu>.yaml) holds
   engine's steps before its first token reaches the client (HTTP, tokenization, the hop to the
   engine core, detokenization and streaming), each fitted on the profile's training half with
   its rule and data named under `fit`;
+- `synchronous` (optional): the engine run with its scheduling synchronous (async scheduling
+  off, as vLLM 0.26 runs draft-model and CPU-ngram speculation): `host_overhead_s`, the host
+  time per forward then visible, measured on plain decode run that way (its rule and run named
+  there), and `speculative_methods`, the methods that make the engine run so (from its code);
 - `tables`: the engine's own kernels timed on that GPU (calibrate/engine_kernels.py), in the
   GPU profile's table format; they replace the GPU profile's tables of the same name for this
   engine's estimate (linear per dtype, attention per shape, the rest whole);
@@ -53,6 +57,17 @@ class EngineProfile:
     host_overhead_s: float
     request_latency_s: float
     tables: Mapping[str, Any] | None = field(default=None, repr=False)
+    # host time per forward when the engine runs synchronously, and the speculative methods
+    # with which it does (module docstring); None / () where the profile does not measure it
+    sync_host_overhead_s: float | None = None
+    sync_speculative: tuple[str, ...] = ()
+
+    def host_overhead_for(self, speculative: str | None) -> tuple[float, bool]:
+        """(host time per step, whether the engine runs synchronously) for a run with this
+        speculative method (None: none)."""
+        if speculative in self.sync_speculative and self.sync_host_overhead_s is not None:
+            return self.sync_host_overhead_s, True
+        return self.host_overhead_s, False
 
     @property
     def label(self) -> str:
@@ -90,11 +105,26 @@ def parse_profile(data: Any, path: str) -> EngineProfile:
     if not (0 <= host < 1 and 0 <= latency < 10):
         raise EngineProfileError(f"engine profile {path}: host_overhead_s and "
                                  "request_latency_s must be seconds in [0, 1) and [0, 10)")
+    sync = data.get("synchronous")
+    sync_host, sync_methods = None, ()
+    if sync is not None:
+        ok = isinstance(sync, dict) and isinstance(sync.get("host_overhead_s"), (int, float)) \
+            and not isinstance(sync.get("host_overhead_s"), bool) \
+            and 0 <= sync["host_overhead_s"] < 1 \
+            and isinstance(sync.get("speculative_methods", []), list) \
+            and all(isinstance(m, str) for m in sync.get("speculative_methods", []))
+        if not ok:
+            raise EngineProfileError(f"engine profile {path}: 'synchronous' must map "
+                                     "host_overhead_s (seconds in [0, 1)) and "
+                                     "speculative_methods (a list of method names)")
+        sync_host = float(sync["host_overhead_s"])
+        sync_methods = tuple(sync.get("speculative_methods", []))
     return EngineProfile(
         engine=need("engine", str), version=str(need("version", (str, int, float))),
         gpu=need("gpu", str), device_name=str(data.get("device_name", "")),
         date=str(data.get("date", "")), path=path, knobs=knobs, host_overhead_s=host,
-        request_latency_s=latency, tables=data.get("tables") or None)
+        request_latency_s=latency, tables=data.get("tables") or None,
+        sync_host_overhead_s=sync_host, sync_speculative=sync_methods)
 
 
 @functools.cache

@@ -21,10 +21,13 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from perfmodel.fitted import ENGINE_PROFILE_RULE
 from perfmodel.validate.engine_runs import BenchRun, read_runs
+
+if TYPE_CHECKING:
+    from perfmodel.serve.result import ServeResult
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class Compared:
     tpot: float
     tok_s: float
     limit_tpot: float
-    predicted: dict
+    predicted: ServeResult
     ttft_p90: float | None = None  # predicted / measured p90 TTFT (None: not measured)
     tpot_median: float | None = None  # predicted / measured median TPOT
 
@@ -63,8 +66,8 @@ def gpu_for(runs: Iterable[BenchRun], gpu: str | None) -> str:
 
 
 def simulate(run: BenchRun, gpu: str, engine: str = "vllm", engine_profile: str | None = None,
-             lock_step: bool = True, **knobs) -> dict:
-    """serve's metrics for this run's workload and server settings."""
+             lock_step: bool = True, **knobs) -> ServeResult:
+    """serve's result for this run's workload and server settings."""
     from perfmodel.serve import run_serve
 
     load = ({"concurrency": run.concurrency} if run.request_rate is None
@@ -79,7 +82,7 @@ def simulate(run: BenchRun, gpu: str, engine: str = "vllm", engine_profile: str 
                      **prefix,
                      precision=run.precision, stagger=not lock_step,
                      **({"gpu_memory_utilization": memory} if memory else {}),
-                     **load, **knobs).metrics
+                     **load, **knobs).result
 
 
 def compare(runs: Iterable[BenchRun], gpu: str, engine: str = "vllm",
@@ -88,12 +91,11 @@ def compare(runs: Iterable[BenchRun], gpu: str, engine: str = "vllm",
     out = []
     for run in runs:
         m = simulate(run, gpu, engine, engine_profile, lock_step, **knobs)
-        out.append(Compared(run, m["ttft_s"]["mean"] / run.ttft_s,
-                            m["tpot_s"]["mean"] / run.tpot_s,
-                            m["throughput"]["output_tok_s"] / run.output_tok_s,
-                            m["limit"]["tpot_s"]["mean"] / run.tpot_s, m,
-                            _ratio(m["ttft_s"]["p90"], run.p90_ttft_s),
-                            _ratio(m["tpot_s"]["median"], run.median_tpot_s)))
+        out.append(Compared(run, m.ttft_s.mean / run.ttft_s, m.tpot_s.mean / run.tpot_s,
+                            m.throughput.output_tok_s / run.output_tok_s,
+                            m.limit.tpot_s.mean / run.tpot_s, m,
+                            _ratio(m.ttft_s.p90, run.p90_ttft_s),
+                            _ratio(m.tpot_s.median, run.median_tpot_s)))
     return tuple(out)
 
 
@@ -135,11 +137,11 @@ def fit(runs: Iterable[BenchRun], gpu: str, engine: str = "vllm@published",
         raise RunsError("no training point with one client (concurrency 1) to fit on; add "
                         "ISL:OSL:1:N points")
     latency = statistics.median(
-        r.median_ttft_s - simulate(r, gpu, engine, engine_profile, host_overhead_s=0.0)[
-            "ttft_s"]["median"] for r in points)
+        r.median_ttft_s - simulate(r, gpu, engine, engine_profile,
+                                   host_overhead_s=0.0).ttft_s.median for r in points)
     host = statistics.median(
-        r.tpot_s - simulate(r, gpu, engine, engine_profile, host_overhead_s=0.0)[
-            "tpot_s"]["mean"] for r in points)
+        r.tpot_s - simulate(r, gpu, engine, engine_profile,
+                            host_overhead_s=0.0).tpot_s.mean for r in points)
     return Fit(max(host, 0.0), max(latency, 0.0), tuple(r.id for r in points))
 
 

@@ -69,13 +69,13 @@ def compare_fleet(folder: Path | str, gpu: str, engine: str = "vllm") -> tuple[F
         m = run_serve(first.model, gpu=gpu, engine=engine, isl=first.isl, osl=first.osl,
                       concurrency=sum(r.concurrency for r in runs), num_requests=requests,
                       replicas=n, replicas_per_gpu=n, gpu_memory_utilization=memory.pop(),
-                      precision=first.precision, stagger=False).metrics
+                      precision=first.precision, stagger=False).result
         out.append(FleetPoint(
             tag, n, first.isl, first.osl, sum(r.concurrency for r in runs), requests,
             sum(r.output_tok_s for r in runs),
             sum(r.ttft_s * r.num_requests for r in runs) / requests,
             sum(r.tpot_s * r.num_requests for r in runs) / requests,
-            m["throughput"]["output_tok_s"], m["ttft_s"]["mean"], m["tpot_s"]["mean"]))
+            m.throughput.output_tok_s, m.ttft_s.mean, m.tpot_s.mean))
     return tuple(out)
 
 

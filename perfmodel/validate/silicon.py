@@ -194,17 +194,16 @@ def simulate_row(row: dict[str, str], host_overhead_s: float | None = None,
     kw = serve_kwargs(row, gpus)
     model = BUILDS.get(row["model_path"]) or HELD_OUT[row["model_path"]]
     report = run_serve(model, **kw, **knobs)
-    m, isl, osl = report.metrics, int(row["isl"]), int(row["osl"])
-    load = prefill_load(row, m["parallel"]["schedulers"],
+    r, isl, osl = report.result, int(row["isl"]), int(row["osl"])
+    load = prefill_load(row, r.parallel.schedulers,
                         report.step_cost.step(0, 0, [(0, isl)], 1)[1], gpus)
     return SimulatedRow(row["id"], row["backend"], row["backend_version"] or "?",
                         model, row["gemm_quant_mode"] or "bf16",
                         row["system"], isl, osl, kw["concurrency"],
                         is_training(row), float(row["silicon_ttft_ms"]) / 1e3,
-                        float(row["silicon_tpot_ms"]) / 1e3, m["ttft_s"]["mean"],
-                        m["tpot_s"]["mean"], m["limit"]["ttft_s"]["mean"],
-                        m["limit"]["tpot_s"]["mean"], m["preemptions"], load,
-                        m["parallel"]["gpus"])
+                        float(row["silicon_tpot_ms"]) / 1e3, r.ttft_s.mean, r.tpot_s.mean,
+                        r.limit.ttft_s.mean, r.limit.tpot_s.mean, r.preemptions, load,
+                        r.parallel.gpus)
 
 
 def error_summary(results: list[SimulatedRow]) -> dict[tuple[str, str], dict]:

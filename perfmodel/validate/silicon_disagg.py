@@ -118,14 +118,14 @@ def simulate_row(row: dict[str, str]) -> silicon.SimulatedRow:
     from perfmodel.serve import run_serve
 
     kw = serve_kwargs(row)
-    m = run_serve(silicon.BUILDS[row["model_path"]], **kw).metrics
+    r = run_serve(silicon.BUILDS[row["model_path"]], **kw).result
     return silicon.SimulatedRow(
         row["id"], row["backend"], row["backend_version"] or "?",
         silicon.BUILDS[row["model_path"]], row["gemm_quant_mode"] or "bf16", row["system"],
         int(row["isl"]), int(row["osl"]), kw["concurrency"], silicon.is_training(row),
         float(row["silicon_ttft_ms"]) / 1e3, float(row["silicon_tpot_ms"]) / 1e3,
-        m["ttft_s"]["mean"], m["tpot_s"]["mean"], m["limit"]["ttft_s"]["mean"],
-        m["limit"]["tpot_s"]["mean"], m["preemptions"], 0.0, m["disagg"]["gpus"])
+        r.ttft_s.mean, r.tpot_s.mean, r.limit.ttft_s.mean, r.limit.tpot_s.mean,
+        r.preemptions, 0.0, r.disagg.gpus)
 
 
 def run_rows(rows, simulate, on_row=None):

@@ -102,9 +102,10 @@ def acceptance(doc: dict, log: SpecLog) -> float | None:
 
 
 def compare(folder: Path | str, gpu: str, draft_model: str | None = None,
-            engine: str = "vllm", draft_overhead_s: float = 0.0) -> list[SpecPoint]:
+            engine: str = "vllm", draft_overhead_s: float | None = None) -> list[SpecPoint]:
     """Every speculative point under folder against serve (lock-step closed loops, as
-    validate-serving --runs runs them)."""
+    validate-serving --runs runs them); draft_overhead_s None: serve's own (the engine
+    profile's synchronous host time where the method makes the engine synchronous)."""
     from perfmodel.serve import run_serve
 
     points = []
@@ -132,12 +133,12 @@ def compare(folder: Path | str, gpu: str, draft_model: str | None = None,
                              stagger=False, speculative=log.method, spec_tokens=log.k,
                              acceptance=min(got, log.k + 1), draft_model=draft,
                              draft_overhead_s=draft_overhead_s,
-                             **load).metrics
+                             **load).result
         itl = doc.get("mean_itl_ms")
         points.append(SpecPoint(
             run.id, log.method, log.k, run.concurrency, run.isl, run.osl, got, run.tpot_s,
-            pred["tpot_s"]["mean"] if pred else None, itl / 1e3 if itl is not None else None,
-            pred["itl_s"]["mean"] if pred else None, run.excluded))
+            pred.tpot_s.mean if pred else None, itl / 1e3 if itl is not None else None,
+            pred.itl_s.mean if pred else None, run.excluded))
     return points
 
 
@@ -149,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder")
     parser.add_argument("--gpu", default="h200-measured")
     parser.add_argument("--draft-model", default=None)
-    parser.add_argument("--draft-overhead", type=float, default=0.0,
-                        help="serve's host time per drafter pass, seconds (default 0)")
+    parser.add_argument("--draft-overhead", type=float, default=None,
+                        help="serve's host time per drafter pass, seconds (default: serve's "
+                             "own, the engine profile's synchronous host time)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     try:
