@@ -39,7 +39,7 @@ from perfmodel.serve.state import CLIP_NEW_TOKENS
 # SGLang's new-token-ratio decay per decode step and its floor, as scheduler.sglang_step has them
 _DECAY, _FLOOR = 0.7 * (1 - 0.14) / 600, 0.7 * 0.14
 SHORT = 4  # stretches of fewer steps before a finish are left to run_step (no faster in one go)
-_CACHE_FLOATS = 4_000_000  # remembered entries (times, ITL records) before the memo starts afresh
+_CACHE_FLOATS = 1_500_000  # remembered entries (times, ITL records; ~45 B each) before a fresh start
 
 
 def _refuses(inst) -> bool | None:

@@ -256,8 +256,10 @@ class _Run(Instance):
         self.ramp = [k * ramp_s / first for k in range(first)]  # clients' first sends
         self.ramp.reverse()
         self._ramp_arrivals()
-        # decode-only stretches in one go where a step makes one token a decoder
-        self.fast = FAST_FORWARD and self.per_step == 1 and self.state.decode_tokens == 1
+        # decode-only stretches in one go where a step makes one token a decoder (an integer
+        # counter: a speculating cost's a = 1.0 keeps the step-by-step loop)
+        self.fast = (FAST_FORWARD and type(self.per_step) is int and self.per_step == 1
+                     and self.state.decode_tokens == 1)
         self.segments = SegmentMemo()
 
     def _ramp_arrivals(self) -> None:
