@@ -147,10 +147,10 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
                                             "worker's EP.")] = None,
           decode_dp: Annotated[IntOpt, _opt("--decode-dp", "Disaggregated: each decode "
                                             "worker's attention DP.")] = None,
-          kv_link: Annotated[Optional[str], _opt("--kv-link", "Disaggregated: the link the KV cache "
-                                       "crosses: auto (NVLink when both pools fit one 8-GPU "
-                                       "node, else the network; the default), nvlink, "
-                                       "network.")] = None,
+          kv_link: Annotated[Optional[str], _opt(
+              "--kv-link", "Disaggregated: the link the KV cache crosses: auto (NVLink when "
+              "both pools fit one 8-GPU node, else the network; the default), nvlink, "
+              "network.")] = None,
           host_overhead: Annotated[Optional[str], _opt(
               "--host-overhead", "Engine: host time per step, e.g. 2ms (default: the value "
               "fitted for the engine, docs/serving.md).")] = None,

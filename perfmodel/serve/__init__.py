@@ -1,7 +1,8 @@
 """The serving simulation: requests → an engine's scheduler → step costs → metrics.
 
 One entry point, run_serve: a discrete-event simulation of vLLM, SGLang or TensorRT-LLM serving
-one model on one GPU or many (tp·dp·pp, serve/ranks.py) under a closed-loop concurrency or a Poisson request rate (docs/serving.md).
+one model on one GPU or many (tp·dp·pp, serve/ranks.py) under a closed-loop concurrency, a
+request rate or a replayed trace (docs/serving.md).
 Modules: requests (arrivals and lengths), engines (each engine's defaults, cited), kv (the paged
 KV pool), step_cost (one step's time from the op model), state + scheduler (each engine's
 policy), simulate (the event loop), metrics (TTFT, TPOT, ITL, E2E, throughput), ranks (many
