@@ -155,6 +155,8 @@ def test_plan_picks_disaggregation_where_prefill_interferes():
       "2"], "--speculative is not modelled with --disagg"),
     (["--disagg", "1x1:1x1", "--slo", "ttft=1s"], "--trace-in and --slo are not modelled"),
     (["--disagg", "1x1:1x1", "--prefix-len", "64"], "--disagg"),
+    (["--kv-link", "nvlink"], "--kv-link is the link of a disaggregated deployment"),
+    (["--router", "least-loaded"], "--router sends requests among replicas"),
 ])
 def test_serve_argument_errors(args, says):
     result = runner.invoke(app, ["serve", MODEL, "--gpu", GPU, "--concurrency", "2",

@@ -13,6 +13,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 M8, M70, MOE, DSV3 = ("meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-70B", "Qwen/Qwen3-30B-A3B",
                       "deepseek-ai/DeepSeek-V3")
@@ -72,20 +73,23 @@ def run_all() -> dict[str, dict[str, object]]:
     return out
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def proof_main(argv: list[str], doc: str, run: Callable[[], dict]) -> int:
+    """--out FILE writes run()'s outputs; --check FILE runs them again and compares byte for
+    byte, printing the first difference (exit 1). Shared with tools/serve_proof.py."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--out", type=Path, help="write the outputs here")
     group.add_argument("--check", type=Path, help="compare the outputs with this file")
     args = parser.parse_args(argv)
-    text = json.dumps(run_all(), indent=1, sort_keys=True) + "\n"
+    results = run()
+    text = json.dumps(results, indent=1, sort_keys=True) + "\n"
     if args.out is not None:
         args.out.write_text(text)
-        print(f"wrote {args.out} ({len(COMMANDS)} commands)")
+        print(f"wrote {args.out} ({len(results)} commands)")
         return 0
     old = args.check.read_text()
     if old == text:
-        print(f"same bytes: {len(COMMANDS)} commands, {len(text):,} characters")
+        print(f"same bytes: {len(results)} commands, {len(text):,} characters")
         return 0
     for n, (a, b) in enumerate(zip(old.splitlines(), text.splitlines()), 1):
         if a != b:
@@ -94,6 +98,10 @@ def main(argv: list[str]) -> int:
     else:
         print(f"one output is a prefix of the other ({len(old):,} vs {len(text):,} characters)")
     return 1
+
+
+def main(argv: list[str]) -> int:
+    return proof_main(argv, __doc__, run_all)
 
 
 if __name__ == "__main__":

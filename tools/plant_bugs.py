@@ -84,6 +84,40 @@ PLANTS = (
           "               output_tok_s=put[\"output_tok_s\"], tok_s_per_gpu=put[\"output_tok_s_per_gpu\"],",
           "               output_tok_s=put[\"output_tok_s\"], tok_s_per_gpu=put[\"output_tok_s\"],",
           ("tests/test_planted_plan.py",)),
+    # the serving features of issues 21 and 22, each against the tests written with it
+    Plant("k", "least-loaded routing to the busiest replica", "perfmodel/serve/fleet.py",
+          "    return counts.index(min(counts))",
+          "    return counts.index(max(counts))",
+          ("tests/test_serve_fleet.py",)),
+    Plant("l", "the disaggregated KV transfer sized by the smaller shard",
+          "perfmodel/serve/disagg.py",
+          "    return isl * max(prefill_bytes_per_token, decode_bytes_per_token)",
+          "    return isl * min(prefill_bytes_per_token, decode_bytes_per_token)",
+          ("tests/test_serve_disagg.py",)),
+    Plant("m", "vLLM's prefix hits at token rather than block granularity",
+          "perfmodel/serve/prefix_cache.py",
+          "        self.unit = engine_block if grain == \"block\" else 1",
+          "        self.unit = 1",
+          ("tests/test_serve_prefix.py",)),
+    Plant("n", "speculation emitting one token a step whatever the acceptance",
+          "perfmodel/serve/speculative.py",
+          "        self.tokens_per_step = spec.acceptance",
+          "        self.tokens_per_step = 1.0",
+          ("tests/test_serve_speculative.py",)),
+    Plant("o", "Gamma arrivals drawn with shape 1 (Poisson) whatever the burstiness",
+          "perfmodel/serve/workload.py",
+          "        gaps = [rng.gammavariate(burstiness, scale) for _ in range(count)]",
+          "        gaps = [rng.gammavariate(1.0, 1.0 / rate) for _ in range(count)]",
+          ("tests/test_serve_workloads.py",)),
+    Plant("p", "goodput's TPOT target loosened twofold", "perfmodel/serve/slo.py",
+          "                and (self.tpot_s is None or tpot is None or tpot <= self.tpot_s)",
+          "                and (self.tpot_s is None or tpot is None or tpot <= 2 * self.tpot_s)",
+          ("tests/test_serve_trace_in.py", "tests/test_serve_result.py")),
+    Plant("q", "open-loop TTFT counted from the step boundary a request joins at",
+          "perfmodel/serve/simulate.py",
+          "            self._arrive(self.specs[self.next].arrival)  # TTFT counts from the arrival itself",
+          "            self._arrive()",
+          ("tests/test_serve_instance.py", "tests/test_serve_fleet.py")),
 )
 
 
@@ -120,7 +154,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--existing", action="store_true",
                         help="run the suite without tests/test_planted_*.py instead")
-    parser.add_argument("--only", help="comma-separated plant keys (a-j)")
+    parser.add_argument("--only", help="comma-separated plant keys (a-q)")
     args = parser.parse_args()
     chosen = [p for p in PLANTS if not args.only or p.key in args.only.split(",")]
     with tempfile.TemporaryDirectory(prefix="plant-") as tmp:

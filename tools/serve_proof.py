@@ -11,11 +11,12 @@ tools/house_proof.py does for its wider set.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from house_proof import proof_main  # noqa: E402  (tools/ is not a package)
 
 M8, MOE, DSV3 = "meta-llama/Llama-3.1-8B", "Qwen/Qwen3-30B-A3B", "deepseek-ai/DeepSeek-V3"
 H100, H200 = ("--gpu", "h100-sxm-measured"), ("--gpu", "h200-measured")
@@ -101,28 +102,7 @@ def run_all() -> dict[str, dict[str, object]]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--out", type=Path, help="write the outputs here")
-    group.add_argument("--check", type=Path, help="compare the outputs with this file")
-    args = parser.parse_args(argv)
-    results = run_all()
-    text = json.dumps(results, indent=1, sort_keys=True) + "\n"
-    if args.out is not None:
-        args.out.write_text(text)
-        print(f"wrote {args.out} ({len(results)} commands)")
-        return 0
-    old = args.check.read_text()
-    if old == text:
-        print(f"same bytes: {len(results)} commands, {len(text):,} characters")
-        return 0
-    for n, (a, b) in enumerate(zip(old.splitlines(), text.splitlines()), 1):
-        if a != b:
-            print(f"first difference at line {n}:\n- {a}\n+ {b}")
-            break
-    else:
-        print(f"one output is a prefix of the other ({len(old):,} vs {len(text):,} characters)")
-    return 1
+    return proof_main(argv, __doc__, run_all)
 
 
 if __name__ == "__main__":

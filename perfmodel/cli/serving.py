@@ -91,13 +91,14 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
           ep: Annotated[int, _opt("--ep", "Expert parallelism.")] = 1,
           dp: Annotated[int, _opt("--dp", "Attention data parallelism.")] = 1,
           pp: Annotated[int, _opt("--pp", "Pipeline parallelism.")] = 1,
-          replicas: Annotated[int, _opt("--replicas", "Engine instances of this TP/EP/DP/PP "
-                                        "layout, each on its own GPUs, behind --router "
-                                        "(docs/serving.md, Fleets).")] = 1,
-          router: Annotated[str, _opt("--router", "With --replicas: round-robin | "
+          replicas: Annotated[Optional[int], _opt(
+              "--replicas", "Engine instances of this TP/EP/DP/PP layout, each on its own "
+              "GPUs, behind --router (docs/serving.md, Fleets); default 1.")] = None,
+          router: Annotated[Optional[str], _opt("--router", "With --replicas: round-robin | "
                                       "least-loaded (fewest waiting + running requests) | "
-                                      "prefix-affinity (same prefix id, same replica).")]
-          = "round-robin",
+                                      "prefix-affinity (same prefix id, same replica); "
+                                      "default round-robin.")]
+          = None,
           replicas_per_gpu: Annotated[int, _opt(
               "--replicas-per-gpu", "With --replicas: replicas sharing each GPU (its memory "
               "by --gpu-memory-utilization each, its compute time-shared).")] = 1,
@@ -146,9 +147,10 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
                                             "worker's EP.")] = None,
           decode_dp: Annotated[IntOpt, _opt("--decode-dp", "Disaggregated: each decode "
                                             "worker's attention DP.")] = None,
-          kv_link: Annotated[str, _opt("--kv-link", "Disaggregated: the link the KV cache "
-                                       "crosses: auto (NVLink when both pools fit one 8-GPU "
-                                       "node, else the network), nvlink, network.")] = "auto",
+          kv_link: Annotated[Optional[str], _opt(
+              "--kv-link", "Disaggregated: the link the KV cache crosses: auto (NVLink when "
+              "both pools fit one 8-GPU node, else the network; the default), nvlink, "
+              "network.")] = None,
           host_overhead: Annotated[Optional[str], _opt(
               "--host-overhead", "Engine: host time per step, e.g. 2ms (default: the value "
               "fitted for the engine, docs/serving.md).")] = None,
@@ -179,6 +181,15 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
     try:
         with friendly_errors():
             _check_serve_args(model, gpu, lengths, trace, request_rate, lock_step, trace_in)
+            if router is not None and replicas is None:
+                from perfmodel.errors import WorkloadError
+                raise WorkloadError("--router sends requests among replicas: give --replicas N "
+                                    "or drop --router")
+            if kv_link is not None and disagg is None and prefill_workers is None \
+                    and decode_workers is None:
+                from perfmodel.errors import WorkloadError
+                raise WorkloadError("--kv-link is the link of a disaggregated deployment: give "
+                                    "--disagg or drop --kv-link")
             if trace is not None and (disagg or any(v is not None for v in (
                     prefill_workers, prefill_tp, prefill_ep, prefill_dp, decode_workers,
                     decode_tp, decode_ep, decode_dp))):
@@ -207,7 +218,8 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
                 request_rate=request_rate, isl=isl, osl=osl, num_requests=num_requests,
                 lengths=lengths, precision=precision, kv_dtype=kv_dtype, act_quant=act_quant,
                 tp=tp, ep=ep, dp=dp, pp=pp, seed=seed, on_progress=progress, warmup=warmup,
-                replicas=replicas, router=router, replicas_per_gpu=replicas_per_gpu,
+                replicas=1 if replicas is None else replicas, router=router or "round-robin",
+                replicas_per_gpu=replicas_per_gpu,
                 stagger=not lock_step, engine_profile=engine_profile,
                 prefix_len=prefix_len, num_prefixes=num_prefixes, prefix_caching=prefix_caching,
                 max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
@@ -218,7 +230,8 @@ def serve(model: ModelArg, gpu: GpuOpt = "h100-sxm",
                 slo=targets, disagg=disagg,
                 prefill_workers=prefill_workers, prefill_tp=prefill_tp, prefill_ep=prefill_ep,
                 prefill_dp=prefill_dp, decode_workers=decode_workers, decode_tp=decode_tp,
-                decode_ep=decode_ep, decode_dp=decode_dp, kv_link=kv_link, speculative=speculative,
+                decode_ep=decode_ep, decode_dp=decode_dp, kv_link=kv_link or "auto",
+                speculative=speculative,
                 spec_tokens=spec_tokens, acceptance=acceptance, draft_model=draft_model, **knobs)
     finally:
         progress.close()

@@ -1,12 +1,15 @@
 """The serving simulation: requests → an engine's scheduler → step costs → metrics.
 
 One entry point, run_serve: a discrete-event simulation of vLLM, SGLang or TensorRT-LLM serving
-one model on one GPU or many (tp·dp·pp, serve/ranks.py) under a closed-loop concurrency or a Poisson request rate (docs/serving.md).
+one model on one GPU or many (tp·dp·pp, serve/ranks.py) under a closed-loop concurrency, a
+request rate or a replayed trace (docs/serving.md).
 Modules: requests (arrivals and lengths), engines (each engine's defaults, cited), kv (the paged
 KV pool), step_cost (one step's time from the op model), state + scheduler (each engine's
 policy), simulate (the event loop), metrics (TTFT, TPOT, ITL, E2E, throughput), ranks (many
 GPUs: the sharded step and dp·pp schedulers), fleet (replicas behind a router), disagg
-(prefill and decode pools, the KV cache sent between them).
+(prefill and decode pools, the KV cache sent between them), workload, trace_in, shared_prefix
+and slo (the workload options and goodput), prefix_cache (shared prompt prefixes reused),
+speculative and drafter (speculative decoding), result (the typed result).
 """
 
 from __future__ import annotations
