@@ -47,15 +47,18 @@ PLANTS = (
           ("tests/test_planted_serve.py",)),
     Plant("c", "vLLM admitting max_num_seqs + 1", "perfmodel/serve/scheduler.py",
           "    while state.waiting and budget > 0 and len(state.running) < facts.max_num_seqs:\n"
-          "        seq = state.waiting[0]\n        take = min(seq.remaining, budget)\n"
+          "        seq = state.waiting[0]\n        _lookup(state, seq)\n"
+          "        take = min(seq.remaining, budget)\n"
           "        if take < seq.remaining and not facts.chunked_prefill:\n            break",
           "    while state.waiting and budget > 0 and len(state.running) <= facts.max_num_seqs:\n"
-          "        seq = state.waiting[0]\n        take = min(seq.remaining, budget)\n"
+          "        seq = state.waiting[0]\n        _lookup(state, seq)\n"
+          "        take = min(seq.remaining, budget)\n"
           "        if take < seq.remaining and not facts.chunked_prefill:\n            break",
           ("tests/test_planted_serve.py",)),
     Plant("d", "ITL percentiles over steps rather than tokens", "perfmodel/serve/metrics.py",
-          "    pairs = sorted(pairs)",
-          "    pairs = sorted((value, 1) for value, _ in pairs)",
+          "    median, p90, p99 = _grouped_quantiles(sorted(Counter(pairs).items()), total,",
+          "    median, p90, p99 = _grouped_quantiles(sorted(Counter((v, 1) for v, _ in pairs)"
+          ".items()), len(pairs),",
           ("tests/test_planted_serve.py",)),
     Plant("e", "vLLM's KV pool ignoring gpu_memory_utilization", "perfmodel/serve/kv.py",
           "        pool = total * facts.memory_fraction - weights - work",
@@ -71,8 +74,8 @@ PLANTS = (
           "            copies = m * mlp.top_k",
           ("tests/test_planted_parallel.py",)),
     Plant("h", "plan's margin pick ignoring the margin", "perfmodel/plan/search.py",
-          "                pick_best(valid, slo.tightened(margin), by_cost) if margin > 0 else None)",
-          "                pick_best(valid, slo, by_cost) if margin > 0 else None)",
+          "                pick_best(valid, slo.tightened(margin), by_cost, main) if margin > 0 else None,",
+          "                pick_best(valid, slo, by_cost, main) if margin > 0 else None,",
           ("tests/test_planted_plan.py",)),
     Plant("i", "calibrate-gpu's peak taken as the median of the repeats, not the best",
           "perfmodel/calibrate/peaks.py",
@@ -81,8 +84,8 @@ PLANTS = (
           ("tests/test_planted_calibrate.py",)),
     Plant("j", "sweep's per-GPU throughput column holding the whole deployment's",
           "perfmodel/plan/evaluate.py",
-          "               output_tok_s=put[\"output_tok_s\"], tok_s_per_gpu=put[\"output_tok_s_per_gpu\"],",
-          "               output_tok_s=put[\"output_tok_s\"], tok_s_per_gpu=put[\"output_tok_s\"],",
+          "               tok_s_per_gpu=r.throughput.output_tok_s_per_gpu,",
+          "               tok_s_per_gpu=r.throughput.output_tok_s,",
           ("tests/test_planted_plan.py",)),
     # the serving features of issues 21 and 22, each against the tests written with it
     Plant("k", "least-loaded routing to the busiest replica", "perfmodel/serve/fleet.py",
