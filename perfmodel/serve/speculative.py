@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from perfmodel.cost.ops import causal_pairs
 from perfmodel.errors import WorkloadError
 from perfmodel.hardware.sustained import sustained_fraction
-from perfmodel.serve.step_cost import StepCost
+from perfmodel.serve.step_cost import RememberedSteps, StepCost
 
 METHODS = ("mtp", "eagle", "ngram", "draft-model")
 MAX_SPEC_TOKENS = 64  # far above any engine's useful k (vLLM's docs use 1-7)
@@ -100,7 +100,7 @@ def speculation(method: str | None, spec_tokens: int | None, acceptance: float |
     return Speculation(method, spec_tokens, float(acceptance), draft_model, float(overhead))
 
 
-class SpeculativeStep:
+class SpeculativeStep(RememberedSteps):
     """StepCost's interface (step, tokens_per_step, queries_per_decoder) for a speculative
     engine: the target's verification step plus the drafter's passes; see the module doc."""
 
@@ -110,17 +110,6 @@ class SpeculativeStep:
         self.queries_per_decoder = spec.queries
         self._steps: dict[tuple, tuple[float, float]] = {}
         self.sustained, self.sustained_dtype = target.sustained, target.sustained_dtype
-
-    def step(self, decode_seqs: int, context_sum: float, chunks, samples: int
-             ) -> tuple[float, float]:
-        """(estimate, limit) seconds of one step, remembered as StepCost.step's are."""
-        key = (decode_seqs, context_sum, tuple(chunks), samples)
-        got = self._steps.get(key)
-        if got is None:
-            if len(self._steps) > 200_000:
-                self._steps.clear()
-            got = self._steps[key] = self._step(decode_seqs, context_sum, chunks, samples)
-        return got
 
     def _step(self, n: int, context_sum: float, chunks, samples: int) -> tuple[float, float]:
         t = self.spec.queries

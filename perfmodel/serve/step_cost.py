@@ -72,7 +72,32 @@ def _with(op: Op, **fields) -> Op:
     return new
 
 
-class StepCost:
+class RememberedSteps:
+    """step() remembered by its arguments: a closed loop of like requests settles into a cycle
+    whose steps recur exactly. A subclass sets self._steps = {} and defines _step (the same
+    arguments); the memo is emptied past MEMO_STEPS entries."""
+
+    MEMO_STEPS = 200_000
+    _steps: dict[tuple, tuple[float, float]]
+
+    def step(self, decode_seqs: int, context_sum: float, chunks: list[tuple[int, int]],
+             samples: int) -> tuple[float, float]:
+        """(estimate, limit) seconds of one step: decode_seqs decoding over context_sum cached
+        tokens, the prefill chunks, and `samples` sequences sampling a token."""
+        key = (decode_seqs, context_sum, tuple(chunks), samples)
+        got = self._steps.get(key)
+        if got is None:
+            if len(self._steps) > self.MEMO_STEPS:
+                self._steps.clear()
+            got = self._steps[key] = self._step(decode_seqs, context_sum, chunks, samples)
+        return got
+
+    def _step(self, decode_seqs: int, context_sum: float, chunks: list[tuple[int, int]],
+              samples: int) -> tuple[float, float]:
+        raise NotImplementedError
+
+
+class StepCost(RememberedSteps):
     """Step times for one (model, precision, GPU, engine kernels); see the module docstring.
 
     `estimator` None (no measured profile) leaves only the limit; estimates then equal it.
@@ -249,19 +274,6 @@ class StepCost:
             got = self._sample[seqs] = (_interp(self.bs, self.smp_est, seqs),
                                         _interp(self.bs, self.smp_lim, seqs),
                                         _interp(self.bs, self.smp_cmp, seqs))
-        return got
-
-    def step(self, decode_seqs: int, context_sum: float, chunks: list[tuple[int, int]],
-             samples: int) -> tuple[float, float]:
-        """(estimate, limit) seconds of one step: decode_seqs decoding over context_sum cached
-        tokens, the prefill chunks, and `samples` sequences sampling a token. Remembered: a
-        closed loop of like requests settles into a cycle whose steps recur exactly."""
-        key = (decode_seqs, context_sum, tuple(chunks), samples)
-        got = self._steps.get(key)
-        if got is None:
-            if len(self._steps) > 200_000:
-                self._steps.clear()
-            got = self._steps[key] = self._step(decode_seqs, context_sum, chunks, samples)
         return got
 
     def _step(self, decode_seqs: int, context_sum: float, chunks: list[tuple[int, int]],
