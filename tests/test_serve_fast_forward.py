@@ -157,3 +157,16 @@ def test_grouped_quantiles_equal_the_pairwise_pass():
         qs = (0.5, 0.9, 0.99)
         assert _grouped_quantiles(sorted(groups.items()), total, qs) == \
             _weighted_quantiles(sorted(pairs), qs)
+
+
+def test_a_run_without_its_trace_has_every_other_figure():
+    """keep_trace=False (serve without --trace, plan) leaves the trace empty and nothing else
+    changed: the same document, byte for byte, and the same requests and ITL samples."""
+    from perfmodel.serve import run_serve
+
+    kw = dict(gpu="h200-measured", concurrency=4, isl=300, osl=200, num_requests=40)
+    kept = run_serve("meta-llama/Llama-3.1-8B", **kw)
+    lean = run_serve("meta-llama/Llama-3.1-8B", keep_trace=False, **kw)
+    assert kept.outcome.trace and lean.outcome.trace == ()
+    assert lean.result.to_json() == kept.result.to_json()
+    assert lean.outcome.done == kept.outcome.done and lean.outcome.itl == kept.outcome.itl

@@ -153,6 +153,7 @@ def _serve_row(point: Point) -> dict[str, Any]:
                        ep=point.ep, dp=point.dp, pp=point.pp,
                        max_num_batched_tokens=point.max_num_batched_tokens, **fleet,
                        **({"disagg": point.disagg} if point.disagg else {}),
+                       **({} if point.disagg else {"keep_trace": False}),
                        **point.serve_options)
     r = report.result
     row: dict[str, Any] = {"basis": "serve", "precision_label": r.precision, **r.columns()}

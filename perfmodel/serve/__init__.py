@@ -121,8 +121,11 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
               acceptance: float | None = None, draft_model: str | None = None,
               draft_overhead_s: float | None = None,
               prefix_len: int = 0, num_prefixes: int = 1, prefix_caching: bool = True,
-              **engine_knobs: Any) -> ServeReport:
+              keep_trace: bool = True, **engine_knobs: Any) -> ServeReport:
     """Simulate `engine` serving `model` on `gpu`; raises PerfmodelError on bad input.
+
+    keep_trace False: the outcome's per-step trace (what `serve --trace` writes) is not kept
+    for one scheduler's run (a faster run; every figure the same).
 
     warmup: the first `warmup` requests run but are left out of the latency figures (TTFT,
     TPOT, E2E and their limits), as a benchmark's warm-up requests are; throughput and ITL are
@@ -274,10 +277,11 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
         out = fleet.outcome
     elif arrivals.concurrency and stagger and len(arrivals.requests) > arrivals.concurrency:
         out = _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress, latency,
-                                     prefix_caching)
+                                     prefix_caching, keep_trace)
     else:
         out = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress,
-                       client_delay_s=latency, prefix_caching=prefix_caching)
+                       client_delay_s=latency, prefix_caching=prefix_caching,
+                       keep_trace=keep_trace)
     out = with_request_latency(out, latency)
     doc = scale_throughput(metrics(out, gpus), full, arrivals, gpus, lay.schedulers)
     measured = after_warmup(out, warmup, lay.schedulers)
@@ -388,7 +392,8 @@ def budget_warning(facts: EngineFacts, longest: int) -> str | None:
 
 
 def _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress,
-                           client_delay_s: float = 0.0, prefix_caching: bool = True) -> Outcome:
+                           client_delay_s: float = 0.0, prefix_caching: bool = True,
+                           keep_trace: bool = True) -> Outcome:
     """A closed-loop benchmark: its first C requests are sent at once (the cold wave, simulated
     on their own); the clients then drift out of step (jitter the simulation lacks), so the
     later requests come from a steady-state run whose clients' first sends are spread over one
@@ -396,9 +401,9 @@ def _cold_wave_then_steady(arrivals, facts, kv, cost, on_progress,
     run's; throughput, ITL and the prefix-cache figures are the steady run's."""
     c = arrivals.concurrency
     cold = simulate(replace(arrivals, requests=arrivals.requests[:c]), facts, kv.blocks,
-                    kv.block_size, cost, prefix_caching=prefix_caching)
+                    kv.block_size, cost, prefix_caching=prefix_caching, keep_trace=False)
     steady = simulate(arrivals, facts, kv.blocks, kv.block_size, cost, on_progress,
-                      steady_e2e(cost, arrivals), client_delay_s, prefix_caching)
+                      steady_e2e(cost, arrivals), client_delay_s, prefix_caching, keep_trace)
     done = tuple(d for d in cold.done if d.index < c) + \
         tuple(d for d in steady.done if d.index >= c)
     return replace(steady, done=done, preemptions=cold.preemptions + steady.preemptions,

@@ -284,7 +284,8 @@ def decode_stretch(inst, horizon: float) -> int:
         inst.t_lim = reduce(add, lims, inst.t_lim)
         inst.busy_s = reduce(add, ests, inst.busy_s)
         inst.itl.extend(itl)
-        inst.trace.extend(zip(islice(starts, 1, k + 1), repeat(n), repeat(0), used))
+        if inst.keep_trace:
+            inst.trace.extend(zip(islice(starts, 1, k + 1), repeat(n), repeat(0), used))
         state.g = g + k
         inst.steps += k
         run += k

@@ -136,6 +136,7 @@ class Instance:
         self.done: list[Done] = []
         self.itl: list[tuple[float, int]] = []
         self.trace: list[tuple[float, int, int, int]] = []
+        self.keep_trace = True  # False: no trace rows (nothing asked for them; a faster run)
         self.ratio = [0.7]
         self.steps = 0
         self.waits = 0  # idle gaps waited (simulate counts them among its steps)
@@ -219,7 +220,8 @@ class Instance:
                 cache.computed(seq, seq.done)
             if seq.remaining == 0:
                 self._prefilled(seq)
-        self.trace.append((self.t, n_dec, prefill, state.total_blocks - state.free))
+        if self.keep_trace:
+            self.trace.append((self.t, n_dec, prefill, state.total_blocks - state.free))
         return True
 
     def _prefilled(self, seq: Seq) -> None:
@@ -324,14 +326,16 @@ STALLED = ("the simulated engine stalled: a request cannot be scheduled (raise "
 def simulate(arrivals: Arrivals, facts: EngineFacts, total_blocks: int, block_size: int,
              cost: StepCost, on_progress: Callable[[int, int], None] | None = None,
              ramp_s: float = 0.0, client_delay_s: float = 0.0,
-             prefix_caching: bool = True) -> Outcome:
+             prefix_caching: bool = True, keep_trace: bool = True) -> Outcome:
     """Run every request of `arrivals` through the engine; see the module docstring. Closed
     loop: client k of C sends its first request at k·ramp_s/C (0: all at once), and each next
     one reaches the engine client_delay_s after its previous one ends there (the round trip
     outside the engine: the last token out to the client, the next request in).
-    prefix_caching: requests sharing a prefix reuse its cached KV (serve/prefix_cache.py)."""
+    prefix_caching: requests sharing a prefix reuse its cached KV (serve/prefix_cache.py);
+    keep_trace False: the Outcome's trace is empty (every other figure the same)."""
     run = _Run(arrivals, facts, total_blocks, block_size, cost, ramp_s, client_delay_s,
                prefix_caching)
+    run.keep_trace = keep_trace
     steps = 0
     collecting = gc.isenabled()  # the run makes millions of tuples of numbers, no cycles:
     gc.disable()                 # the cycle collector would only walk them again and again
