@@ -13,7 +13,7 @@ from perfmodel.cli import app
 from perfmodel.errors import WorkloadError
 from perfmodel.hardware.gpu import load_gpu
 from perfmodel.serve import run_serve
-from perfmodel.serve.disagg import KvLink, Pools, kv_link, parse_pools, pools_from, \
+from perfmodel.serve.disagg_layout import KvLink, Pools, kv_link, parse_pools, pools_from, \
     transfer_bytes
 from perfmodel.validate import silicon
 

@@ -93,7 +93,7 @@ PLANTS = (
           "    return counts.index(max(counts))",
           ("tests/test_serve_fleet.py",)),
     Plant("l", "the disaggregated KV transfer sized by the smaller shard",
-          "perfmodel/serve/disagg.py",
+          "perfmodel/serve/disagg_layout.py",
           "    return isl * max(prefill_bytes_per_token, decode_bytes_per_token)",
           "    return isl * min(prefill_bytes_per_token, decode_bytes_per_token)",
           ("tests/test_serve_disagg.py",)),

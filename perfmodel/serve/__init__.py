@@ -154,7 +154,8 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     --random-prefix-len (serve/shared_prefix.py); prefix_caching False: the engine runs with
     prefix caching off (serve/prefix_cache.py).
     """
-    from perfmodel.serve.disagg import ServeKit, pools_from, run_disagg
+    from perfmodel.serve.disagg import ServeKit, run_disagg
+    from perfmodel.serve.disagg_layout import pools_from
 
     pools = pools_from(disagg, prefill_workers=prefill_workers, prefill_tp=prefill_tp,
                        prefill_ep=prefill_ep, prefill_dp=prefill_dp,
