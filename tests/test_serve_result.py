@@ -10,7 +10,6 @@ import json
 
 import pytest
 
-import perfmodel.serve as serve
 from perfmodel.plan.evaluate import _serve_row
 from perfmodel.plan.grid import SERVE, Point
 from perfmodel.serve import run_serve
@@ -149,12 +148,14 @@ def test_plan_row_unchanged(extra):
 
 
 def test_step_cost_cache_is_bounded(monkeypatch):
-    monkeypatch.setattr(serve, "_COSTS", type(serve._COSTS)())
-    monkeypatch.setattr(serve, "_COSTS_SIZE", 2)
+    from perfmodel.serve import common
+
+    monkeypatch.setattr(common, "_COSTS", type(common._COSTS)())
+    monkeypatch.setattr(common, "_COSTS_SIZE", 2)
     for host in (0.001, 0.002, 0.003):  # the host overhead is part of the key
         run_serve(MODEL, host_overhead_s=host, concurrency=2, **SMALL)
-        assert len(serve._COSTS) <= 2
-    assert [k[-3] for k in serve._COSTS] == [0.002, 0.003]  # the oldest left
+        assert len(common._COSTS) <= 2
+    assert [k[-3] for k in common._COSTS] == [0.002, 0.003]  # the oldest left
     first = run_serve(MODEL, host_overhead_s=0.001, concurrency=2, **SMALL)
     again = run_serve(MODEL, host_overhead_s=0.001, concurrency=2, **SMALL)
     assert first.result == again.result and first.step_cost is again.step_cost

@@ -28,9 +28,11 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 from perfmodel.errors import WorkloadError
+from perfmodel.serve.common import KNOBS, ServeReport, after_warmup, profile_ref, \
+    step_cost_for, with_latencies, with_request_latency
 from perfmodel.serve.disagg_layout import KvLink, Pools, kv_link, transfer_bytes
 from perfmodel.serve.requests import Arrivals, RequestSpec
 from perfmodel.serve.simulate import STALLED, Done, Instance, Outcome
@@ -172,21 +174,6 @@ def outcome(pools: _Pools) -> Outcome:
 # --- run_serve's disaggregated path -------------------------------------------------------------
 
 @dataclass(frozen=True)
-class ServeKit:
-    """What run_serve hands run_disagg of its own (perfmodel/serve/__init__.py): the report type,
-    the step-cost cache, the engine knobs' names and its latency helpers. Handed over, not
-    imported, so that this module does not import the package that imports it."""
-
-    report: Callable
-    cost_for: Callable
-    knobs: dict
-    after_warmup: Callable
-    with_latencies: Callable
-    with_request_latency: Callable
-    profile_ref: Callable
-
-
-@dataclass(frozen=True)
 class _Pool:
     """One pool's engine set-up: its layout, facts, KV plan and step cost."""
 
@@ -198,7 +185,7 @@ class _Pool:
     bytes_per_token: float
 
 
-def _pool(kit: ServeKit, model_key, spec, prec, gpu_spec, profile, engine, tp, ep, dp, knobs,
+def _pool(model_key, spec, prec, gpu_spec, profile, engine, tp, ep, dp, knobs,
           host, longest, decode: bool = False) -> _Pool:
     """One pool's engine; a decode pool of SGLang merges the requests whose KV arrived into its
     running batch with no forward of their own (ForwardMode.PREBUILT,
@@ -214,18 +201,18 @@ def _pool(kit: ServeKit, model_key, spec, prec, gpu_spec, profile, engine, tp, e
     facts = engine_facts(engine, gpu_spec.mem_bytes, tp, 1, dp)
     if profile is not None:
         facts = facts.with_knobs(**profile.knobs)
-    facts = facts.with_knobs(**{kit.knobs[k]: v for k, v in knobs.items() if kit.knobs[k]})
+    facts = facts.with_knobs(**{KNOBS[k]: v for k, v in knobs.items() if KNOBS[k]})
     if decode and facts.policy == "sglang":
         facts = replace(facts, mixed=True)
     lay = layout(spec, prec, gpu_spec, par)
     kv = kv_plan(lay.kv_spec, prec, gpu_spec, facts, lay.weights_bytes)
-    cost, est = kit.cost_for(lay, prec, with_engine_tables(gpu_spec, profile), facts, host,
+    cost, est = step_cost_for(lay, prec, with_engine_tables(gpu_spec, profile), facts, host,
                               model_key, longest,
                               (profile.tables or {}).get("fused_moe") if profile else None)
     return _Pool(lay, facts, kv, cost, est, kv_bytes_per_token(lay.kv_spec, prec))
 
 
-def run_disagg(model: str, pools: Pools, kit: ServeKit, *, gpu: str, engine: str = "vllm",
+def run_disagg(model: str, pools: Pools, *, gpu: str, engine: str = "vllm",
                concurrency: int | None = None, request_rate: float | None = None,
                isl: int = 1024, osl: int = 128, num_requests: int | None = None,
                lengths: str | None = None, precision: str | None = None,
@@ -247,10 +234,10 @@ def run_disagg(model: str, pools: Pools, kit: ServeKit, *, gpu: str, engine: str
     from perfmodel.serve.requests import make_arrivals
     from perfmodel.serve.result import Disagg, Parallelism, ServeResult, Workload, run_figures
 
-    unknown = sorted(set(engine_knobs) - set(kit.knobs))
+    unknown = sorted(set(engine_knobs) - set(KNOBS))
     if unknown:
         raise WorkloadError(f"unknown engine knob {unknown[0]!r}; use one of "
-                            f"{', '.join(kit.knobs)}")
+                            f"{', '.join(KNOBS)}")
     gpu_spec = load_gpu(gpu)
     engine, profile = select_profile(engine, gpu_key(gpu_spec), engine_profile)
     cfg = load_model_config(model)
@@ -271,9 +258,9 @@ def run_disagg(model: str, pools: Pools, kit: ServeKit, *, gpu: str, engine: str
         host = profile.host_overhead_s if profile else HOST_OVERHEAD_S.get(engine, 0.0)
     longest = max(r.isl for r in full.requests)
     key = (cfg.model_id, cfg.source, gpu_spec.name, profile.path if profile else None)
-    pre = _pool(kit, key, spec, prec, gpu_spec, profile, engine, pools.prefill_tp, pools.prefill_ep,
+    pre = _pool(key, spec, prec, gpu_spec, profile, engine, pools.prefill_tp, pools.prefill_ep,
                 pools.prefill_dp, engine_knobs, host, longest)
-    dec = _pool(kit, key, spec, prec, gpu_spec, profile, engine, pools.decode_tp, pools.decode_ep,
+    dec = _pool(key, spec, prec, gpu_spec, profile, engine, pools.decode_tp, pools.decode_ep,
                 pools.decode_dp, engine_knobs, host, longest, decode=True)
     per_token = transfer_bytes(1, pre.bytes_per_token, dec.bytes_per_token)
     seconds: dict[int, tuple[float, float]] = {}
@@ -308,11 +295,11 @@ def run_disagg(model: str, pools: Pools, kit: ServeKit, *, gpu: str, engine: str
         sim = simulate(full)
         out = outcome(sim)
     latency = profile.request_latency_s if profile else 0.0
-    out = kit.with_request_latency(out, latency)
+    out = with_request_latency(out, latency)
     doc = metrics(out, pools.gpus)
-    measured = kit.after_warmup(out, warmup, 1)
+    measured = after_warmup(out, warmup, 1)
     if measured is not out:
-        doc = kit.with_latencies(doc, metrics(measured, pools.gpus))
+        doc = with_latencies(doc, metrics(measured, pools.gpus))
     doc["limit"] = limit_bounds(measured, pre.cost, dec.cost, link, per_token)
     layout = Parallel(tp=pools.decode_tp, ep=pools.decode_ep, dp=pools.decode_dp).to_dict()
     result = ServeResult(
@@ -329,7 +316,7 @@ def run_disagg(model: str, pools: Pools, kit: ServeKit, *, gpu: str, engine: str
         disagg=Disagg.from_dict(finite(_disagg_doc(pools, sim, pre, dec, link, per_token,
                                                    seconds, out))),
         host_overhead_s=host, request_latency_s=latency,
-        engine_profile=kit.profile_ref(profile), power_limit=None,
+        engine_profile=profile_ref(profile), power_limit=None,
         estimate_note=dec.estimate.note)
     warnings = tuple(w for w in (
         pre.estimate.flag, link.flag,
@@ -339,7 +326,7 @@ def run_disagg(model: str, pools: Pools, kit: ServeKit, *, gpu: str, engine: str
         *parallel_warnings(gpu_spec, Parallel(tp=pools.decode_tp, ep=pools.decode_ep,
                                               dp=pools.decode_dp), bool(dec.estimate.estimator),
                            engine=dec.facts.kernels)) if w)
-    return kit.report(result, dec.facts, dec.kv, out, tuple(dict.fromkeys(warnings)),
+    return ServeReport(result, dec.facts, dec.kv, out, tuple(dict.fromkeys(warnings)),
                       dec.cost)
 
 
