@@ -28,7 +28,7 @@ import re
 from pathlib import Path
 
 from perfmodel.validate import silicon
-from perfmodel.validate.silicon_multi import _sampled
+from perfmodel.validate.silicon_multi import half_or_sample, partition
 
 SKIP_REASONS = ("other model", "concurrency unknown", "workers unknown",
                 "duplicate measurement", "training half", "sampled out", "unsupported")
@@ -76,26 +76,21 @@ def select_disagg(rows: list[dict[str, str]], sample: int = 1, half: str = "test
                   ) -> tuple[list[dict[str, str]], dict[str, int]]:
     """(rows to simulate, skipped by reason): a model perfmodel builds, each measurement once,
     the test half (half "train" or "both" otherwise), one row in `sample`."""
-    keep, seen = [], set()
+    seen = set()
     stated = {_measurement(r) for r in rows if r["prefill_num_workers"]
               and r["decode_num_workers"]}
-    skipped = dict.fromkeys(SKIP_REASONS, 0)
-    for r in rows:
+
+    def reason_of(r: dict[str, str]) -> str | None:
         key = _measurement(r)
         unstated = not (r["prefill_num_workers"] and r["decode_num_workers"])
         reason = ("other model" if r["model_path"] not in silicon.BUILDS else
                   "concurrency unknown" if concurrency_of(r) is None else
                   "duplicate measurement" if key in seen or unstated and key in stated else
-                  "workers unknown" if unstated else
-                  "training half" if half != "both" and
-                  silicon.is_training(r) != (half == "train") else
-                  "sampled out" if not _sampled(r, sample) else None)
+                  "workers unknown" if unstated else half_or_sample(r, half, sample))
         seen.add(key)
-        if reason:
-            skipped[reason] += 1
-        else:
-            keep.append(r)
-    return keep, skipped
+        return reason
+
+    return partition(rows, SKIP_REASONS, reason_of)
 
 
 def serve_kwargs(row: dict[str, str], gpus: dict[str, str] = silicon.MEASURED_GPUS) -> dict:

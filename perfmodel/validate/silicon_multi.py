@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Callable
 
 from perfmodel.validate import silicon
 
@@ -48,6 +49,28 @@ def _sampled(row: dict[str, str], sample: int) -> bool:
     return (int(hashlib.sha1(row["id"].encode()).hexdigest(), 16) // 2) % sample == 0
 
 
+def half_or_sample(row: dict[str, str], half: str, sample: int) -> str | None:
+    """The last two skip reasons every row selection shares: outside the half asked for
+    ("train", "test" or "both"), or not in one row of `sample`; None: neither."""
+    if half != "both" and silicon.is_training(row) != (half == "train"):
+        return "training half"
+    return None if _sampled(row, sample) else "sampled out"
+
+
+def partition(rows: list[dict[str, str]], reasons: tuple[str, ...],
+              reason_of: Callable[[dict[str, str]], str | None]
+              ) -> tuple[list[dict[str, str]], dict[str, int]]:
+    """(the rows reason_of keeps, how many it skipped for each of `reasons`), in row order."""
+    keep, skipped = [], dict.fromkeys(reasons, 0)
+    for r in rows:
+        reason = reason_of(r)
+        if reason:
+            skipped[reason] += 1
+        else:
+            keep.append(r)
+    return keep, skipped
+
+
 def select(rows: list[dict[str, str]], sample: int = 4, half: str = "test",
            models: dict[str, str] = silicon.BUILDS
            ) -> tuple[list[dict[str, str]], dict[str, int]]:
@@ -55,9 +78,9 @@ def select(rows: list[dict[str, str]], sample: int = 4, half: str = "test",
     last, which simulation fills in). half "train" keeps the training half instead of the
     test half (the reason "training half" then counts the test rows left out), "both" keeps
     both; models: the model paths taken (silicon.BUILDS, or silicon.HELD_OUT)."""
-    keep, seen = [], set()
-    skipped = dict.fromkeys(SKIP_REASONS, 0)
-    for r in rows:
+    seen = set()
+
+    def reason_of(r: dict[str, str]) -> str | None:
         par = silicon.parallel_of(r)
         key = tuple(r[k] for k in ("backend", "model_path", "system", "tp_size",
                                    "attention_dp_size", "moe_ep_size", "gemm_quant_mode", "isl",
@@ -65,15 +88,11 @@ def select(rows: list[dict[str, str]], sample: int = 4, half: str = "test",
         reason = ("other model" if r["model_path"] not in models else
                   "inconsistent parallel columns" if par["tp"] * par["dp"] > NODE_GPUS else
                   "duplicate measurement" if key in seen else
-                  "training half" if half != "both" and
-                  silicon.is_training(r) != (half == "train") else
-                  "sampled out" if not _sampled(r, sample) else None)
+                  half_or_sample(r, half, sample))
         seen.add(key)
-        if reason:
-            skipped[reason] += 1
-        else:
-            keep.append(r)
-    return keep, skipped
+        return reason
+
+    return partition(rows, SKIP_REASONS, reason_of)
 
 
 def train_rows(path: Path | None = None) -> list[dict[str, str]]:
