@@ -32,9 +32,8 @@ With k = 0 and no drafter the step is StepCost.step's, term for term.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from perfmodel.cost.ops import causal_pairs
 from perfmodel.errors import WorkloadError
 from perfmodel.hardware.sustained import sustained_fraction
 from perfmodel.serve.step_cost import RememberedSteps, StepCost
@@ -114,15 +113,15 @@ class SpeculativeStep(RememberedSteps):
     def _step(self, n: int, context_sum: float, chunks, samples: int) -> tuple[float, float]:
         t = self.spec.queries
         cost = self.target
-        est, lim, cmp = _pass(cost, n, context_sum, chunks, samples - n + t * n, t)
+        est, lim, cmp = cost.work(n, context_sum, chunks, samples - n + t * n, t)
         draft, passes = self.draft, 1 if n else 0  # ngram: one lookup for the decoders
         if draft is not None:
-            e, limit, c = _pass(draft, n, context_sum, chunks, samples, t)
+            e, limit, c = draft.work(n, context_sum, chunks, samples, t)
             est, lim, cmp = est + e, lim + limit, cmp + c
             passes = 1
             if samples and self.spec.spec_tokens > 1:
                 mean = context_sum / n if n else sum(p + s for p, s in chunks) / len(chunks)
-                e, limit, c = _pass(draft, samples, mean * samples, (), samples, 1)
+                e, limit, c = draft.work(samples, mean * samples, (), samples)
                 more = self.spec.spec_tokens - 1
                 est, lim, cmp = est + more * e, lim + more * limit, cmp + more * c
                 passes += more
@@ -130,51 +129,6 @@ class SpeculativeStep(RememberedSteps):
         if cmp > 0 and cost.sustained:  # the power limit over the step's matrix work
             est += cmp * (1 / sustained_fraction(cost.sustained, cmp) - 1)
         return est + cost.host_overhead_s, lim
-
-
-def _pass(cost: StepCost, n: int, context_sum: float, chunks, rows: int, t: int
-          ) -> tuple[float, float, float]:
-    """(estimate, limit, compute-bound share) of one forward of `cost`'s model: n decoders of
-    t queries each over context_sum cached slots (Σ L, L counting the step's first query), the
-    prefill chunks, and `rows` sampled rows; without the power limit and host overhead. At t = 1
-    it is StepCost._step's arithmetic, term for term."""
-    if chunks:
-        est, lim, cmp = cost.linear(t * n + sum(s for _, s in chunks), padded=cost.pad_mixed)
-    else:
-        est, lim, cmp = cost.linear(t * n, padded=True)
-    if rows > 0:
-        e, limit, c = cost.sample(rows)
-    else:
-        e = limit = c = 0.0
-    est, lim, cmp = est + e, lim + limit, cmp + c
-    if n:
-        if t == 1:
-            e, limit, c = cost.decode_attention(n, context_sum)
-        else:
-            e, limit, c = verify_attention(cost, n, context_sum, t)
-        est, lim, cmp = est + e, lim + limit, cmp + c
-    if chunks:
-        e, limit, c = cost.prefill_attention(list(chunks))
-        est, lim, cmp = est + e, lim + limit, cmp + c
-    return est, lim, cmp
-
-
-def verify_attention(cost: StepCost, seqs: int, context_sum: float, queries: int
-                     ) -> tuple[float, float, float]:
-    """B = seqs sequences each running T = queries new tokens over P = L − 1 cached ones (L the
-    mean of context_sum / B): the prefill kernel's FLOPs and bytes of B chunks (P, T), i.e.
-    B·(pairs(P + T) − pairs(P)) (query, key) pairs, exact for full attention where that is
-    affine in P, at the mean P under a window."""
-    prior = context_sum / seqs - 1
-    est = lim = cmp = 0.0
-    for (window, _, _, _, tmpl, per_pair, qo, kv), (_, fast) in zip(cost.groups, cost._fast):
-        pairs = causal_pairs(prior + queries, window) - causal_pairs(prior, window)
-        span = prior + queries if window is None else min(prior + queries, window + queries)
-        e, limit, c = cost._attention_work(
-            tmpl, fast, seqs * per_pair * pairs, seqs * (queries * qo + span * kv),
-            (seqs, queries) + tuple(tmpl.shape[2:]))
-        est, lim, cmp = est + e, lim + limit, cmp + c
-    return est, lim, cmp
 
 
 def crossover(plain: StepCost, spec_cost: SpeculativeStep, context: float, max_batch: int

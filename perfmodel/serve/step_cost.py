@@ -25,7 +25,6 @@ The limit is the same step at the roofline: no padding, no overhead, every op at
 from __future__ import annotations
 
 import bisect
-from dataclasses import replace
 from typing import Callable
 
 from perfmodel.cost.collective import EngineComm
@@ -276,24 +275,51 @@ class StepCost(RememberedSteps):
                                         _interp(self.bs, self.smp_cmp, seqs))
         return got
 
-    def _step(self, decode_seqs: int, context_sum: float, chunks: list[tuple[int, int]],
-              samples: int) -> tuple[float, float]:
+    def work(self, decode_seqs: int, context_sum: float, chunks, rows: int, queries: int = 1
+             ) -> tuple[float, float, float]:
+        """(estimate, limit, compute-bound share) of one forward: decode_seqs decoders of
+        `queries` new tokens each (1; k + 1 when verifying drafts, serve/speculative.py) over
+        context_sum cached slots (Σ L, L counting the step's first query), the prefill chunks,
+        and `rows` sampled rows; without the power limit and the host overhead."""
         if chunks:
-            tokens = decode_seqs + sum(t for _, t in chunks)
-            est, lim, cmp = self.linear(tokens, padded=self.pad_mixed)
+            est, lim, cmp = self.linear(queries * decode_seqs + sum(t for _, t in chunks),
+                                        padded=self.pad_mixed)
         else:
-            est, lim, cmp = self.linear(decode_seqs, padded=True)
-        if samples > 0:
-            e, limit, c = self.sample(samples)
+            est, lim, cmp = self.linear(queries * decode_seqs, padded=True)
+        if rows > 0:
+            e, limit, c = self.sample(rows)
         else:
             e = limit = c = 0.0
         est, lim, cmp = est + e, lim + limit, cmp + c
         if decode_seqs:
-            e, limit, c = self.decode_attention(decode_seqs, context_sum)
+            e, limit, c = self.decode_attention(decode_seqs, context_sum) if queries == 1 \
+                else self.verify_attention(decode_seqs, context_sum, queries)
             est, lim, cmp = est + e, lim + limit, cmp + c
         if chunks:
-            e, limit, c = self.prefill_attention(chunks)
+            e, limit, c = self.prefill_attention(list(chunks))
             est, lim, cmp = est + e, lim + limit, cmp + c
+        return est, lim, cmp
+
+    def verify_attention(self, seqs: int, context_sum: float, queries: int
+                         ) -> tuple[float, float, float]:
+        """B = seqs sequences each running T = queries new tokens over P = L − 1 cached ones (L
+        the mean of context_sum / B): the prefill kernel's FLOPs and bytes of B chunks (P, T),
+        i.e. B·(pairs(P + T) − pairs(P)) (query, key) pairs, exact for full attention where that
+        is affine in P, at the mean P under a window."""
+        prior = context_sum / seqs - 1
+        est = lim = cmp = 0.0
+        for (window, _, _, _, tmpl, per_pair, qo, kv), (_, fast) in zip(self.groups, self._fast):
+            pairs = causal_pairs(prior + queries, window) - causal_pairs(prior, window)
+            span = prior + queries if window is None else min(prior + queries, window + queries)
+            e, limit, c = self._attention_work(
+                tmpl, fast, seqs * per_pair * pairs, seqs * (queries * qo + span * kv),
+                (seqs, queries) + tuple(tmpl.shape[2:]))
+            est, lim, cmp = est + e, lim + limit, cmp + c
+        return est, lim, cmp
+
+    def _step(self, decode_seqs: int, context_sum: float, chunks: list[tuple[int, int]],
+              samples: int) -> tuple[float, float]:
+        est, lim, cmp = self.work(decode_seqs, context_sum, chunks, samples)
         if cmp > 0 and self.sustained:  # the power limit over this step's matrix work
             extra = self._power.get(cmp)
             if extra is None:
