@@ -55,7 +55,7 @@ class Fitted:
 _AICONFIGURATOR = "the published serving rows (aiconfigurator's silicon tables, ../shared)"
 
 FITTED: tuple[Fitted, ...] = (
-    Fitted("HOST_OVERHEAD_S", ("perfmodel.serve.engines",),  # serve/__init__.py reads it there
+    Fitted("HOST_OVERHEAD_S", ("perfmodel.serve.common",),  # host_overhead() picks it
            "per engine, the median over its rows of the per-step overhead that would make the "
            "simulated TPOT match, floored at 0", _AICONFIGURATOR + ": every aggregated row, "
            "one GPU and many (TensorRT-LLM 291 rows, vLLM 169, SGLang 76)", "training"),

@@ -19,10 +19,10 @@ from operator import itemgetter
 from typing import Any, Callable
 
 from perfmodel.errors import WorkloadError
-from perfmodel.serve.common import KNOBS, ServeReport, after_warmup, profile_ref, \
-    step_cost_for, with_latencies, with_request_latency
+from perfmodel.serve.common import KNOBS, ServeReport, after_warmup, host_overhead, \
+    profile_ref, step_cost_for, with_latencies, with_request_latency
 from perfmodel.serve.engine_profile import gpu_key, select_profile, with_engine_tables
-from perfmodel.serve.engines import HOST_OVERHEAD_S, EngineFacts, engine_facts, trtllm_bench
+from perfmodel.serve.engines import EngineFacts, engine_facts, trtllm_bench
 from perfmodel.serve.kv import kv_bytes_per_token, kv_plan
 from perfmodel.serve.ranks import kv_share, layout, rank_arrivals, scale_throughput
 from perfmodel.serve.metrics import finite, metrics
@@ -185,11 +185,8 @@ def run_serve(model: str, *, gpu: str, engine: str = "vllm", concurrency: int | 
     kv = kv_share(kv_plan(drafter.kv_spec(lay.kv_spec) if drafter else lay.kv_spec, prec,
                           gpu_spec, facts, lay.weights_bytes + (
                               drafter.weights_bytes if drafter else 0)), pp)
-    host = engine_knobs.get("host_overhead_s")
-    synchronous = False
-    if host is None:
-        host, synchronous = profile.host_overhead_for(spec_req and spec_req.method) if profile \
-            else (HOST_OVERHEAD_S.get(facts.name, 0.0), False)
+    host, synchronous = host_overhead(engine_knobs.get("host_overhead_s"), profile, facts.name,
+                                      spec_req and spec_req.method)
     if synchronous and draft_overhead_s is None and spec_req.method == "draft-model":
         # each drafter pass is a forward of its own on the synchronous runner: the same host time
         spec_req = replace(spec_req, draft_overhead_s=host)

@@ -8,6 +8,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from perfmodel.fitted import HOST_OVERHEAD_S
 from perfmodel.serve.engine_profile import EngineProfile, display_path
 from perfmodel.serve.engines import EngineFacts
 from perfmodel.serve.fused_moe import with_fused_moe
@@ -112,3 +113,15 @@ def with_latencies(doc: dict[str, Any], measured: dict[str, Any]) -> dict[str, A
     per_user = measured["throughput"]["output_tok_s_per_user"]
     return {**doc, **{k: measured[k] for k in ("requests", "ttft_s", "tpot_s", "e2e_s")},
             "throughput": {**doc["throughput"], "output_tok_s_per_user": per_user}}
+
+
+def host_overhead(given: float | None, profile: EngineProfile | None, engine: str,
+                  speculative: str | None = None) -> tuple[float, bool]:
+    """(host time per engine step, whether the engine runs synchronously): the user's, else the
+    engine profile's (its synchronous figure where the speculative method turns the engine's
+    asynchronous scheduling off), else the value fitted for the engine (perfmodel/fitted.py)."""
+    if given is not None:
+        return given, False
+    if profile is not None:
+        return profile.host_overhead_for(speculative)
+    return HOST_OVERHEAD_S.get(engine, 0.0), False

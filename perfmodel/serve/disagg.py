@@ -31,8 +31,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from perfmodel.errors import WorkloadError
-from perfmodel.serve.common import KNOBS, ServeReport, after_warmup, profile_ref, \
-    step_cost_for, with_latencies, with_request_latency
+from perfmodel.serve.common import KNOBS, ServeReport, after_warmup, host_overhead, \
+    profile_ref, step_cost_for, with_latencies, with_request_latency
 from perfmodel.serve.disagg_layout import KvLink, Pools, kv_link, transfer_bytes
 from perfmodel.serve.requests import Arrivals, RequestSpec
 from perfmodel.serve.simulate import STALLED, Done, Instance, Outcome
@@ -229,7 +229,6 @@ def run_disagg(model: str, pools: Pools, *, gpu: str, engine: str = "vllm",
     from perfmodel.model.architectures import model_spec
     from perfmodel.model.source import load_model_config
     from perfmodel.serve.engine_profile import gpu_key, select_profile
-    from perfmodel.serve.engines import HOST_OVERHEAD_S
     from perfmodel.serve.metrics import finite, metrics
     from perfmodel.serve.requests import make_arrivals
     from perfmodel.serve.result import Disagg, Parallelism, ServeResult, Workload, run_figures
@@ -253,9 +252,7 @@ def run_disagg(model: str, pools: Pools, *, gpu: str, engine: str = "vllm",
         raise WorkloadError("disaggregated serving needs at least 2 output tokens a request "
                             "(the decode pool makes every token after the first); raise --osl")
     link = kv_link(gpu_spec, pools, kv_link_kind)
-    host = engine_knobs.get("host_overhead_s")
-    if host is None:
-        host = profile.host_overhead_s if profile else HOST_OVERHEAD_S.get(engine, 0.0)
+    host = host_overhead(engine_knobs.get("host_overhead_s"), profile, engine)[0]
     longest = max(r.isl for r in full.requests)
     key = (cfg.model_id, cfg.source, gpu_spec.name, profile.path if profile else None)
     pre = _pool(key, spec, prec, gpu_spec, profile, engine, pools.prefill_tp, pools.prefill_ep,

@@ -2,8 +2,8 @@
 
 These are facts read from the engines' code (vllm-project/vllm, sgl-project/sglang,
 NVIDIA/TensorRT-LLM), not fits. Whatever a user passes on the command line overrides them.
-The one fitted number, the host overhead per engine step (HOST_OVERHEAD_S), is read from
-perfmodel/fitted.py, which gives the rule that fitted it (docs/serving.md).
+The one fitted number, the host overhead per engine step (HOST_OVERHEAD_S), lives in
+perfmodel/fitted.py with the rule that fitted it (docs/serving.md); serve/common.py reads it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from perfmodel.errors import WorkloadError
-from perfmodel.fitted import HOST_OVERHEAD_S  # noqa: F401 (read from here by serve/__init__.py)
 
 GIB = 1024 ** 3
 
