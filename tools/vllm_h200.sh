@@ -31,7 +31,7 @@ cal() {  # LABEL MODEL SERVE_ARGS POINTS SECONDS
   timeout "$5" python3 -c "from perfmodel.cli import main; main()" calibrate-engine "$2" --label "$1" --runs $runs --serve-args "$3" \
     --points "$4" 2>&1 | tr '\r' '\n' | grep -v "━" | tail -5
   ls $runs/$1/results 2>/dev/null | wc -l
-  [ -d $runs/.$1.partial ] && tail -20 $runs/.$1.partial/bench.log $runs/.$1.partial/server.log
+  [ -d $runs/.$1.partial ] && tail -n 20 $runs/.$1.partial/bench.log $runs/.$1.partial/server.log
   pkill -f vllm.entrypoints.cli.main; sleep 2  # a server a timeout orphaned holds the GPU
   tar czf "$OUT/runs$stage.tgz" -C /tmp runs$stage
 }
@@ -77,7 +77,7 @@ w(json.load(open('configs/models/meta-llama/Llama-3.1-8B.json')), pathlib.Path('
        pids="$pids $!"
      done
      wait $pids
-     sleep 1; tail -3 $runs/*/bench.log; ls $runs/*/results | head -20
+     sleep 1; tail -n 3 $runs/*/bench.log; ls $runs/*/results | head -20
      pkill -f vllm.entrypoints.cli.main; sleep 2
      tar czf "$OUT/runs$stage.tgz" -C /tmp runs$stage ;;
 esac
